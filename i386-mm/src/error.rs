@@ -1,0 +1,51 @@
+//! Typed errors. Every failing operation leaves the page tables, the backend and the frame
+//! pool exactly as they were.
+
+use core::fmt;
+use paravirt_core::Pfn;
+
+/// Why an `i386-mm` operation was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MmError {
+    /// No frame could be allocated (`-ENOMEM`); everything allocated so far was given back.
+    OutOfMemory,
+    /// The virtual address is not 4 KiB aligned.
+    Unaligned(u32),
+    /// The virtual address is outside the range the operation works on (user space below
+    /// `TASK_SIZE`, or the kernel's vmalloc area).
+    OutOfRange(u32),
+    /// Something is already mapped at the address.
+    AlreadyMapped(u32),
+    /// Nothing is mapped at the address.
+    NotMapped(u32),
+    /// The frame is beyond the end of RAM.
+    PfnOutOfRange(Pfn),
+    /// The flags are not valid for this operation (e.g. `PSE` on a 4 KiB mapping).
+    BadFlags(u64),
+    /// `pgd_list` is full.
+    TooManyAddressSpaces,
+    /// Too many large pages are split at once.
+    TooManySplits,
+    /// `change_page_attr` back to `PAGE_KERNEL` on a page that was never changed (Linux `BUG()`s).
+    AttrNotChanged(Pfn),
+    /// The operation needs the boot page tables (`pagetable_init`) first.
+    NotInitialised,
+}
+
+impl fmt::Display for MmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MmError::OutOfMemory => f.write_str("out of memory"),
+            MmError::Unaligned(va) => write!(f, "address {va:#010x} is not page aligned"),
+            MmError::OutOfRange(va) => write!(f, "address {va:#010x} is out of range"),
+            MmError::AlreadyMapped(va) => write!(f, "address {va:#010x} is already mapped"),
+            MmError::NotMapped(va) => write!(f, "address {va:#010x} is not mapped"),
+            MmError::PfnOutOfRange(p) => write!(f, "{p:?} is beyond the end of RAM"),
+            MmError::BadFlags(b) => write!(f, "flags {b:#x} are not allowed here"),
+            MmError::TooManyAddressSpaces => f.write_str("pgd_list is full"),
+            MmError::TooManySplits => f.write_str("too many large pages split at once"),
+            MmError::AttrNotChanged(p) => write!(f, "{p:?} has no changed attribute to restore"),
+            MmError::NotInitialised => f.write_str("pagetable_init has not run"),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The lock type behind `pgd_lock`: `spin::Mutex` normally, loom's mutex under `cfg(loom)` so
+//! the loom models explore every interleaving around it.
+
+cfg_if::cfg_if! {
+    if #[cfg(loom)] {
+        extern crate std;
+
+        /// A mutual-exclusion lock (loom's, for model checking).
+        pub struct Lock<T> {
+            inner: loom::sync::Mutex<T>,
+            held: loom::sync::atomic::AtomicBool,
+        }
+
+        /// Guard of a [`Lock`].
+        pub struct LockGuard<'a, T> {
+            guard: loom::sync::MutexGuard<'a, T>,
+            held: &'a loom::sync::atomic::AtomicBool,
+        }
+
+        impl<T> Lock<T> {
+            /// A new unlocked lock.
+            pub fn new(v: T) -> Self {
+                Lock { inner: loom::sync::Mutex::new(v), held: loom::sync::atomic::AtomicBool::new(false) }
+            }
+            /// Takes the lock.
+            pub fn lock(&self) -> LockGuard<'_, T> {
+                let guard = self.inner.lock().unwrap();
+                self.held.store(true, loom::sync::atomic::Ordering::SeqCst);
+                LockGuard { guard, held: &self.held }
+            }
+            /// Whether the lock is held (diagnostics only).
+            pub fn is_locked(&self) -> bool {
+                self.held.load(loom::sync::atomic::Ordering::SeqCst)
+            }
+        }
+
+        impl<T> Drop for LockGuard<'_, T> {
+            fn drop(&mut self) {
+                self.held.store(false, loom::sync::atomic::Ordering::SeqCst);
+            }
+        }
+
+        impl<T> core::ops::Deref for LockGuard<'_, T> {
+            type Target = T;
+            fn deref(&self) -> &T {
+                &self.guard
+            }
+        }
+
+        impl<T> core::ops::DerefMut for LockGuard<'_, T> {
+            fn deref_mut(&mut self) -> &mut T {
+                &mut self.guard
+            }
+        }
+    } else {
+        /// A mutual-exclusion lock (`spin::Mutex`, like Linux's spinlocks).
+        pub struct Lock<T>(spin::Mutex<T>);
+
+        /// Guard of a [`Lock`].
+        pub type LockGuard<'a, T> = spin::MutexGuard<'a, T>;
+
+        impl<T> Lock<T> {
+            /// A new unlocked lock.
+            pub const fn new(v: T) -> Self {
+                Lock(spin::Mutex::new(v))
+            }
+            /// Takes the lock (spinning).
+            #[inline]
+            pub fn lock(&self) -> LockGuard<'_, T> {
+                self.0.lock()
+            }
+            /// Whether the lock is held (diagnostics only).
+            pub fn is_locked(&self) -> bool {
+                self.0.is_locked()
+            }
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! Build configuration chosen by cargo features: the paravirt backend and the
+//! paging mode.
+
+#[cfg(all(feature = "vmi", feature = "xen"))]
+compile_error!("features `vmi` and `xen` each select a backend: enable at most one of them");
+
+/// Name of the page-table hook backend this kernel was built with.
+pub const BACKEND: &str = if cfg!(feature = "vmi") {
+    "vmi"
+} else if cfg!(feature = "xen") {
+    "xen"
+} else {
+    "native"
+};
+
+/// One-line description of the backend.
+pub const BACKEND_DESCRIPTION: &str = if cfg!(feature = "vmi") {
+    "VMI shadow page tables"
+} else if cfg!(feature = "xen") {
+    "Xen PV MMU model (pinned, read-only page tables)"
+} else {
+    "bare metal, hooks compiled out"
+};
+
+/// Whether the kernel uses PAE (three-level) paging.
+pub const PAE: bool = cfg!(feature = "pae");
+
+/// Name of the paging mode this kernel was built with.
+pub const PAGING_MODE: &str = if PAE {
+    "PAE (3-level, 2 MiB boot pages)"
+} else {
+    "non-PAE (2-level, 4 MiB PSE boot pages)"
+};

@@ -1,0 +1,21 @@
+//! The host-side machine for testing `i386-mm` and its backends.
+//!
+//! - [`EmulatedRam`]: physical memory as a host byte array, with a frame allocator, frame
+//!   accounting (tests assert every frame came back), fault injection (fail the Nth
+//!   allocation) and poisoning of freed frames (a table used after it was freed reads garbage).
+//! - [`HostCpu`]: a processor model holding CR3, walking the page tables in software for every
+//!   probing access with the hardware's permission rules (supervisor writes honour CR0.WP).
+//! - [`Oracle`]: an independent model of an address space (a map of virtual → physical) that
+//!   tests compare the real tables against.
+//!
+//! It lives in its own crate so the libraries stay `#![no_std]`.
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod cpu;
+mod oracle;
+mod ram;
+
+pub use cpu::HostCpu;
+pub use oracle::Oracle;
+pub use ram::EmulatedRam;
