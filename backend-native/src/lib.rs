@@ -18,6 +18,12 @@ pub struct Native;
 
 impl PvMmuOps for Native {}
 
+impl paravirt_core::Inspect for Native {
+    fn backend_name(&self) -> &'static str {
+        "native"
+    }
+}
+
 /// The native backend as a run-time ops table (Linux's boot-time default `paravirt_ops`).
 pub const NATIVE_OPS: paravirt_core::ParavirtOps = paravirt_core::ParavirtOps::native();
 

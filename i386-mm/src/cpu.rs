@@ -34,6 +34,9 @@ pub trait Cpu {
     fn write_cr3(&self, cr3: u32);
     /// Reads CR3.
     fn read_cr3(&self) -> u32;
+    /// Loads a root that `i386-mm` did not build (the boot page tables), so the kernel's own
+    /// tables can be torn down (`KernelMm::shutdown`).
+    fn load_boot_root(&self);
     /// Invalidates the TLB entry of `va`.
     fn invlpg(&self, va: u32);
     /// Flushes non-global TLB entries.
@@ -53,6 +56,9 @@ impl<T: Cpu + ?Sized> Cpu for &T {
     }
     fn read_cr3(&self) -> u32 {
         (**self).read_cr3()
+    }
+    fn load_boot_root(&self) {
+        (**self).load_boot_root()
     }
     fn invlpg(&self, va: u32) {
         (**self).invlpg(va)

@@ -58,6 +58,24 @@ impl<T: PhysMem> PhysMem for &T {
     }
 }
 
+/// Fault injection: physical memory that can be told to fail an allocation, so the
+/// out-of-memory paths (`pgd_alloc`'s `out_oom`, the map path) run on every machine.
+pub trait FaultInject {
+    /// Makes the `n`th allocation from now (1 = the next one) fail, once.
+    fn fail_nth_alloc(&self, n: u64);
+    /// Cancels a pending injected failure.
+    fn clear_fault(&self);
+}
+
+impl<T: FaultInject> FaultInject for &T {
+    fn fail_nth_alloc(&self, n: u64) {
+        (**self).fail_nth_alloc(n)
+    }
+    fn clear_fault(&self) {
+        (**self).clear_fault()
+    }
+}
+
 /// The kernel virtual address of a frame in the linear map (`__va(pfn << PAGE_SHIFT)`).
 #[inline(always)]
 pub fn lowmem_va(pfn: Pfn) -> u32 {
@@ -112,6 +130,9 @@ pub struct BootMem {
     bitmap: Mutex<[u64; BOOTMEM_MAX_FRAMES / 64]>,
     in_use: AtomicUsize,
     ram_end: Pfn,
+    /// Allocation counter and the injected failure (0: none).
+    calls: AtomicUsize,
+    fail_at: AtomicUsize,
 }
 
 impl BootMem {
@@ -130,6 +151,8 @@ impl BootMem {
             bitmap: Mutex::new([0; BOOTMEM_MAX_FRAMES / 64]),
             in_use: AtomicUsize::new(0),
             ram_end,
+            calls: AtomicUsize::new(0),
+            fail_at: AtomicUsize::new(0),
         }
     }
 
@@ -141,6 +164,11 @@ impl BootMem {
 
 impl PhysMem for BootMem {
     fn alloc_frame(&self) -> Option<Pfn> {
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail_at.load(Ordering::SeqCst) == call {
+            self.fail_at.store(0, Ordering::SeqCst);
+            return None;
+        }
         let mut bits = self.bitmap.lock();
         let n = self.total_frames();
         for (w, word) in bits.iter_mut().enumerate().take(n.div_ceil(64)) {
@@ -178,5 +206,15 @@ impl PhysMem for BootMem {
 
     fn frames_in_use(&self) -> usize {
         self.in_use.load(Ordering::Relaxed)
+    }
+}
+
+impl FaultInject for BootMem {
+    fn fail_nth_alloc(&self, n: u64) {
+        let now = self.calls.load(Ordering::SeqCst);
+        self.fail_at.store(now + n as usize, Ordering::SeqCst);
+    }
+    fn clear_fault(&self) {
+        self.fail_at.store(0, Ordering::SeqCst);
     }
 }

@@ -68,6 +68,10 @@ impl<M: PagingMode> Cpu for HostCpu<'_, M> {
     fn read_cr3(&self) -> u32 {
         self.cr3.load(Ordering::SeqCst)
     }
+    fn load_boot_root(&self) {
+        self.cr3.store(0, Ordering::SeqCst);
+        self.cr3_loads.fetch_add(1, Ordering::SeqCst);
+    }
     fn invlpg(&self, _va: u32) {
         self.invlpgs.fetch_add(1, Ordering::SeqCst);
     }

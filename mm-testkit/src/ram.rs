@@ -1,6 +1,6 @@
 //! Emulated RAM.
 
-use i386_mm::{PhysMem, Pfn};
+use i386_mm::{FaultInject, PhysMem, Pfn};
 use std::cell::UnsafeCell;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,17 +53,6 @@ impl EmulatedRam {
     /// 16 MiB with the first 1 MiB reserved: the default test machine.
     pub fn sixteen_mib() -> Self {
         Self::new(4096, 256)
-    }
-
-    /// Makes the `n`th allocation from now (1 = the next one) fail, once.
-    pub fn fail_nth_alloc(&self, n: u64) {
-        let mut a = self.alloc.lock().unwrap();
-        a.fail_at = Some(a.allocations + n);
-    }
-
-    /// Cancels a pending injected failure.
-    pub fn clear_fault(&self) {
-        self.alloc.lock().unwrap().fail_at = None;
     }
 
     /// Successful and failed allocations attempted so far.
@@ -136,5 +125,15 @@ impl PhysMem for EmulatedRam {
 
     fn frames_in_use(&self) -> usize {
         self.in_use.load(Ordering::SeqCst)
+    }
+}
+
+impl FaultInject for EmulatedRam {
+    fn fail_nth_alloc(&self, n: u64) {
+        let mut a = self.alloc.lock().unwrap();
+        a.fail_at = Some(a.allocations + n);
+    }
+    fn clear_fault(&self) {
+        self.alloc.lock().unwrap().fail_at = None;
     }
 }

@@ -27,6 +27,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod inspect;
 mod ops;
 mod pfn;
 pub mod pv;
@@ -34,6 +35,7 @@ mod record;
 mod slot;
 mod table;
 
+pub use inspect::Inspect;
 pub use ops::PvMmuOps;
 pub use pfn::{Pfn, PAGE_SHIFT, PAGE_SIZE};
 pub use record::{Event, Hook, Recorder};

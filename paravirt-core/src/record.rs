@@ -1,6 +1,7 @@
 //! A recording adapter: wraps any backend and logs every hook call, in order.
 
-use crate::{EntrySlot, Pfn, PvMmuOps};
+use crate::{EntrySlot, Inspect, Pfn, PvMmuOps};
+use core::sync::atomic::{AtomicU32, Ordering};
 use core::fmt;
 use spin::Mutex;
 
@@ -53,6 +54,38 @@ impl Hook {
             Hook::FlushTlbKernel => "flush_tlb_kernel",
             Hook::FlushTlbSingle(_) => "flush_tlb_single",
         }
+    }
+
+    /// Number of distinct hooks.
+    pub const COUNT: usize = 19;
+
+    /// All hook names, in [`index`](Self::index) order.
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "alloc_pt",
+        "alloc_pd",
+        "alloc_pd_clone",
+        "release_pt",
+        "release_pd",
+        "set_pte",
+        "set_pte_at",
+        "set_pte_atomic",
+        "set_pte_present",
+        "set_pmd",
+        "set_pud",
+        "pte_clear",
+        "pmd_clear",
+        "exit_mmap",
+        "write_cr3",
+        "read_cr3",
+        "flush_tlb_user",
+        "flush_tlb_kernel",
+        "flush_tlb_single",
+    ];
+
+    /// A dense index of the hook kind, `0..Hook::COUNT`.
+    pub fn index(&self) -> usize {
+        let name = self.name();
+        Self::NAMES.iter().position(|n| *n == name).unwrap_or(0)
     }
 
     /// Whether this is one of the seed's five page-type hooks.
@@ -125,6 +158,7 @@ pub struct Recorder<B, const N: usize> {
     log: Mutex<Log<N>>,
     probe: spin::Once<&'static (dyn Fn() -> bool + Sync)>,
     enabled: core::sync::atomic::AtomicBool,
+    counts: [AtomicU32; Hook::COUNT],
 }
 
 const FILLER: Event = Event { hook: Hook::ReadCr3, probe: false };
@@ -137,6 +171,7 @@ impl<B, const N: usize> Recorder<B, N> {
             log: Mutex::new(Log { events: [FILLER; N], len: 0, dropped: 0 }),
             probe: spin::Once::new(),
             enabled: core::sync::atomic::AtomicBool::new(true),
+            counts: [const { AtomicU32::new(0) }; Hook::COUNT],
         }
     }
 
@@ -153,14 +188,26 @@ impl<B, const N: usize> Recorder<B, N> {
 
     /// Turns recording on or off (calls are always forwarded).
     pub fn set_enabled(&self, on: bool) {
-        self.enabled.store(on, core::sync::atomic::Ordering::Relaxed);
+        self.enabled.store(on, Ordering::Relaxed);
     }
 
-    /// Forgets every recorded event.
+    /// Forgets every recorded event and count.
     pub fn clear(&self) {
         let mut log = self.log.lock();
         log.len = 0;
         log.dropped = 0;
+        for c in &self.counts {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Calls of the hook named `name` since the last [`clear`](Self::clear), counted even
+    /// when the log is full.
+    pub fn calls(&self, name: &str) -> u32 {
+        Hook::NAMES
+            .iter()
+            .position(|n| *n == name)
+            .map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
     }
 
     /// Number of events recorded.
@@ -190,9 +237,10 @@ impl<B, const N: usize> Recorder<B, N> {
     }
 
     fn record(&self, hook: Hook) {
-        if !self.enabled.load(core::sync::atomic::Ordering::Relaxed) {
+        if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
+        self.counts[hook.index()].fetch_add(1, Ordering::Relaxed);
         let probe = self.probe.get().is_some_and(|p| p());
         let mut log = self.log.lock();
         if log.len < N {
@@ -292,5 +340,35 @@ impl<B: PvMmuOps, const N: usize> PvMmuOps for Recorder<B, N> {
     }
     fn allows_large_pages(&self) -> bool {
         self.inner.allows_large_pages()
+    }
+}
+
+impl<B: Inspect, const N: usize> Inspect for Recorder<B, N> {
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+    fn pages_held(&self) -> usize {
+        self.inner.pages_held()
+    }
+    fn violations(&self) -> usize {
+        self.inner.violations()
+    }
+    fn verify(&self, out: &mut dyn core::fmt::Write) -> bool {
+        self.inner.verify(out)
+    }
+    fn page_tables_read_only(&self) -> bool {
+        self.inner.page_tables_read_only()
+    }
+    /// Writes the calls per hook (non-zero ones), then the backend's own statistics.
+    fn write_stats(&self, out: &mut dyn core::fmt::Write) -> fmt::Result {
+        write!(out, "hook calls:")?;
+        for (i, name) in Hook::NAMES.iter().enumerate() {
+            let n = self.counts[i].load(Ordering::Relaxed);
+            if n != 0 {
+                write!(out, " {name}={n}")?;
+            }
+        }
+        writeln!(out)?;
+        self.inner.write_stats(out)
     }
 }

@@ -1,0 +1,1 @@
+//! backend-vmi (being written)

@@ -1,0 +1,1 @@
+//! backend-xen (being written)
