@@ -267,7 +267,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     }
 
     /// Tears the kernel's own tables down (beyond Linux, which never frees `swapper_pg_dir`):
-    /// every kernel page table and pmd is unlinked, released and freed, then the root, so a
+    /// the `exit_mmap(swapper_pg_dir)` hook runs first, then every kernel page table and pmd is unlinked, released and freed, then the root, so a
     /// test or the demo can check that the backend holds nothing and every frame is back.
     ///
     /// Refused (returning the kernel) while address spaces are alive. The caller must have
@@ -282,6 +282,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             k.cpa = [None; MAX_CPA_TABLES];
         }
         self.global_flush_tlb();
+        pv::exit_mmap(&self.backend, self.swapper_pg_dir);
         self.free_kernel_tables();
         Ok(())
     }
