@@ -270,10 +270,12 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// the `exit_mmap(swapper_pg_dir)` hook runs first, then every kernel page table and pmd is unlinked, released and freed, then the root, so a
     /// test or the demo can check that the backend holds nothing and every frame is back.
     ///
-    /// Refused (returning the kernel) while address spaces are alive. The caller must have
-    /// loaded a CR3 that this kernel did not build.
-    #[allow(clippy::result_large_err)]
-    pub fn shutdown(self) -> Result<(), (Self, MmError)> {
+    /// Returns the backend, memory and processor, so the caller can check what the backend
+    /// still holds and that every frame came back. Refused (returning the kernel) while
+    /// address spaces are alive. The caller must have loaded a CR3 that this kernel did not
+    /// build ([`Cpu::load_boot_root`]).
+    #[allow(clippy::result_large_err, clippy::type_complexity)]
+    pub fn shutdown(self) -> Result<(B, P, C), (Self, MmError)> {
         if self.live_pgds.load(Ordering::SeqCst) != 0 {
             return Err((self, MmError::TooManyAddressSpaces));
         }
@@ -284,7 +286,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         self.global_flush_tlb();
         pv::exit_mmap(&self.backend, self.swapper_pg_dir);
         self.free_kernel_tables();
-        Ok(())
+        Ok((self.backend, self.mem, self.cpu))
     }
 
     /// `swapper_pg_dir`: the kernel's root.

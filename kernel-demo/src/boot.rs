@@ -38,6 +38,7 @@ pub const BOOT_STACK_SIZE: usize = 64 * 1024;
 
 /// Large-page directory entry flags: PRESENT | RW | PSE (page size).
 const LARGE_PAGE_FLAGS: u32 = 0x83;
+#[cfg(feature = "pae")]
 /// PAE PDPT entry flags: PRESENT only (RW/USER are reserved in a PDPTE).
 const PDPTE_PRESENT: u32 = 0x1;
 
@@ -58,9 +59,10 @@ const KERNEL_PDE_INDEX: u32 = PAGE_OFFSET >> 22;
 const KERNEL_PDPTE_INDEX: u32 = PAGE_OFFSET >> 30;
 
 #[cfg(not(feature = "pae"))]
-const _: () = assert!(BOOT_LARGE_PAGES <= KERNEL_PDE_INDEX && BOOT_MAP_SIZE % PDE_SPAN == 0);
+const _: () =
+    assert!(BOOT_LARGE_PAGES <= KERNEL_PDE_INDEX && BOOT_MAP_SIZE.is_multiple_of(PDE_SPAN));
 #[cfg(feature = "pae")]
-const _: () = assert!(BOOT_LARGE_PAGES <= 512 && BOOT_MAP_SIZE % PDE_SPAN == 0);
+const _: () = assert!(BOOT_LARGE_PAGES <= 512 && BOOT_MAP_SIZE.is_multiple_of(PDE_SPAN));
 
 /// A page-aligned, zero-initialised (so `.bss`) block written by the boot stub
 /// with paging off and by Rust code afterwards.
@@ -262,7 +264,11 @@ pub fn boot_root_phys() -> u32 {
 /// # Panics
 /// If CR3 no longer points at the boot tables.
 pub fn drop_identity_map() {
-    assert_eq!(cpu::read_cr3(), boot_root_phys(), "boot page tables are not active");
+    assert_eq!(
+        cpu::read_cr3(),
+        boot_root_phys(),
+        "boot page tables are not active"
+    );
     #[cfg(not(feature = "pae"))]
     {
         let pgdir = BOOT_PGDIR.get().cast::<u32>();

@@ -31,14 +31,14 @@ extern "C" {
 
 /// Physical address of the first byte of the kernel image.
 pub fn kernel_phys_start() -> u32 {
-    // SAFETY: only the address of the linker-defined symbol is taken; it is never read.
-    unsafe { core::ptr::addr_of!(__kernel_phys_start) as u32 }
+    // Only the address of the linker-defined symbol is taken; it is never read.
+    core::ptr::addr_of!(__kernel_phys_start) as u32
 }
 
 /// Physical address of the first page after the kernel image (`.bss` included).
 pub fn kernel_phys_end() -> u32 {
-    // SAFETY: only the address of the linker-defined symbol is taken; it is never read.
-    let end = unsafe { core::ptr::addr_of!(__kernel_end) as u32 };
+    // Only the address of the linker-defined symbol is taken; it is never read.
+    let end = core::ptr::addr_of!(__kernel_end) as u32;
     end - PAGE_OFFSET
 }
 

@@ -1,0 +1,54 @@
+//! Shared set-up for the i386-mm integration tests.
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
+
+pub use backend_native::Native;
+pub use i386_mm::*;
+pub use mm_testkit::{EmulatedRam, HostCpu, Oracle};
+pub use paravirt_core::{Event, Hook, Recorder};
+
+/// Events a test can record.
+pub const LOG: usize = 4096;
+/// The recording backend used by the tests.
+pub type Rec = Recorder<Native, LOG>;
+/// The kernel under test.
+pub type K<'a, M> = KernelMm<M, &'a Rec, &'a EmulatedRam, &'a HostCpu<'a, M>>;
+
+/// Runs `f` over a fresh 16 MiB machine with the boot tables built (`pse` chooses large pages)
+/// and swapper_pg_dir loaded; recording is cleared after boot. Afterwards checks nothing else.
+pub fn with_kernel<M: PagingMode, R>(pse: bool, f: impl FnOnce(&K<'_, M>, &EmulatedRam, &Rec) -> R) -> R {
+    let ram = EmulatedRam::sixteen_mib();
+    let rec: Box<Rec> = Box::new(Recorder::new(Native));
+    let cpu = HostCpu::<M>::new(&ram);
+    let k = KernelMm::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None }).unwrap();
+    k.activate_swapper();
+    rec.clear();
+    f(&k, &ram, &rec)
+}
+
+/// The recorded hooks, without their lock flag.
+pub fn hooks(rec: &Rec) -> Vec<Hook> {
+    rec.with_events(|e| e.iter().map(|e| e.hook).collect())
+}
+
+/// The recorded seed hooks only (alloc_*, release_*).
+pub fn page_type_hooks(rec: &Rec) -> Vec<Hook> {
+    rec.with_events(|e| e.iter().map(|e| e.hook).filter(|h| h.is_page_type_hook()).collect())
+}
+
+/// The pmd frames of a PAE pgd's user slots.
+pub fn pae_user_pmds(ram: &EmulatedRam, pgd: Pfn) -> Vec<Pfn> {
+    (0..3).map(|i| Pfn::from_phys(read_entry(ram, pgd, i, true) & Pae::ADDR_MASK)).collect()
+}
+
+/// Runs a generic test function once per paging mode.
+#[macro_export]
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod two_level {
+            $(#[test] fn $name() { super::$name::<i386_mm::TwoLevel>() })*
+        }
+        mod pae {
+            $(#[test] fn $name() { super::$name::<i386_mm::Pae>() })*
+        }
+    };
+}
