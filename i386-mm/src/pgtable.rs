@@ -143,6 +143,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// `pmd_populate(mm, pmd, pte)`: `alloc_pt(pte)` then `set_pmd(pmd, pte_pa | _PAGE_TABLE)`.
     #[inline]
     pub fn pmd_populate(&self, pmd: EntrySlot, pte: Pfn) {
+        #[cfg(not(feature = "bug-missing-alloc-pt"))]
         pv::paravirt_alloc_pt(&self.backend, pte);
         // SAFETY: `pmd` is an entry of a live directory.
         unsafe { pv::set_pmd(&self.backend, pmd, pte.phys() | PAGE_TABLE.bits()) };

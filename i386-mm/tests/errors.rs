@@ -1,0 +1,129 @@
+//! Bad input gets a typed error and changes nothing.
+mod common;
+use common::*;
+
+/// Runs `bad` and checks it failed with `want` without a hook, a frame or a mapping changing.
+fn refused<M: PagingMode>(
+    k: &K<'_, M>,
+    ram: &EmulatedRam,
+    rec: &Rec,
+    a: &AddressSpace<M>,
+    want: MmError,
+    bad: impl FnOnce() -> Result<(), MmError>,
+) {
+    let frames = ram.frames_in_use();
+    let before: Vec<_> = (0..8).map(|i| k.translate(a, 0x0804_8000 + i * 0x1000)).collect();
+    rec.clear();
+    assert_eq!(bad(), Err(want));
+    assert!(hooks(rec).is_empty(), "{want:?}: hooks called: {:?}", hooks(rec));
+    assert_eq!(ram.frames_in_use(), frames);
+    let after: Vec<_> = (0..8).map(|i| k.translate(a, 0x0804_8000 + i * 0x1000)).collect();
+    assert_eq!(before, after);
+}
+
+fn map_rejects_bad_input_with_typed_errors<M: PagingMode>() {
+    with_kernel::<M, _>(true, |k, ram, rec| {
+        let mut a = k.create().unwrap();
+        let f = ram.alloc_frame().unwrap();
+        k.map(&mut a, 0x0804_8000, f, PteFlags::RW | PteFlags::USER).unwrap();
+        let g = ram.alloc_frame().unwrap();
+        let aa = &mut a as *mut AddressSpace<M>;
+        // SAFETY: a test-local alias used only inside each closure, one at a time.
+        let m = || unsafe { &mut *aa };
+        refused(k, ram, rec, m(), MmError::Unaligned(0x0804_8010), || k.map(m(), 0x0804_8010, g, PteFlags::USER));
+        refused(k, ram, rec, m(), MmError::OutOfRange(0xC000_0000), || k.map(m(), 0xC000_0000, g, PteFlags::USER));
+        refused(k, ram, rec, m(), MmError::PfnOutOfRange(Pfn(4096)), || k.map(m(), 0x0804_9000, Pfn(4096), PteFlags::USER));
+        refused(k, ram, rec, m(), MmError::AlreadyMapped(0x0804_8000), || k.map(m(), 0x0804_8000, g, PteFlags::USER));
+        refused(k, ram, rec, m(), MmError::BadFlags((PteFlags::USER | PteFlags::PSE).bits()), || {
+            k.map(m(), 0x0804_9000, g, PteFlags::USER | PteFlags::PSE)
+        });
+        refused(k, ram, rec, m(), MmError::NotMapped(0x0804_9000), || k.unmap(m(), 0x0804_9000).map(|_| ()));
+        refused(k, ram, rec, m(), MmError::NotMapped(0x7000_0000), || k.unmap(m(), 0x7000_0000).map(|_| ()));
+        refused(k, ram, rec, m(), MmError::Unaligned(0x0804_8004), || k.unmap(m(), 0x0804_8004).map(|_| ()));
+        refused(k, ram, rec, m(), MmError::NotMapped(0x0804_a000), || k.protect(m(), 0x0804_a000, PteFlags::USER));
+        if !M::PAE {
+            refused(k, ram, rec, m(), MmError::BadFlags(PteFlags::NX.bits()), || k.map(m(), 0x0804_9000, g, PteFlags::NX));
+        }
+        assert_eq!(a.mapped_pages(), 1);
+        k.unmap(&mut a, 0x0804_8000).unwrap();
+        k.destroy(a);
+    });
+}
+
+fn kernel_range_calls_reject_bad_input<M: PagingMode>() {
+    with_kernel::<M, _>(true, |k, ram, rec| {
+        let a = k.create().unwrap();
+        let f = ram.alloc_frame().unwrap();
+        refused(k, ram, rec, &a, MmError::OutOfRange(0x1000), || k.map_kernel_page(0x1000, f, PAGE_KERNEL));
+        refused(k, ram, rec, &a, MmError::OutOfRange(PAGE_OFFSET), || k.map_kernel_page(PAGE_OFFSET, f, PAGE_KERNEL));
+        refused(k, ram, rec, &a, MmError::Unaligned(VMALLOC_START + 1), || {
+            k.map_kernel_page(VMALLOC_START + 1, f, PAGE_KERNEL)
+        });
+        refused(k, ram, rec, &a, MmError::BadFlags(PAGE_TABLE.bits()), || k.map_kernel_page(VMALLOC_START, f, PAGE_TABLE));
+        refused(k, ram, rec, &a, MmError::NotMapped(VMALLOC_START), || k.unmap_kernel_page(VMALLOC_START).map(|_| ()));
+        k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL).unwrap();
+        refused(k, ram, rec, &a, MmError::AlreadyMapped(VMALLOC_START), || k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL));
+        refused(k, ram, rec, &a, MmError::AttrNotChanged(f), || k.change_page_attr(f, PAGE_KERNEL));
+        refused(k, ram, rec, &a, MmError::PfnOutOfRange(Pfn(5000)), || k.change_page_attr(Pfn(5000), PAGE_KERNEL_RO));
+        refused(k, ram, rec, &a, MmError::BadFlags(PteFlags::RW.bits()), || k.change_page_attr(f, PteFlags::RW));
+        assert_eq!(k.unmap_kernel_page(VMALLOC_START), Ok(f));
+        k.destroy(a);
+    });
+}
+
+fn shutdown_is_refused_while_address_spaces_live<M: PagingMode>() {
+    let ram = EmulatedRam::sixteen_mib();
+    let cpu = HostCpu::<M>::new(&ram);
+    let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, Native, &cpu, InitOptions::default()).unwrap();
+    let a = k.create().unwrap();
+    let (k, e) = k.shutdown().err().expect("refused");
+    assert_eq!(e, MmError::TooManyAddressSpaces);
+    k.destroy(a);
+    k.shutdown().map_err(|e| e.1).unwrap();
+    assert_eq!(ram.frames_in_use(), 0);
+}
+
+fn protect_makes_a_user_page_read_only_for_the_walker<M: PagingMode>() {
+    with_kernel::<M, _>(true, |k, ram, rec| {
+        let mut a = k.create().unwrap();
+        let f = ram.alloc_frame().unwrap();
+        k.map(&mut a, 0x0804_8000, f, PteFlags::RW | PteFlags::USER).unwrap();
+        k.activate(&a);
+        k.cpu().write_u32(0x0804_8000, 7).unwrap();
+        rec.clear();
+        k.protect(&mut a, 0x0804_8000, PteFlags::USER).unwrap();
+        assert_eq!(rec.calls("set_pte_at"), 1);
+        assert_eq!(rec.calls("flush_tlb_single"), 1, "the active address space is flushed");
+        let fault = k.cpu().write_u32(0x0804_8000, 8).unwrap_err();
+        assert_eq!(fault.error_code, PF_PROT | PF_WRITE);
+        assert_eq!(k.cpu().read_u32(0x0804_8000), Ok(7));
+        k.unmap(&mut a, 0x0804_8000).unwrap();
+        k.destroy(a);
+    });
+}
+
+#[test]
+fn pgd_list_full_is_a_typed_error_and_leaks_nothing() {
+    let ram = EmulatedRam::sixteen_mib();
+    let rec: Box<Rec> = Box::new(Recorder::new(Native));
+    let cpu = HostCpu::<TwoLevel>::new(&ram);
+    let k = KernelMm::<TwoLevel, _, _, _>::pagetable_init(&ram, &*rec, &cpu, InitOptions::default()).unwrap();
+    let spaces: Vec<_> = (0..MAX_PGDS).map(|_| k.create().unwrap()).collect();
+    let frames = ram.frames_in_use();
+    rec.clear();
+    assert_eq!(k.create().map(|a| a.pgd()), Err(MmError::TooManyAddressSpaces));
+    assert!(hooks(&rec).is_empty(), "refused before alloc_pd_clone");
+    assert_eq!(ram.frames_in_use(), frames);
+    for a in spaces {
+        k.destroy(a);
+    }
+    k.shutdown().map_err(|e| e.1).unwrap();
+    assert_eq!(ram.frames_in_use(), 0);
+}
+
+both_modes!(
+    map_rejects_bad_input_with_typed_errors,
+    kernel_range_calls_reject_bad_input,
+    shutdown_is_refused_while_address_spaces_live,
+    protect_makes_a_user_page_read_only_for_the_walker,
+);

@@ -1,0 +1,95 @@
+//! Kernel-range updates reach every pgd, additions and removals, and race correctly with
+//! `pgd_alloc` (the reason `alloc_pd_clone` runs under `pgd_lock`).
+mod common;
+use common::*;
+
+fn kernel_range_update_reaches_every_pgd<M: PagingMode>() {
+    with_kernel::<M, _>(true, |k, ram, rec| {
+        let spaces: Vec<_> = (0..3).map(|_| k.create().unwrap()).collect();
+        let f = ram.alloc_frame().unwrap();
+        // SAFETY: the frame is allocated to this test.
+        unsafe { (ram.frame_ptr(f) as *mut u32).write(0xABCD) };
+        let va = VMALLOC_START + 0x0123_4000;
+        rec.clear();
+        k.map_kernel_page(va, f, PAGE_KERNEL).unwrap();
+        let hs = hooks(rec);
+        let Hook::AllocPt(pt) = hs[0] else { panic!("{hs:?}") };
+        let linked: Vec<Pfn> = hs
+            .iter()
+            .filter_map(|h| match h {
+                Hook::SetPmd { table, val, .. } if *val == pt.phys() | PAGE_TABLE.bits() => Some(*table),
+                _ => None,
+            })
+            .collect();
+        if M::PAE {
+            assert_eq!(linked.len(), 1, "the kernel pmd is shared");
+        } else {
+            assert_eq!(linked[0], k.swapper_pg_dir(), "swapper_pg_dir first");
+            let mut want: Vec<Pfn> = spaces.iter().map(|a| a.pgd()).collect();
+            let mut got = linked[1..].to_vec();
+            want.sort();
+            got.sort();
+            assert_eq!(got, want, "then every pgd on pgd_list");
+        }
+        // A pgd created afterwards gets the entry through its clone.
+        let late = k.create().unwrap();
+        for a in spaces.iter().chain([&late]) {
+            k.activate(a);
+            assert_eq!(k.cpu().read_u32(va), Ok(0xABCD));
+        }
+        // Removal propagates too: the emptied table disappears from every pgd before release.
+        rec.clear();
+        assert_eq!(k.unmap_kernel_page(va), Ok(f));
+        let hs = hooks(rec);
+        let rel = hs.iter().position(|h| *h == Hook::ReleasePt(pt)).unwrap();
+        let clears = hs[..rel].iter().filter(|h| matches!(h, Hook::PmdClear { .. })).count();
+        assert_eq!(clears, if M::PAE { 1 } else { 5 });
+        assert!(!ram.is_allocated(pt));
+        for a in spaces.iter().chain([&late]) {
+            assert_eq!(k.translate(a, va), None);
+            k.activate(a);
+            assert!(k.cpu().read_u32(va).is_err());
+        }
+        for a in spaces.into_iter().chain([late]) {
+            k.destroy(a);
+        }
+    });
+}
+
+/// Real threads: address spaces are created while another CPU installs and removes kernel
+/// page tables. Every pgd must end up agreeing with swapper_pg_dir on the kernel range.
+fn concurrent_pgd_alloc_and_kernel_updates_never_lose_an_entry<M: PagingMode>() {
+    for round in 0..20 {
+        with_kernel::<M, _>(true, |k, ram, _| {
+            let frames: Vec<Pfn> = (0..16).map(|_| ram.alloc_frame().unwrap()).collect();
+            let spaces = std::thread::scope(|s| {
+                let maker = s.spawn(|| (0..12).map(|_| k.create().unwrap()).collect::<Vec<_>>());
+                for (i, f) in frames.iter().enumerate() {
+                    let va = VMALLOC_START + (i as u32) * M::LARGE_PAGE_SIZE;
+                    k.map_kernel_page(va, *f, PAGE_KERNEL).unwrap();
+                    if i % 3 == 2 {
+                        k.unmap_kernel_page(va).unwrap();
+                    }
+                }
+                maker.join().unwrap()
+            });
+            for a in &spaces {
+                for i in 0..16u32 {
+                    let va = VMALLOC_START + i * M::LARGE_PAGE_SIZE;
+                    let want = k.translate_root(k.swapper_pg_dir(), va).map(|t| t.pa);
+                    assert_eq!(k.translate(a, va).map(|t| t.pa), want, "round {round}: pgd {:?} va {va:#x}", a.pgd());
+                }
+            }
+            for a in spaces {
+                k.destroy(a);
+            }
+            for i in 0..16u32 {
+                if i % 3 != 2 {
+                    k.unmap_kernel_page(VMALLOC_START + i * M::LARGE_PAGE_SIZE).unwrap();
+                }
+            }
+        });
+    }
+}
+
+both_modes!(kernel_range_update_reaches_every_pgd, concurrent_pgd_alloc_and_kernel_updates_never_lose_an_entry);

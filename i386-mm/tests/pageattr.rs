@@ -1,0 +1,114 @@
+//! `change_page_attr`: split a large page, change one page, revert, free after the flush.
+mod common;
+use common::*;
+
+fn split_then_revert_round_trip<M: PagingMode>() {
+    with_kernel::<M, _>(true, |k, ram, rec| {
+        let spaces: Vec<_> = (0..2).map(|_| k.create().unwrap()).collect();
+        let f = ram.alloc_frame().unwrap();
+        let va = lowmem_va(f);
+        let frames = ram.frames_in_use();
+        rec.clear();
+        k.change_page_attr(f, PAGE_KERNEL_RO).unwrap();
+        let hs = hooks(rec);
+        let Hook::AllocPt(split) = hs[0] else { panic!("split_large_page announces first: {hs:?}") };
+        // All PTRS_PER_PTE entries are written into the announced table before it is linked.
+        let writes = &hs[1..1 + M::PTRS_PER_PTE as usize];
+        assert!(writes.iter().all(|h| matches!(h, Hook::SetPte { table, .. } if *table == split)));
+        let base = ((va - PAGE_OFFSET) & M::large_page_mask()) as u64;
+        for (i, h) in writes.iter().enumerate() {
+            let pa = base + i as u64 * 4096;
+            let want = if pa == f.phys() { PAGE_KERNEL_RO } else { PAGE_KERNEL };
+            assert_eq!(*h, Hook::SetPte { table: split, index: i as u32, val: pa | want.bits() });
+        }
+        let links: Vec<Pfn> = hs[1 + M::PTRS_PER_PTE as usize..]
+            .iter()
+            .filter_map(|h| if let Hook::SetPmd { table, val, .. } = h { Some((*table, *val)) } else { None })
+            .map(|(t, v)| {
+                assert_eq!(v, split.phys() | PAGE_KERNEL.bits());
+                t
+            })
+            .collect();
+        // swapper_pg_dir, then (two-level) every pgd on pgd_list; PAE shares the kernel pmd.
+        assert_eq!(links.len(), if M::PAE { 1 } else { 3 });
+        assert_eq!(ram.frames_in_use(), frames + 1);
+        k.global_flush_tlb();
+        assert_eq!(k.split_tables(), 1);
+        for a in &spaces {
+            let t = k.translate(a, va).unwrap();
+            assert!(!t.large && !t.flags.contains(PteFlags::RW));
+            let t = k.translate(a, va ^ 0x1000).unwrap();
+            assert!(!t.large && t.flags.contains(PteFlags::RW), "the rest keeps PAGE_KERNEL");
+        }
+        k.activate(&spaces[1]);
+        assert!(k.cpu().write_u32(va, 1).is_err());
+
+        rec.clear();
+        k.change_page_attr(f, PAGE_KERNEL).unwrap();
+        let hs = hooks(rec);
+        let rel = hs.iter().position(|h| *h == Hook::ReleasePt(split)).expect("released");
+        let reverts: Vec<usize> = hs
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| matches!(h, Hook::SetPmd { val, .. } if val & PteFlags::PSE.bits() != 0))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(reverts.len(), links.len());
+        assert!(reverts.iter().all(|&i| i < rel), "unlinked everywhere before release_pt");
+        assert!(ram.is_allocated(split), "the frame waits for global_flush_tlb");
+        assert_eq!(k.deferred_frees(), 1);
+        k.global_flush_tlb();
+        assert!(!ram.is_allocated(split));
+        assert_eq!(ram.frames_in_use(), frames);
+        for a in &spaces {
+            let t = k.translate(a, va).unwrap();
+            assert!(t.large && t.flags.contains(PteFlags::RW));
+        }
+        assert!(k.cpu().write_u32(va, 1).is_ok());
+        for a in spaces {
+            k.destroy(a);
+        }
+    });
+}
+
+fn split_table_reverts_only_when_its_last_changed_page_is_restored<M: PagingMode>() {
+    with_kernel::<M, _>(true, |k, ram, rec| {
+        let f = ram.alloc_frame().unwrap();
+        let g = ram.alloc_frame().unwrap();
+        k.change_page_attr(f, PAGE_KERNEL_RO).unwrap();
+        rec.clear();
+        k.change_page_attr(g, PAGE_KERNEL_RO).unwrap();
+        assert!(page_type_hooks(rec).is_empty(), "second page reuses the split table");
+        assert_eq!(rec.calls("set_pte_atomic"), 1);
+        k.change_page_attr(f, PAGE_KERNEL).unwrap();
+        assert_eq!(k.split_tables(), 1);
+        assert_eq!(rec.calls("release_pt"), 0);
+        k.change_page_attr(g, PAGE_KERNEL).unwrap();
+        assert_eq!(rec.calls("release_pt"), 1);
+        k.global_flush_tlb();
+        assert_eq!(k.split_tables(), 0);
+        assert_eq!(k.change_page_attr(g, PAGE_KERNEL), Err(MmError::AttrNotChanged(g)));
+    });
+}
+
+fn without_large_pages_the_pte_changes_in_place<M: PagingMode>() {
+    with_kernel::<M, _>(false, |k, ram, rec| {
+        let f = ram.alloc_frame().unwrap();
+        let frames = ram.frames_in_use();
+        k.change_page_attr(f, PAGE_KERNEL_RO).unwrap();
+        k.global_flush_tlb();
+        assert!(page_type_hooks(rec).is_empty());
+        assert_eq!(rec.calls("set_pte_atomic"), 1);
+        assert_eq!(ram.frames_in_use(), frames);
+        assert!(k.cpu().write_u32(lowmem_va(f), 1).is_err());
+        k.change_page_attr(f, PAGE_KERNEL).unwrap();
+        assert!(page_type_hooks(rec).is_empty(), "boot page tables are never released");
+        assert!(k.cpu().write_u32(lowmem_va(f), 1).is_ok());
+    });
+}
+
+both_modes!(
+    split_then_revert_round_trip,
+    split_table_reverts_only_when_its_last_changed_page_is_restored,
+    without_large_pages_the_pte_changes_in_place,
+);
