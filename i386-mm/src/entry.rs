@@ -30,22 +30,15 @@ bitflags! {
 }
 
 /// `_PAGE_TABLE`: the flags of a directory entry pointing at a page table.
-pub const PAGE_TABLE: PteFlags = PteFlags::PRESENT
-    .union(PteFlags::RW)
-    .union(PteFlags::USER)
-    .union(PteFlags::ACCESSED)
-    .union(PteFlags::DIRTY);
+pub const PAGE_TABLE: PteFlags =
+    PteFlags::PRESENT.union(PteFlags::RW).union(PteFlags::USER).union(PteFlags::ACCESSED).union(PteFlags::DIRTY);
 
 /// `PAGE_KERNEL`: the protection of the kernel's linear map.
-pub const PAGE_KERNEL: PteFlags = PteFlags::PRESENT
-    .union(PteFlags::RW)
-    .union(PteFlags::ACCESSED)
-    .union(PteFlags::DIRTY);
+pub const PAGE_KERNEL: PteFlags =
+    PteFlags::PRESENT.union(PteFlags::RW).union(PteFlags::ACCESSED).union(PteFlags::DIRTY);
 
 /// `PAGE_KERNEL_RO`: read-only kernel mapping.
-pub const PAGE_KERNEL_RO: PteFlags = PteFlags::PRESENT
-    .union(PteFlags::ACCESSED)
-    .union(PteFlags::DIRTY);
+pub const PAGE_KERNEL_RO: PteFlags = PteFlags::PRESENT.union(PteFlags::ACCESSED).union(PteFlags::DIRTY);
 
 /// The flag bits a PAE PDPT entry may hold (anything else is reserved and faults).
 pub const PDPT_ALLOWED: PteFlags = PteFlags::PRESENT.union(PteFlags::PWT).union(PteFlags::PCD);

@@ -132,10 +132,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             lowmem_end,
             pse,
             pgd_lock: Lock::new(PgdList::new()),
-            kernel_lock: Lock::new(KernelRange {
-                cpa: [None; MAX_CPA_TABLES],
-                deferred: [None; MAX_CPA_TABLES],
-            }),
+            kernel_lock: Lock::new(KernelRange { cpa: [None; MAX_CPA_TABLES], deferred: [None; MAX_CPA_TABLES] }),
             live_pgds: AtomicUsize::new(0),
             active: AtomicU32::new(0),
             _mode: PhantomData,

@@ -56,6 +56,8 @@ pub use mode::{Pae, PagingMode, TwoLevel, PAGE_OFFSET, TASK_SIZE, VMALLOC_END, V
 pub use pageattr::Kpte;
 pub use paravirt_core::{EntrySlot, Pfn, PvMmuOps};
 pub use pgtable::{MmuGather, GATHER_PAGES};
-pub use phys::{alloc_zeroed, FaultInject, lowmem_va, read_entry, slot, zero_frame, BootMem, PhysMem, BOOTMEM_MAX_FRAMES};
+pub use phys::{
+    alloc_zeroed, lowmem_va, read_entry, slot, zero_frame, BootMem, FaultInject, PhysMem, BOOTMEM_MAX_FRAMES,
+};
 pub use space::AddressSpace;
 pub use walk::Translation;

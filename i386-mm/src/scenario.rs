@@ -177,33 +177,43 @@ where
     cx.done(
         k.backend(),
         "pagetable_init",
-        format_args!("swapper_pg_dir at {}, {} MiB of low memory mapped with {}", k.swapper_pg_dir(), lowmem_mib, large),
+        format_args!(
+            "swapper_pg_dir at {}, {} MiB of low memory mapped with {}",
+            k.swapper_pg_dir(),
+            lowmem_mib,
+            large
+        ),
     )?;
 
     // 2. Paging on the kernel's own tables, checked through the linear map.
     k.activate_swapper();
-    let probe = k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "activate_swapper", err: MmError::OutOfMemory })?;
+    let probe =
+        k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "activate_swapper", err: MmError::OutOfMemory })?;
     // SAFETY: a frame just allocated, written through the kernel's pointer to it.
     unsafe { (k.mem().frame_ptr(probe) as *mut u32).write_volatile(0x1234_5678) };
     let got = k.cpu().read_u32(lowmem_va(probe)).ok();
     k.mem().free_frame(probe);
     if got != Some(0x1234_5678) {
-        return Err(ScenarioError::Check { step: "activate_swapper", what: "linear map does not reach RAM", va: lowmem_va(probe) });
+        return Err(ScenarioError::Check {
+            step: "activate_swapper",
+            what: "linear map does not reach RAM",
+            va: lowmem_va(probe),
+        });
     }
     cx.done(k.backend(), "activate_swapper", format_args!("CR3 = {:#x}, linear map reads RAM", k.cpu().read_cr3()))?;
 
     // 3. Address spaces with user pages, written and read through the page walk.
     let mut spaces: [Option<AddressSpace<M>>; MAX_SPACES] = [const { None }; MAX_SPACES];
     let mut frames = [[Pfn(0); MAX_PAGES]; MAX_SPACES];
-    for i in 0..nspaces {
+    for (space, row) in spaces.iter_mut().zip(frames.iter_mut()).take(nspaces) {
         let mut a = k.create().map_err(mm("create"))?;
-        for j in 0..npages {
+        for (j, slot) in row.iter_mut().enumerate().take(npages) {
             let f = k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "map", err: MmError::OutOfMemory })?;
-            frames[i][j] = f;
+            *slot = f;
             k.map(&mut a, user_va(j), f, PteFlags::RW | PteFlags::USER).map_err(mm("map"))?;
             s.user_pages += 1;
         }
-        spaces[i] = Some(a);
+        *space = Some(a);
     }
     for (i, a) in spaces.iter().enumerate().take(nspaces) {
         let a = a.as_ref().expect("created above");
@@ -218,9 +228,9 @@ where
     }
     for (i, a) in spaces.iter().enumerate().take(nspaces) {
         k.activate(a.as_ref().expect("created above"));
-        for j in 0..npages {
+        for (j, f) in frames[i].iter().enumerate().take(npages) {
             let via_user = k.cpu().read_u32(user_va(j)).ok();
-            let via_kernel = k.cpu().read_u32(lowmem_va(frames[i][j])).ok();
+            let via_kernel = k.cpu().read_u32(lowmem_va(*f)).ok();
             if via_user != Some(signature(i, j)) || via_kernel != Some(signature(i, j)) {
                 return Err(ScenarioError::Check { step: "map", what: "signature lost", va: user_va(j) });
             }
@@ -236,7 +246,8 @@ where
 
     // 4. A kernel-range update made after the address spaces exist reaches each of them.
     let kva = VMALLOC_START + 0x0040_0000;
-    let kframe = k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "map_kernel_page", err: MmError::OutOfMemory })?;
+    let kframe =
+        k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "map_kernel_page", err: MmError::OutOfMemory })?;
     // SAFETY: a frame just allocated.
     unsafe { (k.mem().frame_ptr(kframe) as *mut u32).write_volatile(0xC0DE_CAFE) };
     k.map_kernel_page(kva, kframe, PAGE_KERNEL).map_err(mm("map_kernel_page"))?;
@@ -246,11 +257,16 @@ where
             return Err(ScenarioError::Check { step: "map_kernel_page", what: "kernel-range update missing", va: kva });
         }
     }
-    cx.done(k.backend(), "kernel-range update", format_args!("{kva:#010x} mapped after the fact, visible in all {nspaces}"))?;
+    cx.done(
+        k.backend(),
+        "kernel-range update",
+        format_args!("{kva:#010x} mapped after the fact, visible in all {nspaces}"),
+    )?;
 
     // 5. change_page_attr: a read-only kernel page faults on write; reverting restores it.
     k.activate_swapper();
-    let data = k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "change_page_attr", err: MmError::OutOfMemory })?;
+    let data =
+        k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "change_page_attr", err: MmError::OutOfMemory })?;
     k.change_page_attr(data, PAGE_KERNEL_RO).map_err(mm("change_page_attr"))?;
     k.global_flush_tlb();
     s.split = k.split_tables() > 0;
@@ -260,14 +276,24 @@ where
             s.faults_seen += 1;
             writeln!(cx.out, "     write to read-only kernel page faulted as expected: {f}")?;
         }
-        _ => return Err(ScenarioError::Check { step: "change_page_attr", what: "write to read-only page did not fault", va }),
+        _ => {
+            return Err(ScenarioError::Check {
+                step: "change_page_attr",
+                what: "write to read-only page did not fault",
+                va,
+            })
+        }
     }
     k.change_page_attr(data, PAGE_KERNEL).map_err(mm("change_page_attr"))?;
     k.global_flush_tlb();
     if k.split_tables() != 0 || k.deferred_frees() != 0 {
         return Err(ScenarioError::Check { step: "revert_page", what: "split table not reverted", va });
     }
-    k.cpu().write_u32(va, 2).map_err(|_| ScenarioError::Check { step: "revert_page", what: "page still read-only", va })?;
+    k.cpu().write_u32(va, 2).map_err(|_| ScenarioError::Check {
+        step: "revert_page",
+        what: "page still read-only",
+        va,
+    })?;
     k.mem().free_frame(data);
     let how = if s.split { "large page split, then reverted" } else { "4 KiB PTE changed, then restored" };
     cx.done(k.backend(), "change_page_attr", format_args!("{how}"))?;
@@ -275,7 +301,11 @@ where
     // 6. A direct write to a page-table page: faults when the backend keeps tables read-only.
     let pgd0 = spaces[0].as_ref().map(|a| a.pgd()).unwrap_or(k.swapper_pg_dir());
     let tva = lowmem_va(pgd0);
-    let old = k.cpu().read_u32(tva).map_err(|_| ScenarioError::Check { step: "direct write", what: "page table unreadable", va: tva })?;
+    let old = k.cpu().read_u32(tva).map_err(|_| ScenarioError::Check {
+        step: "direct write",
+        what: "page table unreadable",
+        va: tva,
+    })?;
     let r = k.cpu().write_u32(tva, old);
     if k.backend().page_tables_read_only() {
         match r {
@@ -283,12 +313,22 @@ where
                 s.faults_seen += 1;
                 writeln!(cx.out, "     direct write to pinned pgd {pgd0} faulted as expected: {f}")?;
             }
-            Ok(()) => return Err(ScenarioError::Check { step: "direct write", what: "write to a pinned page table did not fault", va: tva }),
+            Ok(()) => {
+                return Err(ScenarioError::Check {
+                    step: "direct write",
+                    what: "write to a pinned page table did not fault",
+                    va: tva,
+                })
+            }
         }
     } else if r.is_err() {
         return Err(ScenarioError::Check { step: "direct write", what: "writable page table faulted", va: tva });
     }
-    cx.done(k.backend(), "direct write", format_args!("page tables read-only: {}", k.backend().page_tables_read_only()))?;
+    cx.done(
+        k.backend(),
+        "direct write",
+        format_args!("page tables read-only: {}", k.backend().page_tables_read_only()),
+    )?;
 
     // 7. Out of memory inside pgd_alloc at every allocation: nothing leaks.
     let attempts = if M::PAE { 1 + M::USER_PTRS_PER_PGD as u64 } else { 1 };
@@ -310,7 +350,11 @@ where
         }
         s.oom_checked += 1;
     }
-    cx.done(k.backend(), "pgd_alloc out of memory", format_args!("failure injected at each of {attempts} allocation(s), nothing leaked"))?;
+    cx.done(
+        k.backend(),
+        "pgd_alloc out of memory",
+        format_args!("failure injected at each of {attempts} allocation(s), nothing leaked"),
+    )?;
 
     if cfg.ptdump {
         if let Some(a) = spaces[0].as_ref() {

@@ -104,13 +104,7 @@ pub fn translate<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, root: Pfn, va: u32
 
 /// Visits every table and mapping under `root` whose range intersects `[lo, hi]` (inclusive),
 /// in address order. Large-page mappings are reported once.
-pub fn visit<M: PagingMode, P: PhysMem + ?Sized>(
-    mem: &P,
-    root: Pfn,
-    lo: u32,
-    hi: u32,
-    f: &mut impl FnMut(Visit),
-) {
+pub fn visit<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, root: Pfn, lo: u32, hi: u32, f: &mut impl FnMut(Visit)) {
     f(Visit::Table { level: Level::Pgd, pfn: root, va: 0 });
     let acc0 = PteFlags::RW | PteFlags::USER;
     for gi in M::pgd_index(lo)..=M::pgd_index(hi) {

@@ -32,7 +32,9 @@ fn map_rejects_bad_input_with_typed_errors<M: PagingMode>() {
         let m = || unsafe { &mut *aa };
         refused(k, ram, rec, m(), MmError::Unaligned(0x0804_8010), || k.map(m(), 0x0804_8010, g, PteFlags::USER));
         refused(k, ram, rec, m(), MmError::OutOfRange(0xC000_0000), || k.map(m(), 0xC000_0000, g, PteFlags::USER));
-        refused(k, ram, rec, m(), MmError::PfnOutOfRange(Pfn(4096)), || k.map(m(), 0x0804_9000, Pfn(4096), PteFlags::USER));
+        refused(k, ram, rec, m(), MmError::PfnOutOfRange(Pfn(4096)), || {
+            k.map(m(), 0x0804_9000, Pfn(4096), PteFlags::USER)
+        });
         refused(k, ram, rec, m(), MmError::AlreadyMapped(0x0804_8000), || k.map(m(), 0x0804_8000, g, PteFlags::USER));
         refused(k, ram, rec, m(), MmError::BadFlags((PteFlags::USER | PteFlags::PSE).bits()), || {
             k.map(m(), 0x0804_9000, g, PteFlags::USER | PteFlags::PSE)
@@ -42,7 +44,9 @@ fn map_rejects_bad_input_with_typed_errors<M: PagingMode>() {
         refused(k, ram, rec, m(), MmError::Unaligned(0x0804_8004), || k.unmap(m(), 0x0804_8004).map(|_| ()));
         refused(k, ram, rec, m(), MmError::NotMapped(0x0804_a000), || k.protect(m(), 0x0804_a000, PteFlags::USER));
         if !M::PAE {
-            refused(k, ram, rec, m(), MmError::BadFlags(PteFlags::NX.bits()), || k.map(m(), 0x0804_9000, g, PteFlags::NX));
+            refused(k, ram, rec, m(), MmError::BadFlags(PteFlags::NX.bits()), || {
+                k.map(m(), 0x0804_9000, g, PteFlags::NX)
+            });
         }
         assert_eq!(a.mapped_pages(), 1);
         k.unmap(&mut a, 0x0804_8000).unwrap();
@@ -59,10 +63,14 @@ fn kernel_range_calls_reject_bad_input<M: PagingMode>() {
         refused(k, ram, rec, &a, MmError::Unaligned(VMALLOC_START + 1), || {
             k.map_kernel_page(VMALLOC_START + 1, f, PAGE_KERNEL)
         });
-        refused(k, ram, rec, &a, MmError::BadFlags(PAGE_TABLE.bits()), || k.map_kernel_page(VMALLOC_START, f, PAGE_TABLE));
+        refused(k, ram, rec, &a, MmError::BadFlags(PAGE_TABLE.bits()), || {
+            k.map_kernel_page(VMALLOC_START, f, PAGE_TABLE)
+        });
         refused(k, ram, rec, &a, MmError::NotMapped(VMALLOC_START), || k.unmap_kernel_page(VMALLOC_START).map(|_| ()));
         k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL).unwrap();
-        refused(k, ram, rec, &a, MmError::AlreadyMapped(VMALLOC_START), || k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL));
+        refused(k, ram, rec, &a, MmError::AlreadyMapped(VMALLOC_START), || {
+            k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL)
+        });
         refused(k, ram, rec, &a, MmError::AttrNotChanged(f), || k.change_page_attr(f, PAGE_KERNEL));
         refused(k, ram, rec, &a, MmError::PfnOutOfRange(Pfn(5000)), || k.change_page_attr(Pfn(5000), PAGE_KERNEL_RO));
         refused(k, ram, rec, &a, MmError::BadFlags(PteFlags::RW.bits()), || k.change_page_attr(f, PteFlags::RW));

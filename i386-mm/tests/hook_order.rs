@@ -7,14 +7,15 @@ fn pagetable_init_announces_every_table_before_linking_it<M: PagingMode>() {
         let ram = EmulatedRam::new(2048, 256); // 8 MiB: every event fits in the log
         let rec: Box<Rec> = Box::new(Recorder::new(Native));
         let cpu = HostCpu::<M>::new(&ram);
-        let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None }).unwrap();
+        let k =
+            KernelMm::<M, _, _, _>::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None }).unwrap();
         let swapper = k.swapper_pg_dir();
         let hs = hooks(&rec);
         if M::PAE {
             // one_md_table_init: alloc_pd(pmd) then set_pgd(swapper[3], pmd | PRESENT); the PDPT itself is never announced.
             let AllocPd(pmd) = hs[0] else { panic!("first hook {:?}", hs[0]) };
             assert_eq!(hs[1], Hook::SetPud { table: swapper, index: 3, val: pmd.phys() | 1 });
-            assert!(!hs.iter().any(|h| *h == Hook::AllocPd(swapper)));
+            assert!(!hs.contains(&Hook::AllocPd(swapper)));
         } else {
             assert_eq!(hs[0], Hook::AllocPd(swapper), "pagetable_init announces swapper_pg_dir first");
         }
@@ -29,11 +30,11 @@ fn pagetable_init_announces_every_table_before_linking_it<M: PagingMode>() {
                 _ => {}
             }
         }
-        let tables = rec.calls("alloc_pt") as u32;
+        let tables = rec.calls("alloc_pt");
         let per_table = M::PTRS_PER_PTE * 4096;
         if pse {
             assert_eq!(tables, 0, "8 MiB is a whole number of large pages");
-            assert_eq!(rec.calls("set_pmd") as u32, (8 << 20) / M::LARGE_PAGE_SIZE);
+            assert_eq!(rec.calls("set_pmd"), (8 << 20) / M::LARGE_PAGE_SIZE);
         } else {
             assert_eq!(tables, (8 << 20) / per_table);
             assert_eq!(rec.calls("set_pte"), 2048);
@@ -59,7 +60,9 @@ fn pgd_alloc_sequence_matches_the_seed<M: PagingMode>() {
     if M::PAE {
         let pmds = pae_user_pmds(ram, pgd);
         let want: Vec<Hook> = (0..3)
-            .flat_map(|i| [Hook::AllocPd(pmds[i]), Hook::SetPud { table: pgd, index: i as u32, val: pmds[i].phys() | 1 }])
+            .flat_map(|i| {
+                [Hook::AllocPd(pmds[i]), Hook::SetPud { table: pgd, index: i as u32, val: pmds[i].phys() | 1 }]
+            })
             .collect();
         assert_eq!(ev.iter().map(|e| e.hook).collect::<Vec<_>>(), want);
         assert!(ev.iter().all(|e| !e.probe), "PAE pgd_alloc takes no pgd_lock");
@@ -69,7 +72,10 @@ fn pgd_alloc_sequence_matches_the_seed<M: PagingMode>() {
         let swapper = k.swapper_pg_dir();
         assert_eq!(
             ev,
-            vec![Event { hook: Hook::AllocPdClone { pfn: pgd, clone_pfn: swapper, start: 768, count: 256 }, probe: true }],
+            vec![Event {
+                hook: Hook::AllocPdClone { pfn: pgd, clone_pfn: swapper, start: 768, count: 256 },
+                probe: true
+            }],
             "one alloc_pd_clone, made while pgd_lock is held"
         );
         let mut list = [Pfn(0); 4];
@@ -92,7 +98,11 @@ fn pgd_alloc_sequence_matches_the_seed<M: PagingMode>() {
         assert_eq!(pt.len(), 3);
         assert!(pt.iter().all(|e| matches!(e.hook, Hook::ReleasePd(_)) && !e.probe));
     } else {
-        assert_eq!(pt, vec![Event { hook: Hook::ReleasePd(pgd), probe: false }], "pgd_dtor releases before taking pgd_lock");
+        assert_eq!(
+            pt,
+            vec![Event { hook: Hook::ReleasePd(pgd), probe: false }],
+            "pgd_dtor releases before taking pgd_lock"
+        );
         let mut list = [Pfn(0); 4];
         assert_eq!(k.pgd_list(&mut list), 0);
     }
@@ -200,7 +210,8 @@ fn destroy_calls_exit_mmap_then_releases_every_table<M: PagingMode>() {
         k.destroy(a);
         let hs = hooks(rec);
         assert_eq!(hs[0], Hook::ExitMmap(pgd));
-        let released: Vec<Pfn> = hs.iter().filter_map(|h| if let Hook::ReleasePt(p) = h { Some(*p) } else { None }).collect();
+        let released: Vec<Pfn> =
+            hs.iter().filter_map(|h| if let Hook::ReleasePt(p) = h { Some(*p) } else { None }).collect();
         assert_eq!(released, tables);
         assert_eq!(rec.calls("pte_clear"), 4);
         assert_eq!(rec.calls("pmd_clear"), 4);

@@ -13,7 +13,8 @@ fn pae_pgd_alloc_oom_releases_every_pmd<M: PagingMode>() {
             assert_eq!(ram.frames_in_use(), frames, "frames leaked at allocation {n}");
             let pt = page_type_hooks(rec);
             // Every pmd announced was released, in reverse order (`out_oom`).
-            let allocs: Vec<Pfn> = pt.iter().filter_map(|h| if let Hook::AllocPd(p) = h { Some(*p) } else { None }).collect();
+            let allocs: Vec<Pfn> =
+                pt.iter().filter_map(|h| if let Hook::AllocPd(p) = h { Some(*p) } else { None }).collect();
             let releases: Vec<Pfn> =
                 pt.iter().filter_map(|h| if let Hook::ReleasePd(p) = h { Some(*p) } else { None }).collect();
             assert_eq!(allocs.len(), (n as usize).saturating_sub(2));

@@ -21,7 +21,10 @@ fn check_against_oracle<M: PagingMode>(k: &K<'_, M>, a: &AddressSpace<M>, o: &Or
     for (va, pfn, flags) in o.iter() {
         let t = k.translate(a, va + 0x123).unwrap_or_else(|| panic!("{va:#x} missing"));
         assert_eq!(t.pa, pfn.phys() + 0x123);
-        assert_eq!(t.flags & (PteFlags::RW | PteFlags::USER | PteFlags::PRESENT), flags & (PteFlags::RW | PteFlags::USER | PteFlags::PRESENT));
+        assert_eq!(
+            t.flags & (PteFlags::RW | PteFlags::USER | PteFlags::PRESENT),
+            flags & (PteFlags::RW | PteFlags::USER | PteFlags::PRESENT)
+        );
     }
     for &va in probes {
         assert_eq!(k.translate(a, va).map(|t| t.pa), o.lookup(va).map(|l| l.0), "{va:#x}");

@@ -1,6 +1,6 @@
 //! Emulated RAM.
 
-use i386_mm::{FaultInject, PhysMem, Pfn};
+use i386_mm::{FaultInject, Pfn, PhysMem};
 use std::cell::UnsafeCell;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

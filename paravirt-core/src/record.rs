@@ -1,8 +1,8 @@
 //! A recording adapter: wraps any backend and logs every hook call, in order.
 
 use crate::{EntrySlot, Inspect, Pfn, PvMmuOps};
-use core::sync::atomic::{AtomicU32, Ordering};
 use core::fmt;
+use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 
 /// One hook call with its arguments.
@@ -92,11 +92,7 @@ impl Hook {
     pub fn is_page_type_hook(&self) -> bool {
         matches!(
             self,
-            Hook::AllocPt(_)
-                | Hook::AllocPd(_)
-                | Hook::AllocPdClone { .. }
-                | Hook::ReleasePt(_)
-                | Hook::ReleasePd(_)
+            Hook::AllocPt(_) | Hook::AllocPd(_) | Hook::AllocPdClone { .. } | Hook::ReleasePt(_) | Hook::ReleasePd(_)
         )
     }
 }
@@ -104,11 +100,7 @@ impl Hook {
 impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Hook::AllocPt(p)
-            | Hook::AllocPd(p)
-            | Hook::ReleasePt(p)
-            | Hook::ReleasePd(p)
-            | Hook::ExitMmap(p) => {
+            Hook::AllocPt(p) | Hook::AllocPd(p) | Hook::ReleasePt(p) | Hook::ReleasePd(p) | Hook::ExitMmap(p) => {
                 write!(f, "{}({})", self.name(), p)
             }
             Hook::AllocPdClone { pfn, clone_pfn, start, count } => {
@@ -204,10 +196,7 @@ impl<B, const N: usize> Recorder<B, N> {
     /// Calls of the hook named `name` since the last [`clear`](Self::clear), counted even
     /// when the log is full.
     pub fn calls(&self, name: &str) -> u32 {
-        Hook::NAMES
-            .iter()
-            .position(|n| *n == name)
-            .map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
+        Hook::NAMES.iter().position(|n| *n == name).map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
     }
 
     /// Number of events recorded.

@@ -25,9 +25,8 @@ fn run_one<M: PagingMode, B: PvMmuOps + Inspect>(backend: B, ram: &EmulatedRam, 
     if verbose || r.is_err() {
         println!("\n=== {name} / {} (host simulator) ===", M::NAME);
         print!("{out}");
-        let page_type: Vec<String> = rec.with_events(|ev| {
-            ev.iter().filter(|e| e.hook.is_page_type_hook()).map(|e| e.hook.to_string()).collect()
-        });
+        let page_type: Vec<String> = rec
+            .with_events(|ev| ev.iter().filter(|e| e.hook.is_page_type_hook()).map(|e| e.hook.to_string()).collect());
         println!(
             "page-type hooks: alloc_pt={} alloc_pd={} alloc_pd_clone={} release_pt={} release_pd={}",
             rec.calls("alloc_pt"),
@@ -45,10 +44,10 @@ fn run_one<M: PagingMode, B: PvMmuOps + Inspect>(backend: B, ram: &EmulatedRam, 
 }
 
 fn rows(verbose: bool) -> Vec<Row> {
-    let mut rows = Vec::new();
-    rows.push(run_one::<TwoLevel, _>(Native, &EmulatedRam::sixteen_mib(), verbose));
-    rows.push(run_one::<Pae, _>(Native, &EmulatedRam::sixteen_mib(), verbose));
-    rows
+    vec![
+        run_one::<TwoLevel, _>(Native, &EmulatedRam::sixteen_mib(), verbose),
+        run_one::<Pae, _>(Native, &EmulatedRam::sixteen_mib(), verbose),
+    ]
 }
 
 /// Runs every backend in both modes; prints the reports when `verbose`, always the table.
