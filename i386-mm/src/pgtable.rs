@@ -60,12 +60,20 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         }
         // SAFETY: the user part lies inside the frame.
         unsafe { core::ptr::write_bytes(self.mem.frame_ptr(pgd), 0, user * esz) };
+        #[cfg(feature = "bug-clone-outside-lock")]
+        // SAFETY: as above (the deliberate bug: no lock orders this copy).
+        unsafe {
+            core::ptr::copy_nonoverlapping(src, dst, n)
+        };
         let mut list = self.pgd_lock.lock();
         if list.is_full() {
             return Err(MmError::TooManyAddressSpaces);
         }
+        #[cfg(not(feature = "bug-clone-outside-lock"))]
         // SAFETY: as above; `pgd_lock` orders the copy against kernel-range updates.
-        unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
+        unsafe {
+            core::ptr::copy_nonoverlapping(src, dst, n)
+        };
         // must happen under lock
         pv::paravirt_alloc_pd_clone(
             &self.backend,

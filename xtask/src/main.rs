@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask test`: formatting, clippy, every host test, the `no_std` builds, the host
 //!   scenario under every backend and mode, and the kernel boots in QEMU.
+//! - `cargo xtask loom`: the loom models of `pgd_lock` (also part of `test`).
 //! - `cargo xtask demo`: the scenario on the host simulator for every backend and mode, with a
 //!   hook-trace summary and a ptdump.
 //!
@@ -74,6 +75,7 @@ fn test() -> Result<(), String> {
         run(&mut c)?;
         run(cargo().args(["build", "--target", "x86_64-unknown-none", "-p", "paravirt-core", "--no-default-features"]))
     });
+    s.step("loom models of pgd_lock", loom);
     s.step("host scenario, every backend and mode", || host::demo(false));
     println!("\n==> summary");
     for (n, t) in &s.passed {
@@ -90,8 +92,29 @@ fn test() -> Result<(), String> {
     }
 }
 
+/// The loom models: the correct ordering passes, the deliberately wrong one is caught.
+fn loom() -> Result<(), String> {
+    let target = root().join("target").join("loom");
+    for features in [None, Some("bug-clone-outside-lock")] {
+        let mut c = cargo();
+        c.env("RUSTFLAGS", "--cfg loom").env("CARGO_TARGET_DIR", &target).args([
+            "test",
+            "--release",
+            "-p",
+            "i386-mm",
+            "--test",
+            "loom_pgd_lock",
+        ]);
+        if let Some(f) = features {
+            c.args(["--features", f]);
+        }
+        run(&mut c)?;
+    }
+    Ok(())
+}
+
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test | demo>");
+    eprintln!("usage: cargo xtask <test | demo | loom>");
     ExitCode::from(2)
 }
 
@@ -100,6 +123,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test(),
         Some("demo") => host::demo(true),
+        Some("loom") => loom(),
         _ => return usage(),
     };
     match result {

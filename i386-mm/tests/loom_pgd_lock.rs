@@ -1,0 +1,114 @@
+//! loom models of `pgd_lock` around `alloc_pd_clone` (run with `RUSTFLAGS="--cfg loom"`, see
+//! `cargo xtask loom`): every interleaving of `pgd_alloc` (copy of the kernel part, the clone
+//! hook, `pgd_list_add`, all under `pgd_lock`) with a kernel-range update (write
+//! `swapper_pg_dir`, then walk `pgd_list` under `pgd_lock`) and with `pgd_free` leaves every
+//! live pgd agreeing with `swapper_pg_dir`. With the `bug-clone-outside-lock` feature the
+//! copy happens before the lock is taken, and loom must find the interleaving that loses the
+//! update.
+#![cfg(loom)]
+
+use backend_native::Native;
+use i386_mm::*;
+use loom::sync::Arc;
+use mm_testkit::EmulatedRam;
+use paravirt_core::Pfn;
+
+/// A processor that does nothing: the models check tables with the software walker.
+struct NullCpu;
+impl Cpu for NullCpu {
+    fn write_cr3(&self, _: u32) {}
+    fn read_cr3(&self) -> u32 {
+        0
+    }
+    fn load_boot_root(&self) {}
+    fn invlpg(&self, _: u32) {}
+    fn flush_tlb(&self) {}
+    fn flush_tlb_global(&self) {}
+    fn read_u32(&self, va: u32) -> Result<u32, Fault> {
+        Err(Fault { vector: 14, error_code: 0, addr: va })
+    }
+    fn write_u32(&self, va: u32, _: u32) -> Result<(), Fault> {
+        Err(Fault { vector: 14, error_code: 2, addr: va })
+    }
+}
+
+type Kern = KernelMm<TwoLevel, Native, &'static EmulatedRam, NullCpu>;
+
+fn ram() -> &'static EmulatedRam {
+    Box::leak(Box::new(EmulatedRam::new(1024, 256)))
+}
+
+fn boot(ram: &'static EmulatedRam) -> Arc<Kern> {
+    let opts = InitOptions { pse: true, lowmem_end: Some(Pfn(256)) };
+    Arc::new(KernelMm::pagetable_init(ram, Native, NullCpu, opts).unwrap())
+}
+
+fn agrees(k: &Kern, pgd: Pfn, va: u32) -> bool {
+    k.translate_root(pgd, va).map(|t| t.pa) == k.translate_root(k.swapper_pg_dir(), va).map(|t| t.pa)
+}
+
+fn finish(k: Arc<Kern>, ram: &EmulatedRam) {
+    let k = Arc::try_unwrap(k).ok().expect("threads joined");
+    k.shutdown().map_err(|e| e.1).unwrap();
+    assert_eq!(ram.frames_in_use(), 0);
+}
+
+/// `pgd_alloc` racing a kernel-range update: the new pgd must see the new kernel page table.
+fn clone_races_kernel_update() {
+    let ram = ram();
+    loom::model(move || {
+        let k = boot(ram);
+        let data = ram.alloc_frame().unwrap();
+        let k2 = k.clone();
+        let updater = loom::thread::spawn(move || {
+            k2.map_kernel_page(VMALLOC_START, data, PAGE_KERNEL).unwrap();
+        });
+        let a = k.create().unwrap();
+        updater.join().unwrap();
+        assert!(agrees(&k, a.pgd(), VMALLOC_START), "pgd {:?} missed the kernel-range update", a.pgd());
+        k.destroy(a);
+        k.unmap_kernel_page(VMALLOC_START).unwrap();
+        ram.free_frame(data);
+        finish(k, ram);
+    });
+}
+
+#[test]
+#[cfg(not(feature = "bug-clone-outside-lock"))]
+fn pgd_ctor_under_pgd_lock_never_loses_a_kernel_update() {
+    clone_races_kernel_update();
+}
+
+#[test]
+#[cfg(feature = "bug-clone-outside-lock")]
+fn loom_catches_the_clone_made_outside_pgd_lock() {
+    let err = std::panic::catch_unwind(clone_races_kernel_update)
+        .expect_err("loom must find the interleaving where the copy misses the update");
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("missed the kernel-range update"), "loom failed for another reason: {msg}");
+}
+
+/// `pgd_free` and `pgd_alloc` racing removals and additions of kernel page tables.
+#[test]
+#[cfg(not(feature = "bug-clone-outside-lock"))]
+fn pgd_dtor_and_removal_sync_keep_every_live_pgd_consistent() {
+    let ram = ram();
+    loom::model(move || {
+        let k = boot(ram);
+        let data = ram.alloc_frame().unwrap();
+        k.map_kernel_page(VMALLOC_START, data, PAGE_KERNEL).unwrap();
+        let old = k.create().unwrap();
+        let k2 = k.clone();
+        let updater = loom::thread::spawn(move || {
+            k2.unmap_kernel_page(VMALLOC_START).unwrap();
+        });
+        k.destroy(old);
+        let new = k.create().unwrap();
+        updater.join().unwrap();
+        assert!(agrees(&k, new.pgd(), VMALLOC_START), "stale kernel entry survived a removal");
+        assert_eq!(k.translate(&new, VMALLOC_START), None);
+        k.destroy(new);
+        ram.free_frame(data);
+        finish(k, ram);
+    });
+}
