@@ -61,3 +61,8 @@ pub use phys::{
 };
 pub use space::AddressSpace;
 pub use walk::Translation;
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

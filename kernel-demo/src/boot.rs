@@ -255,6 +255,21 @@ pub fn boot_root_phys() -> u32 {
     root - PAGE_OFFSET
 }
 
+/// Bytes of the boot stack that have ever been written: `.bss` starts out
+/// zeroed and the stack grows down, so the lowest non-zero byte marks the
+/// deepest point reached (a lower bound: a frame may have stored zeroes there).
+/// A value equal to [`BOOT_STACK_SIZE`] means the stack probably overflowed.
+pub fn boot_stack_used() -> usize {
+    let base = BOOT_STACK.0.get().cast::<u8>();
+    let untouched = (0..BOOT_STACK_SIZE)
+        // SAFETY: `i < BOOT_STACK_SIZE`, inside the stack array; a volatile byte
+        // read of memory below the current stack pointer races with nothing (one
+        // CPU, interrupts off).
+        .take_while(|&i| unsafe { base.add(i).read_volatile() } == 0)
+        .count();
+    BOOT_STACK_SIZE - untouched
+}
+
 /// Removes the identity half of the boot mapping and flushes the TLB, so
 /// that `0..PAGE_OFFSET` maps nothing.
 ///
