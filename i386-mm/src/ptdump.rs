@@ -41,6 +41,8 @@ fn flush_run(out: &mut dyn Write, r: &Run) -> fmt::Result {
 pub fn dump<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, root: Pfn, out: &mut dyn Write) -> fmt::Result {
     let mut run: Option<Run> = None;
     let mut tables = [0usize; 3];
+    let mut listed = [Pfn(0); 12];
+    let mut nlisted = 0;
     let mut res = Ok(());
     let mut header_kernel = false;
     writeln!(out, "---[ User Space ]---")?;
@@ -49,12 +51,16 @@ pub fn dump<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, root: Pfn, out: &mut dy
             return;
         }
         match v {
-            Visit::Table { level, .. } => {
+            Visit::Table { level, pfn, .. } => {
                 tables[match level {
                     Level::Pgd => 0,
                     Level::Pmd => 1,
                     Level::Pte => 2,
                 }] += 1;
+                if level != Level::Pgd && nlisted < listed.len() {
+                    listed[nlisted] = pfn;
+                    nlisted += 1;
+                }
             }
             Visit::Map { va, size, t } => {
                 if let Some(r) = run.as_mut() {
@@ -86,5 +92,13 @@ pub fn dump<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, root: Pfn, out: &mut dy
         M::PTRS_PER_PGD,
         tables[1],
         tables[2]
-    )
+    )?;
+    write!(out, "  table frames:")?;
+    for p in &listed[..nlisted] {
+        write!(out, " {p}")?;
+    }
+    if tables[1] + tables[2] > nlisted {
+        write!(out, " ...")?;
+    }
+    writeln!(out)
 }

@@ -30,8 +30,7 @@ const MULTIBOOT_HEADER_MAGIC: u32 = 0x1BAD_B002;
 /// Header flags: bit 0 = page-align modules, bit 1 = provide the memory map.
 const MULTIBOOT_HEADER_FLAGS: u32 = (1 << 0) | (1 << 1);
 /// Header checksum: magic + flags + checksum == 0 (mod 2^32).
-const MULTIBOOT_HEADER_CHECKSUM: u32 =
-    0u32.wrapping_sub(MULTIBOOT_HEADER_MAGIC.wrapping_add(MULTIBOOT_HEADER_FLAGS));
+const MULTIBOOT_HEADER_CHECKSUM: u32 = 0u32.wrapping_sub(MULTIBOOT_HEADER_MAGIC.wrapping_add(MULTIBOOT_HEADER_FLAGS));
 
 /// Size of the boot (and, for now, only) kernel stack.
 pub const BOOT_STACK_SIZE: usize = 64 * 1024;
@@ -59,8 +58,7 @@ const KERNEL_PDE_INDEX: u32 = PAGE_OFFSET >> 22;
 const KERNEL_PDPTE_INDEX: u32 = PAGE_OFFSET >> 30;
 
 #[cfg(not(feature = "pae"))]
-const _: () =
-    assert!(BOOT_LARGE_PAGES <= KERNEL_PDE_INDEX && BOOT_MAP_SIZE.is_multiple_of(PDE_SPAN));
+const _: () = assert!(BOOT_LARGE_PAGES <= KERNEL_PDE_INDEX && BOOT_MAP_SIZE.is_multiple_of(PDE_SPAN));
 #[cfg(feature = "pae")]
 const _: () = assert!(BOOT_LARGE_PAGES <= 512 && BOOT_MAP_SIZE.is_multiple_of(PDE_SPAN));
 
@@ -279,11 +277,7 @@ pub fn boot_stack_used() -> usize {
 /// # Panics
 /// If CR3 no longer points at the boot tables.
 pub fn drop_identity_map() {
-    assert_eq!(
-        cpu::read_cr3(),
-        boot_root_phys(),
-        "boot page tables are not active"
-    );
+    assert_eq!(cpu::read_cr3(), boot_root_phys(), "boot page tables are not active");
     #[cfg(not(feature = "pae"))]
     {
         let pgdir = BOOT_PGDIR.get().cast::<u32>();

@@ -26,8 +26,5 @@ pub const BACKEND_DESCRIPTION: &str = if cfg!(feature = "vmi") {
 pub const PAE: bool = cfg!(feature = "pae");
 
 /// Name of the paging mode this kernel was built with.
-pub const PAGING_MODE: &str = if PAE {
-    "PAE (3-level, 2 MiB boot pages)"
-} else {
-    "non-PAE (2-level, 4 MiB PSE boot pages)"
-};
+pub const PAGING_MODE: &str =
+    if PAE { "PAE (3-level, 2 MiB boot pages)" } else { "non-PAE (2-level, 4 MiB PSE boot pages)" };

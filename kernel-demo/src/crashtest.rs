@@ -9,10 +9,7 @@ use crate::{idt, kprintln};
 /// Runs the crash named by a `crash=` word on `cmdline`, if any. Returns
 /// only if there is none; an unknown kind panics (a typo must not pass).
 pub fn run_from_cmdline(cmdline: &str) {
-    let Some(kind) = cmdline
-        .split_ascii_whitespace()
-        .find_map(|w| w.strip_prefix("crash="))
-    else {
+    let Some(kind) = cmdline.split_ascii_whitespace().find_map(|w| w.strip_prefix("crash=")) else {
         return;
     };
     kprintln!("crashtest: triggering `{kind}` on purpose");

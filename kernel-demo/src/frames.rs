@@ -69,13 +69,7 @@ pub struct FrameAllocator {
 impl FrameAllocator {
     /// An allocator managing nothing.
     pub const fn new() -> Self {
-        Self {
-            managed: [0; WORDS],
-            free: [0; WORDS],
-            total: 0,
-            in_use: 0,
-            hint: 0,
-        }
+        Self { managed: [0; WORDS], free: [0; WORDS], total: 0, in_use: 0, hint: 0 }
     }
 
     /// Adds the whole frames inside physical `[start, end)` as free frames,

@@ -28,10 +28,8 @@ pub struct DescriptorTablePointer {
 
 /// Loads [`GDT`] and reloads every segment register from it.
 pub fn init() {
-    let pointer = DescriptorTablePointer {
-        limit: (core::mem::size_of_val(&GDT) - 1) as u16,
-        base: GDT.as_ptr() as u32,
-    };
+    let pointer =
+        DescriptorTablePointer { limit: (core::mem::size_of_val(&GDT) - 1) as u16, base: GDT.as_ptr() as u32 };
     // SAFETY: the GDT is a static (lives for ever) with flat ring-0 segments, so
     // reloading CS (via a far return) and the data segments with them keeps every
     // address meaning what it meant under the loader's flat segments.

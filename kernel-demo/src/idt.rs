@@ -72,13 +72,7 @@ struct Gate {
 }
 
 impl Gate {
-    const MISSING: Self = Self {
-        offset_low: 0,
-        selector: 0,
-        reserved: 0,
-        type_attr: 0,
-        offset_high: 0,
-    };
+    const MISSING: Self = Self { offset_low: 0, selector: 0, reserved: 0, type_attr: 0, offset_high: 0 };
 
     /// Present, ring-0, 32-bit interrupt gate (IF cleared on entry).
     fn interrupt(handler: u32) -> Self {
@@ -163,10 +157,8 @@ pub fn init() {
     for (gate, &stub) in idt.iter_mut().zip(stubs) {
         *gate = Gate::interrupt(stub);
     }
-    let pointer = DescriptorTablePointer {
-        limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16,
-        base: IDT.0.get() as u32,
-    };
+    let pointer =
+        DescriptorTablePointer { limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16, base: IDT.0.get() as u32 };
     // SAFETY: the IDT is a static filled with valid gates to the stubs above.
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) }
 }
@@ -187,12 +179,7 @@ extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     if vector == PF || vector == GP {
         if let Some(fixup) = probe::fixup_for(frame.eip) {
             let addr = if vector == PF { cr2 } else { 0 };
-            probe::record_fault(probe::Fault {
-                vector,
-                error_code: frame.error_code,
-                addr,
-                eip: frame.eip,
-            });
+            probe::record_fault(probe::Fault { vector, error_code: frame.error_code, addr, eip: frame.eip });
             frame.eip = fixup;
             return;
         }
@@ -232,11 +219,7 @@ pub struct PageFaultError(pub u32);
 impl fmt::Display for PageFaultError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let e = self.0;
-        f.write_str(if e & 1 != 0 {
-            "protection violation"
-        } else {
-            "not present"
-        })?;
+        f.write_str(if e & 1 != 0 { "protection violation" } else { "not present" })?;
         f.write_str(if e & 2 != 0 { ", write" } else { ", read" })?;
         f.write_str(if e & 4 != 0 { ", user" } else { ", supervisor" })?;
         if e & 8 != 0 {
@@ -253,26 +236,13 @@ impl fmt::Display for PageFaultError {
 fn report(frame: &TrapFrame, cr2: u32) {
     let vector = frame.vector as u8;
     kprintln!();
-    kprintln!(
-        "*** FATAL CPU EXCEPTION {} ({}) ***",
-        vector,
-        vector_name(vector)
-    );
+    kprintln!("*** FATAL CPU EXCEPTION {} ({}) ***", vector, vector_name(vector));
     if vector == PF {
-        kprintln!(
-            "error code {:#010x} [{}]",
-            frame.error_code,
-            PageFaultError(frame.error_code)
-        );
+        kprintln!("error code {:#010x} [{}]", frame.error_code, PageFaultError(frame.error_code));
     } else {
         kprintln!("error code {:#010x}", frame.error_code);
     }
-    kprintln!(
-        "EIP {:#010x}  CS {:#06x}  EFLAGS {:#010x}",
-        frame.eip,
-        frame.cs,
-        frame.eflags
-    );
+    kprintln!("EIP {:#010x}  CS {:#06x}  EFLAGS {:#010x}", frame.eip, frame.cs, frame.eflags);
     kprintln!(
         "CR2 {:#010x}  CR3 {:#010x}  CR0 {:#010x}  CR4 {:#010x}",
         cr2,
@@ -280,13 +250,7 @@ fn report(frame: &TrapFrame, cr2: u32) {
         cpu::read_cr0(),
         cpu::read_cr4()
     );
-    kprintln!(
-        "EAX {:#010x}  EBX {:#010x}  ECX {:#010x}  EDX {:#010x}",
-        frame.eax,
-        frame.ebx,
-        frame.ecx,
-        frame.edx
-    );
+    kprintln!("EAX {:#010x}  EBX {:#010x}  ECX {:#010x}  EDX {:#010x}", frame.eax, frame.ebx, frame.ecx, frame.edx);
     kprintln!(
         "ESI {:#010x}  EDI {:#010x}  EBP {:#010x}  ESP {:#010x}",
         frame.esi,

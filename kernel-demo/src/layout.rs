@@ -47,10 +47,7 @@ pub fn kernel_phys_end() -> u32 {
 /// # Panics
 /// If `pa` lies outside the boot mapping (`pa >= BOOT_MAP_SIZE`).
 pub fn phys_to_virt(pa: u32) -> *mut u8 {
-    assert!(
-        pa < BOOT_MAP_SIZE,
-        "physical address {pa:#x} is outside the boot linear map"
-    );
+    assert!(pa < BOOT_MAP_SIZE, "physical address {pa:#x} is outside the boot linear map");
     (PAGE_OFFSET + pa) as *mut u8
 }
 

@@ -15,12 +15,12 @@
 #![no_std]
 #![no_main]
 
+pub mod backend;
 pub mod boot;
 pub mod config;
 pub mod cpu;
 pub mod crashtest;
 pub mod exit;
-pub mod backend;
 pub mod frames;
 pub mod gdt;
 pub mod idt;
@@ -28,8 +28,8 @@ pub mod layout;
 pub mod mem;
 pub mod multiboot;
 mod panic;
-pub mod port;
 pub mod phys;
+pub mod port;
 pub mod probe;
 pub mod scenario_main;
 pub mod serial;
@@ -45,18 +45,13 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
     gdt::init();
     idt::init();
 
-    kprintln!(
-        "kernel-demo: backend {} ({})",
-        config::BACKEND,
-        config::BACKEND_DESCRIPTION
-    );
+    kprintln!("kernel-demo: backend {} ({})", config::BACKEND, config::BACKEND_DESCRIPTION);
     kprintln!("paging mode: {}", config::PAGING_MODE);
 
     // SAFETY: `magic` and `info_phys` are the loader's EAX/EBX, passed through
     // untouched by the boot stub, and nothing has written below the kernel's
     // own image since entry.
-    let boot =
-        unsafe { multiboot::parse(magic, info_phys) }.unwrap_or_else(|e| panic!("multiboot: {e}"));
+    let boot = unsafe { multiboot::parse(magic, info_phys) }.unwrap_or_else(|e| panic!("multiboot: {e}"));
     kprintln!(
         "kernel image: phys {:#x}..{:#x}, virt {:#x}..",
         layout::kernel_phys_start(),
@@ -95,12 +90,6 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
 
     crashtest::run_from_cmdline(boot.cmdline());
 
-    let ram_end = boot
-        .regions()
-        .iter()
-        .filter(|r| r.is_usable())
-        .map(|r| r.end())
-        .max()
-        .unwrap_or(0);
+    let ram_end = boot.regions().iter().filter(|r| r.is_usable()).map(|r| r.end()).max().unwrap_or(0);
     scenario_main::run(ram_end)
 }

@@ -61,14 +61,7 @@ impl fmt::Display for MemoryRegion {
             5 => "bad RAM",
             _ => "unknown",
         };
-        write!(
-            f,
-            "[{:#011x}-{:#011x}) {:>8} KiB {}",
-            self.base,
-            self.end(),
-            self.len / 1024,
-            kind
-        )
+        write!(f, "[{:#011x}-{:#011x}) {:>8} KiB {}", self.base, self.end(), self.len / 1024, kind)
     }
 }
 
@@ -114,11 +107,7 @@ impl BootInfo {
 
     /// Total bytes of usable RAM in the memory map.
     pub fn usable_bytes(&self) -> u64 {
-        self.regions()
-            .iter()
-            .filter(|r| r.is_usable())
-            .map(|r| r.len)
-            .sum()
+        self.regions().iter().filter(|r| r.is_usable()).map(|r| r.len).sum()
     }
 }
 
@@ -194,11 +183,8 @@ pub unsafe fn parse(magic: u32, info: u32) -> Result<BootInfo, MultibootError> {
     let mut end = info + INFO_SIZE;
     let mut bump = |pa: u32, len: u32| end = end.max(pa.saturating_add(len));
 
-    let (mem_lower_kib, mem_upper_kib) = if flags & FLAG_MEM != 0 {
-        (Some(field(4)?), Some(field(8)?))
-    } else {
-        (None, None)
-    };
+    let (mem_lower_kib, mem_upper_kib) =
+        if flags & FLAG_MEM != 0 { (Some(field(4)?), Some(field(8)?)) } else { (None, None) };
     let mut cmdline = None;
     if flags & FLAG_CMDLINE != 0 {
         let pa = field(16)?;
@@ -241,21 +227,11 @@ pub unsafe fn parse(magic: u32, info: u32) -> Result<BootInfo, MultibootError> {
                 read_phys::<u32>(entry + 20)?,
             )
         };
-        let slot = regions
-            .get_mut(count)
-            .ok_or(MultibootError::TooManyRegions)?;
+        let slot = regions.get_mut(count).ok_or(MultibootError::TooManyRegions)?;
         *slot = MemoryRegion { base, len, kind };
         count += 1;
         entry += size + 4;
     }
 
-    Ok(BootInfo {
-        flags,
-        mem_lower_kib,
-        mem_upper_kib,
-        regions,
-        region_count: count,
-        cmdline,
-        structures_end: end,
-    })
+    Ok(BootInfo { flags, mem_lower_kib, mem_upper_kib, regions, region_count: count, cmdline, structures_end: end })
 }

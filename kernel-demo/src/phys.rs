@@ -14,7 +14,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use i386_mm::{FaultInject, PhysMem, Pfn};
+use i386_mm::{FaultInject, Pfn, PhysMem};
 
 use crate::cpu;
 use crate::frames;
@@ -34,22 +34,14 @@ impl KernelPhys {
     /// Physical memory up to `ram_end` (exclusive, clipped to the boot map).
     pub fn new(ram_end: u64) -> Self {
         let end = ram_end.min(u64::from(BOOT_MAP_SIZE));
-        Self {
-            max_pfn: Pfn((end >> PAGE_SHIFT) as u32),
-            allocs: AtomicU32::new(0),
-            fail_at: AtomicU32::new(0),
-        }
+        Self { max_pfn: Pfn((end >> PAGE_SHIFT) as u32), allocs: AtomicU32::new(0), fail_at: AtomicU32::new(0) }
     }
 }
 
 impl PhysMem for KernelPhys {
     fn alloc_frame(&self) -> Option<Pfn> {
         let call = self.allocs.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        if self
-            .fail_at
-            .compare_exchange(call, 0, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-        {
+        if self.fail_at.compare_exchange(call, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
             return None;
         }
         frames::alloc().ok().map(|f| Pfn(f.0))

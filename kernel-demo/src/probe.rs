@@ -42,13 +42,7 @@ impl Fault {
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} at {:#010x}, error code {:#x}",
-            idt::vector_name(self.vector),
-            self.addr,
-            self.error_code
-        )?;
+        write!(f, "{} at {:#010x}, error code {:#x}", idt::vector_name(self.vector), self.addr, self.error_code)?;
         if self.vector == idt::PF {
             write!(f, " [{}]", PageFaultError(self.error_code))?;
         }

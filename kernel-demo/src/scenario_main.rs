@@ -35,10 +35,7 @@ pub fn run(ram_end: u64) -> ! {
     // every frame the allocator manages (all below BOOT_MAP_SIZE and below the
     // end of RAM); its writes go only to pages that kernel owns.
     let cpu = unsafe { X86Cpu::new() };
-    let cfg = Config {
-        lowmem_end: Some(phys.max_pfn()),
-        ..Config::default()
-    };
+    let cfg = Config { lowmem_end: Some(phys.max_pfn()), ..Config::default() };
     let hooks: Recorder<_, HOOK_LOG> = Recorder::new(backend::new(&phys));
     kprintln!(
         "scenario: backend {}, {} paging, linear map 0..{:#x} ({} MiB)",
@@ -48,11 +45,7 @@ pub fn run(ram_end: u64) -> ! {
         phys.max_pfn().0 >> 8
     );
     let result = scenario::run::<Mode, _, _, _>(&phys, &hooks, &cpu, &cfg, &mut Serial);
-    kprintln!(
-        "boot stack: {} of {} KiB used",
-        boot::boot_stack_used().div_ceil(1024),
-        boot::BOOT_STACK_SIZE / 1024
-    );
+    kprintln!("boot stack: {} of {} KiB used", boot::boot_stack_used().div_ceil(1024), boot::BOOT_STACK_SIZE / 1024);
     match result {
         Ok(s) => {
             kprintln!(
@@ -70,11 +63,7 @@ pub fn run(ram_end: u64) -> ! {
                 s.oom_checked,
                 s.user_pages
             );
-            kprintln!(
-                "kernel-demo: scenario passed ({} backend, {} paging)",
-                config::BACKEND,
-                Mode::NAME
-            );
+            kprintln!("kernel-demo: scenario passed ({} backend, {} paging)", config::BACKEND, Mode::NAME);
             exit::exit_success()
         }
         Err(e) => {

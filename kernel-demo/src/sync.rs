@@ -22,10 +22,7 @@ unsafe impl<T: Send> Sync for Lock<T> {}
 impl<T> Lock<T> {
     /// Wraps `value`.
     pub const fn new(value: T) -> Self {
-        Self {
-            held: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
-        }
+        Self { held: AtomicBool::new(false), value: UnsafeCell::new(value) }
     }
 
     /// Takes exclusive access.

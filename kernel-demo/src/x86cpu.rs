@@ -30,18 +30,12 @@ impl X86Cpu {
     /// mapped. Its [`Cpu::write_u32`] may only target memory that kernel owns
     /// (user pages it mapped, page-table pages it built).
     pub unsafe fn new() -> Self {
-        Self {
-            boot_root: boot::boot_root_phys(),
-        }
+        Self { boot_root: boot::boot_root_phys() }
     }
 }
 
 fn fault(f: probe::Fault) -> Fault {
-    Fault {
-        vector: f.vector,
-        error_code: f.error_code,
-        addr: f.addr,
-    }
+    Fault { vector: f.vector, error_code: f.error_code, addr: f.addr }
 }
 
 impl Cpu for X86Cpu {

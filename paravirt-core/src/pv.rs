@@ -11,10 +11,12 @@
 //! Both versions are `#[inline(always)]`, so with the native backend the generated code of the
 //! two builds is identical (the workspace's `asm-check` compares it).
 
-use crate::{EntrySlot, Pfn, PvMmuOps};
+use crate::{EntrySlot, Pfn};
 
 cfg_if::cfg_if! {
     if #[cfg(feature = "paravirt")] {
+        use crate::PvMmuOps;
+
         /// Whether hook calls reach the backend in this build.
         pub const ENABLED: bool = true;
 

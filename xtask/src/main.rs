@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask test`: formatting, clippy, every host test, the `no_std` builds, the host
 //!   scenario under every backend and mode, and the kernel boots in QEMU.
+//! - `cargo xtask asm-check`: the native backend's code is identical to hooks compiled out.
 //! - `cargo xtask loom`: the loom models of `pgd_lock` (also part of `test`).
 //! - `cargo xtask demo`: the scenario on the host simulator for every backend and mode, with a
 //!   hook-trace summary and a ptdump.
@@ -9,6 +10,7 @@
 //! Missing prerequisites (the i686 and bare-metal Rust targets, QEMU) are installed with a
 //! message saying so.
 
+mod asm;
 mod host;
 mod prereq;
 
@@ -76,6 +78,7 @@ fn test() -> Result<(), String> {
         run(cargo().args(["build", "--target", "x86_64-unknown-none", "-p", "paravirt-core", "--no-default-features"]))
     });
     s.step("loom models of pgd_lock", loom);
+    s.step("asm-check: native hooks cost nothing", asm::asm_check);
     s.step("host scenario, every backend and mode", || host::demo(false));
     println!("\n==> summary");
     for (n, t) in &s.passed {
@@ -114,7 +117,7 @@ fn loom() -> Result<(), String> {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test | demo | loom>");
+    eprintln!("usage: cargo xtask <test | demo | loom | asm-check>");
     ExitCode::from(2)
 }
 
@@ -124,6 +127,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => host::demo(true),
         Some("loom") => loom(),
+        Some("asm-check") => prereq::ensure_targets().and_then(|()| asm::asm_check()),
         _ => return usage(),
     };
     match result {

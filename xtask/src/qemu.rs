@@ -55,14 +55,26 @@ impl BootConfig {
         Ok(features)
     }
 
-    /// Short name such as `native/non-PAE` or `xen/PAE`.
-    #[allow(dead_code)] // optional helper for the demo/test report in main.rs
+    /// Short name such as `native/non-PAE` or `xen/PAE` (extra features appended with `+`).
     pub fn label(&self) -> String {
-        format!(
-            "{}/{}",
-            self.backend,
-            if self.pae { "PAE" } else { "non-PAE" }
-        )
+        let mut label = format!("{}/{}", self.backend, if self.pae { "PAE" } else { "non-PAE" });
+        for f in &self.extra_features {
+            label.push('+');
+            label.push_str(f);
+        }
+        label
+    }
+
+    /// File name of this configuration's kernel image, e.g. `kernel-demo-xen-pae` or
+    /// `kernel-demo-vmi-2level-bug-missing-alloc-pt`: every configuration keeps its own ELF,
+    /// since cargo overwrites `release/kernel-demo` on each build.
+    pub fn image_name(&self) -> String {
+        let mut name = format!("kernel-demo-{}-{}", self.backend, if self.pae { "pae" } else { "2level" });
+        for f in &self.extra_features {
+            name.push('-');
+            name.push_str(f);
+        }
+        name
     }
 }
 
@@ -79,12 +91,16 @@ pub struct BootOutcome {
     pub elapsed: Duration,
 }
 
-/// Builds `kernel-demo` in release mode for `cfg` and returns the ELF path.
+/// Builds `kernel-demo` in release mode for `cfg` and returns the path of a copy of the ELF
+/// named after the configuration ([`BootConfig::image_name`]), so several configurations can
+/// be built before any is booted.
 ///
 /// Cargo runs in `root/kernel-demo` so that the kernel's own
 /// `.cargo/config.toml` applies; flags inherited from an outer cargo
 /// (`RUSTFLAGS`, a target-dir override, a build target) are removed because
-/// they would replace the kernel's target settings.
+/// they would replace the kernel's target settings. Every configuration shares
+/// the kernel's target directory, so the workspace crates are compiled once per
+/// feature set and only the kernel crate is rebuilt when switching backends.
 pub fn build_kernel(root: &Path, cfg: &BootConfig) -> Result<PathBuf, String> {
     let dir = root.join("kernel-demo");
     let target_dir = dir.join("target");
@@ -92,7 +108,7 @@ pub fn build_kernel(root: &Path, cfg: &BootConfig) -> Result<PathBuf, String> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&dir)
-        .args(["build", "--release", "--target", KERNEL_TARGET])
+        .args(["build", "--release", "--quiet", "--target", KERNEL_TARGET])
         .arg("--target-dir")
         .arg(&target_dir)
         .arg("--features")
@@ -117,17 +133,15 @@ pub fn build_kernel(root: &Path, cfg: &BootConfig) -> Result<PathBuf, String> {
             features.join(",")
         ));
     }
-    let elf = target_dir
-        .join(KERNEL_TARGET)
-        .join("release")
-        .join("kernel-demo");
+    let release = target_dir.join(KERNEL_TARGET).join("release");
+    let elf = release.join("kernel-demo");
     if !elf.is_file() {
-        return Err(format!(
-            "cargo succeeded but {} does not exist",
-            elf.display()
-        ));
+        return Err(format!("cargo succeeded but {} does not exist", elf.display()));
     }
-    Ok(elf)
+    let copy = release.join(cfg.image_name());
+    std::fs::copy(&elf, &copy)
+        .map_err(|e| format!("cannot copy {} to {}: {e}", elf.display(), copy.display()))?;
+    Ok(copy)
 }
 
 /// The QEMU arguments that boot `elf` (serial on stdout, no display, exit
@@ -234,7 +248,6 @@ pub fn boot_with_cmdline(
 }
 
 /// Explains a QEMU exit status in words.
-#[allow(dead_code)] // optional helper for the demo/test report in main.rs
 pub fn describe_status(status: Option<i32>) -> &'static str {
     match status {
         Some(SUCCESS_STATUS) => "success",
