@@ -129,7 +129,7 @@ fn native_ops_table_is_bare_metal() {
 
 #[test]
 fn pae_store_order_is_high_half_first_and_clear_low_half_first() {
-    /// Records the order of 32-bit stores by watching the other half at each step.
+    // Watches the other half at each step to see the order of the 32-bit stores.
     let mut buf = [0xFFFF_FFFFu32, 0xFFFF_FFFF, 0, 0];
     let s = slot(&mut buf, true);
     // SAFETY: `buf` has room for an 8-byte entry.
