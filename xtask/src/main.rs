@@ -3,6 +3,7 @@
 //! - `cargo xtask test`: formatting, clippy, every host test, the `no_std` builds, the host
 //!   scenario under every backend and mode, and the kernel boots in QEMU.
 //! - `cargo xtask asm-check`: the native backend's code is identical to hooks compiled out.
+//! - `cargo xtask bench`: criterion benches of hook overhead.
 //! - `cargo xtask loom`: the loom models of `pgd_lock` (also part of `test`).
 //! - `cargo xtask demo`: the scenario on the host simulator for every backend and mode, with a
 //!   hook-trace summary and a ptdump.
@@ -80,6 +81,9 @@ fn test() -> Result<(), String> {
     s.step("loom models of pgd_lock", loom);
     s.step("asm-check: native hooks cost nothing", asm::asm_check);
     s.step("host scenario, every backend and mode", || host::demo(false));
+    s.step("bench smoke (each criterion bench once)", || {
+        run(cargo().args(["bench", "-p", "benches", "--bench", "hooks", "--", "--test"]))
+    });
     println!("\n==> summary");
     for (n, t) in &s.passed {
         println!("  ok    {n} ({t:.1}s)");
@@ -117,7 +121,7 @@ fn loom() -> Result<(), String> {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test | demo | loom | asm-check>");
+    eprintln!("usage: cargo xtask <test | demo | loom | asm-check | bench>");
     ExitCode::from(2)
 }
 
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => host::demo(true),
         Some("loom") => loom(),
+        Some("bench") => run(cargo().args(["bench", "-p", "benches"])),
         Some("asm-check") => prereq::ensure_targets().and_then(|()| asm::asm_check()),
         _ => return usage(),
     };

@@ -42,11 +42,7 @@ impl BootConfig {
         match self.backend {
             "native" => {}
             "vmi" | "xen" => features.push(self.backend.to_string()),
-            other => {
-                return Err(format!(
-                    "unknown backend `{other}` (expected native, vmi or xen)"
-                ))
-            }
+            other => return Err(format!("unknown backend `{other}` (expected native, vmi or xen)")),
         }
         if self.pae {
             features.push("pae".to_string());
@@ -123,9 +119,7 @@ pub fn build_kernel(root: &Path, cfg: &BootConfig) -> Result<PathBuf, String> {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .map_err(|e| format!("cannot run cargo in {}: {e}", dir.display()))?;
+    let status = cmd.status().map_err(|e| format!("cannot run cargo in {}: {e}", dir.display()))?;
     if !status.success() {
         return Err(format!(
             "building kernel-demo ({}, features [{}]) failed: {status}",
@@ -139,8 +133,7 @@ pub fn build_kernel(root: &Path, cfg: &BootConfig) -> Result<PathBuf, String> {
         return Err(format!("cargo succeeded but {} does not exist", elf.display()));
     }
     let copy = release.join(cfg.image_name());
-    std::fs::copy(&elf, &copy)
-        .map_err(|e| format!("cannot copy {} to {}: {e}", elf.display(), copy.display()))?;
+    std::fs::copy(&elf, &copy).map_err(|e| format!("cannot copy {} to {}: {e}", elf.display(), copy.display()))?;
     Ok(copy)
 }
 
@@ -180,12 +173,7 @@ pub fn boot(elf: &Path, timeout: Duration) -> Result<BootOutcome, String> {
 
 /// Like [`boot`], passing `cmdline` to the kernel (`-append`), e.g.
 /// `crash=pf` to make the kernel take a deliberate fatal fault.
-#[allow(dead_code)] // for a failure-path test (crash=ud|pf|gp|df|panic), to be wired in main.rs
-pub fn boot_with_cmdline(
-    elf: &Path,
-    cmdline: &str,
-    timeout: Duration,
-) -> Result<BootOutcome, String> {
+pub fn boot_with_cmdline(elf: &Path, cmdline: &str, timeout: Duration) -> Result<BootOutcome, String> {
     if !elf.is_file() {
         return Err(format!("kernel image {} does not exist", elf.display()));
     }
@@ -239,12 +227,7 @@ pub fn boot_with_cmdline(
         serial.push_str(stderr_text.trim_end());
         serial.push('\n');
     }
-    Ok(BootOutcome {
-        status,
-        success: status == Some(SUCCESS_STATUS),
-        serial,
-        elapsed,
-    })
+    Ok(BootOutcome { status, success: status == Some(SUCCESS_STATUS), serial, elapsed })
 }
 
 /// Explains a QEMU exit status in words.
@@ -267,20 +250,16 @@ pub fn ensure_prerequisites() -> Result<(), String> {
 }
 
 fn ensure_rust_target() -> Result<(), String> {
-    let output = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|e| format!("cannot run `rustup` ({e}); install rustup, then run `rustup target add {KERNEL_TARGET}`"))?;
+    let output = Command::new("rustup").args(["target", "list", "--installed"]).output().map_err(|e| {
+        format!("cannot run `rustup` ({e}); install rustup, then run `rustup target add {KERNEL_TARGET}`")
+    })?;
     if !output.status.success() {
         return Err(format!(
             "`rustup target list --installed` failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         ));
     }
-    if String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .any(|l| l.trim() == KERNEL_TARGET)
-    {
+    if String::from_utf8_lossy(&output.stdout).lines().any(|l| l.trim() == KERNEL_TARGET) {
         return Ok(());
     }
     println!("xtask: the Rust target {KERNEL_TARGET} is missing; running `rustup target add {KERNEL_TARGET}`");
@@ -289,9 +268,7 @@ fn ensure_rust_target() -> Result<(), String> {
         .status()
         .map_err(|e| format!("cannot run `rustup target add {KERNEL_TARGET}`: {e}"))?;
     if !status.success() {
-        return Err(format!(
-            "`rustup target add {KERNEL_TARGET}` failed ({status})"
-        ));
+        return Err(format!("`rustup target add {KERNEL_TARGET}` failed ({status})"));
     }
     Ok(())
 }
@@ -309,20 +286,12 @@ fn ensure_qemu() -> Result<(), String> {
         .unwrap_or(false);
     let sudo = !is_root && find_on_path("sudo").is_some();
     for args in [&["update"][..], &["install", "-y", "qemu-system-x86"][..]] {
-        let mut cmd = if sudo {
-            Command::new("sudo")
-        } else {
-            Command::new("apt-get")
-        };
+        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
         if sudo {
             cmd.arg("apt-get");
         }
         cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        println!(
-            "xtask: running `{}apt-get {}`",
-            if sudo { "sudo " } else { "" },
-            args.join(" ")
-        );
+        println!("xtask: running `{}apt-get {}`", if sudo { "sudo " } else { "" }, args.join(" "));
         let status = cmd.status().map_err(|e| {
             format!("cannot run apt-get ({e}); install QEMU yourself: `apt-get install qemu-system-x86`")
         })?;
@@ -334,9 +303,7 @@ fn ensure_qemu() -> Result<(), String> {
         }
     }
     if find_on_path(QEMU).is_none() {
-        return Err(format!(
-            "qemu-system-x86 was installed but {QEMU} is still not on PATH"
-        ));
+        return Err(format!("qemu-system-x86 was installed but {QEMU} is still not on PATH"));
     }
     Ok(())
 }
@@ -344,7 +311,5 @@ fn ensure_qemu() -> Result<(), String> {
 /// Full path of `program` if it is an executable file in a `PATH` directory.
 fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
