@@ -133,7 +133,10 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) const fn new() -> Self {
-        Counters { calls: [const { AtomicU32::new(0) }; HookKind::COUNT], checks: [const { AtomicU32::new(0) }; Check::COUNT] }
+        Counters {
+            calls: [const { AtomicU32::new(0) }; HookKind::COUNT],
+            checks: [const { AtomicU32::new(0) }; Check::COUNT],
+        }
     }
 
     #[inline]

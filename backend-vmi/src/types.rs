@@ -40,8 +40,7 @@ impl PageType {
     /// `VMI_PAGE_L2` in two-level mode: `PD | ZEROED`.
     pub const L2: PageType = PageType::PD.union(PageType::ZEROED);
     /// The level bits (`PT`, `PD`, `PDP`, `PML4`).
-    pub const LEVELS: PageType =
-        PageType::PT.union(PageType::PD).union(PageType::PDP).union(PageType::PML4);
+    pub const LEVELS: PageType = PageType::PT.union(PageType::PD).union(PageType::PDP).union(PageType::PML4);
 
     /// `VMI_PAGE_L1` for paging mode `M` (`PT | ZEROED`, plus `PAE` in PAE mode): the type
     /// `alloc_pt` gives.

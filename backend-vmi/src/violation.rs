@@ -306,6 +306,11 @@ impl ViolationLog {
         self.total += 1;
     }
 
+    /// Counts `n` more violations that were not kept.
+    pub(crate) fn count_more(&mut self, n: usize) {
+        self.total += n;
+    }
+
     pub(crate) fn total(&self) -> usize {
         self.total
     }

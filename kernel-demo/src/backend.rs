@@ -3,8 +3,21 @@
 //!
 //! The boot stub builds its tables in the same mode (see [`crate::boot`]), so
 //! the CPU's paging mode (CR4.PAE) always matches what `i386-mm` builds.
+//!
+//! The VMI and Xen backends check page-table contents bit for bit, so they are
+//! wrapped in [`crate::young::YoungDirty`]: the hardware then never sets an
+//! accessed or dirty bit behind their backs.
+//!
+//! Every backend is built with its *panic* policy where it has one: a protocol
+//! violation stops the kernel at the hook that broke the rule, and the panic
+//! handler prints the backend's report (the rule and the pfn) before exiting
+//! QEMU with the failure status.
+
+use paravirt_core::{Inspect, PvMmuOps};
 
 use crate::phys::KernelPhys;
+#[cfg(any(feature = "vmi", feature = "xen"))]
+use crate::young::YoungDirty;
 
 /// The paging mode: PAE (three-level) with the `pae` feature.
 #[cfg(feature = "pae")]
@@ -13,13 +26,57 @@ pub type Mode = i386_mm::Pae;
 #[cfg(not(feature = "pae"))]
 pub type Mode = i386_mm::TwoLevel;
 
-/// The backend: bare metal, every hook compiled out.
-#[cfg(not(any(feature = "vmi", feature = "xen")))]
-pub type Backend<'m> = backend_native::Native;
+/// Something to run with the backend (the backend's type differs per build).
+pub trait WithBackend {
+    /// What the run produces.
+    type Output;
+    /// Runs with `backend`.
+    fn run<B: PvMmuOps + Inspect>(self, backend: &B) -> Self::Output;
+}
 
-/// Creates the backend over the kernel's physical memory.
+/// Creates the native backend (wrapped in a recorder that counts the hook calls
+/// for the statistics, since the backend itself keeps no state) and runs `w`.
 #[cfg(not(any(feature = "vmi", feature = "xen")))]
-pub fn new(mem: &KernelPhys) -> Backend<'_> {
+pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
+    /// Events kept in the recorder's log: none, only the per-hook counts.
+    const HOOK_LOG: usize = 0;
     let _ = mem;
-    backend_native::Native
+    let hooks: paravirt_core::Recorder<_, HOOK_LOG> = paravirt_core::Recorder::new(backend_native::Native);
+    w.run(&hooks)
+}
+
+/// Creates the VMI backend over `mem` (it reserves its shadow frames, and in PAE
+/// the per-vCPU shadow PDPT, right away) with its panic policy, runs `w` with it
+/// (entries installed young and dirty, see [`YoungDirty`]), and gives the
+/// reserved frames back if the run released every page table.
+///
+/// # Panics
+/// If memory cannot supply the shadow frames, or the teardown is refused.
+#[cfg(feature = "vmi")]
+pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
+    let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, backend_vmi::Policy::Panic).unwrap_or_else(|e| panic!("{e}"));
+    let out = w.run(&YoungDirty(&vmi));
+    if vmi.typed_pages() == 0 {
+        if let Err(v) = vmi.teardown() {
+            panic!("{v}");
+        }
+    }
+    out
+}
+
+/// The Xen model's frame table (the hypervisor's `frame_table` plus the guest's
+/// per-page flags): about 17 bytes per frame of the 64 MiB the kernel maps, too
+/// big for the stack, so it is a static.
+#[cfg(feature = "xen")]
+static FRAME_TABLE: backend_xen::FrameTable = backend_xen::FrameTable::new();
+
+/// Creates the Xen PV MMU model over `mem` with its panic policy and the CPU's
+/// `invlpg` (so a linear-map PTE the model makes read-only or writable is
+/// dropped from the real TLB), and runs `w` with it (entries installed young and
+/// dirty, see [`YoungDirty`]).
+#[cfg(feature = "xen")]
+pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
+    let xen =
+        backend_xen::Xen::<Mode, _>::new(&FRAME_TABLE, mem, backend_xen::Policy::Panic).with_invlpg(crate::cpu::invlpg);
+    w.run(&YoungDirty(&xen))
 }

@@ -33,7 +33,7 @@ const MULTIBOOT_HEADER_FLAGS: u32 = (1 << 0) | (1 << 1);
 const MULTIBOOT_HEADER_CHECKSUM: u32 = 0u32.wrapping_sub(MULTIBOOT_HEADER_MAGIC.wrapping_add(MULTIBOOT_HEADER_FLAGS));
 
 /// Size of the boot (and, for now, only) kernel stack.
-pub const BOOT_STACK_SIZE: usize = 64 * 1024;
+pub const BOOT_STACK_SIZE: usize = 256 * 1024;
 
 /// Large-page directory entry flags: PRESENT | RW | PSE (page size).
 const LARGE_PAGE_FLAGS: u32 = 0x83;

@@ -11,6 +11,17 @@
 //! the paging mode (`pae`) are chosen by cargo features. Results go to the
 //! serial port; the kernel ends QEMU through `isa-debug-exit` with status 33
 //! on success and 35 on failure (see [`exit`]).
+//!
+//! [`kmain`] then runs the workspace's scenario ([`scenario_main`]):
+//! `i386-mm` builds its own `swapper_pg_dir` and address spaces in frames from
+//! the kernel's allocator ([`phys`]), announces every page table to the
+//! backend ([`backend`]: native, VMI or the Xen model, with their panic
+//! policy), and the real MMU translates every check ([`x86cpu`]): under VMI
+//! CR3 holds the shadow root, under Xen pinned tables are read-only in the
+//! linear map and CR0.WP makes a direct write to one fault. A backend that
+//! catches a missing hook panics with the rule and the pfn (see the
+//! `bug-missing-alloc-pt` feature). `crash=ud|pf|gp|df|panic` on the command
+//! line takes a deliberate fatal fault first ([`crashtest`]).
 
 #![no_std]
 #![no_main]
@@ -35,6 +46,7 @@ pub mod scenario_main;
 pub mod serial;
 pub mod sync;
 pub mod x86cpu;
+pub mod young;
 
 use crate::layout::PAGE_OFFSET;
 

@@ -6,25 +6,38 @@
 //! The summary line is parsed by `cargo xtask` (`xtask/src/boots.rs`):
 //!
 //! ```text
-//! summary: backend=vmi mode=pae steps=10 frames=0/45/0 held=20/0 faults=1 split=yes oom=4 user_pages=18
+//! summary: backend=vmi mode=pae steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18
 //! ```
 //!
-//! `frames` is frames in use at the start / peak / end, `held` the pages the
-//! backend held at the peak / after the teardown.
+//! `frames` is frames in use at the start / peak / end (the VMI backend's
+//! shadow pool, reserved before the scenario starts, included), `held` the
+//! pages the backend held at the peak / after the teardown, `faults` the
+//! faults the scenario provoked and the CPU raised.
 
-use i386_mm::scenario::{self, Config};
+use i386_mm::scenario::{self, Config, ScenarioError, Summary};
 use i386_mm::{PagingMode, PhysMem};
-use paravirt_core::Recorder;
+use paravirt_core::{Inspect, PvMmuOps};
 
-use crate::backend::{self, Mode};
+use crate::backend::{self, Mode, WithBackend};
 use crate::phys::KernelPhys;
 use crate::serial::Serial;
 use crate::x86cpu::X86Cpu;
 use crate::{boot, config, exit, kprintln};
 
-/// The recorder wrapped around the backend keeps per-hook call counts (shown
-/// in the statistics) but no event log: the kernel has no use for one.
-const HOOK_LOG: usize = 0;
+/// The scenario, run with whichever backend this kernel was built with.
+struct Scenario<'a> {
+    phys: &'a KernelPhys,
+    cpu: &'a X86Cpu,
+    cfg: &'a Config,
+}
+
+impl WithBackend for Scenario<'_> {
+    type Output = Result<Summary, ScenarioError>;
+
+    fn run<B: PvMmuOps + Inspect>(self, backend: &B) -> Self::Output {
+        scenario::run::<Mode, _, _, _>(self.phys, backend, self.cpu, self.cfg, &mut Serial)
+    }
+}
 
 /// Runs the scenario over physical memory `0..ram_end` (clipped to the boot
 /// map) and exits QEMU: status 33 on success, 35 on any failure.
@@ -36,7 +49,6 @@ pub fn run(ram_end: u64) -> ! {
     // end of RAM); its writes go only to pages that kernel owns.
     let cpu = unsafe { X86Cpu::new() };
     let cfg = Config { lowmem_end: Some(phys.max_pfn()), ..Config::default() };
-    let hooks: Recorder<_, HOOK_LOG> = Recorder::new(backend::new(&phys));
     kprintln!(
         "scenario: backend {}, {} paging, linear map 0..{:#x} ({} MiB)",
         config::BACKEND,
@@ -44,10 +56,18 @@ pub fn run(ram_end: u64) -> ! {
         u64::from(phys.max_pfn().0) << 12,
         phys.max_pfn().0 >> 8
     );
-    let result = scenario::run::<Mode, _, _, _>(&phys, &hooks, &cpu, &cfg, &mut Serial);
+    let frames_at_start = phys.frames_in_use();
+    let result = backend::with_backend(&phys, Scenario { phys: &phys, cpu: &cpu, cfg: &cfg });
     kprintln!("boot stack: {} of {} KiB used", boot::boot_stack_used().div_ceil(1024), boot::BOOT_STACK_SIZE / 1024);
     match result {
         Ok(s) => {
+            if phys.frames_in_use() != frames_at_start {
+                panic!(
+                    "{} frames in use after the backend's teardown, {} before it was created",
+                    phys.frames_in_use(),
+                    frames_at_start
+                );
+            }
             kprintln!(
                 "summary: backend={} mode={} steps={} frames={}/{}/{} held={}/{} faults={} split={} oom={} user_pages={}",
                 config::BACKEND,

@@ -4,10 +4,35 @@
 //! Under the native and Xen backends CR3 holds the guest's own tables; under
 //! VMI it holds the shadow root the backend returned from `write_cr3`, so the
 //! accesses below are translated by the hardware walking the shadows.
+//!
+//! PAE: a real processor reads the four PDPT entries into internal registers
+//! when CR3 is loaded (and when CR4.PGE changes) and never looks at, or writes,
+//! the PDPT in memory afterwards. QEMU's walker instead re-reads the in-memory
+//! PDPT on every walk and sets bit 5 (`ACCESSED`) in it, which the backends'
+//! checkers see as a change to a validated or shadowed table. So [`X86Cpu`]
+//! emulates the architectural PDPTE registers: every CR3 load (and flush)
+//! copies the four entries of the root into a per-CPU PDPT and points the
+//! hardware CR3 there. The kernel sees the value it loaded ([`Cpu::read_cr3`]);
+//! a PDPT change then needs a CR3 reload to take effect, exactly as on real
+//! hardware.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use i386_mm::{Cpu, Fault};
 
+use crate::layout::{phys_to_virt, PAGE_OFFSET};
 use crate::{boot, cpu, probe};
+
+/// The per-CPU copy of the four PDPT entries the hardware walks (PAE), 32-byte
+/// aligned as CR3 requires.
+#[repr(C, align(32))]
+struct PdpteRegisters(UnsafeCell<[u64; 4]>);
+
+// SAFETY: one CPU; only `X86Cpu::load`, with interrupts off, writes the copy.
+unsafe impl Sync for PdpteRegisters {}
+
+static PDPTE_REGISTERS: PdpteRegisters = PdpteRegisters(UnsafeCell::new([0; 4]));
 
 /// The CPU running the kernel, as `i386-mm` drives it.
 ///
@@ -17,6 +42,8 @@ use crate::{boot, cpu, probe};
 pub struct X86Cpu {
     /// Physical address of the boot tables' root ([`boot::boot_root_phys`]).
     boot_root: u32,
+    /// The CR3 value last loaded (what the kernel believes CR3 holds).
+    loaded: AtomicU32,
 }
 
 impl X86Cpu {
@@ -30,7 +57,30 @@ impl X86Cpu {
     /// mapped. Its [`Cpu::write_u32`] may only target memory that kernel owns
     /// (user pages it mapped, page-table pages it built).
     pub unsafe fn new() -> Self {
-        Self { boot_root: boot::boot_root_phys() }
+        Self { boot_root: boot::boot_root_phys(), loaded: AtomicU32::new(cpu::read_cr3()) }
+    }
+
+    /// Loads `cr3` into the hardware (PAE: through the PDPTE registers).
+    ///
+    /// # Safety
+    /// `cr3` must be the physical address of a valid root for the current paging mode
+    /// (below the end of the linear map) that maps the running kernel at PAGE_OFFSET.
+    unsafe fn load(&self, cr3: u32) {
+        self.loaded.store(cr3, Ordering::Relaxed);
+        if cfg!(feature = "pae") {
+            let root = phys_to_virt(cr3 & !0x1f).cast::<u64>();
+            let regs = PDPTE_REGISTERS.0.get().cast::<u64>();
+            for i in 0..4 {
+                // SAFETY: the caller guarantees `cr3` names a 32-byte PDPT inside the linear
+                // map; `regs` is the 4-entry register copy, written only here (one CPU).
+                unsafe { regs.add(i).write_volatile(root.add(i).read_volatile()) };
+            }
+            // SAFETY: the copy now holds the caller's valid PDPT entries.
+            unsafe { cpu::write_cr3(regs as u32 - PAGE_OFFSET) }
+        } else {
+            // SAFETY: the caller's contract.
+            unsafe { cpu::write_cr3(cr3) }
+        }
     }
 }
 
@@ -43,29 +93,34 @@ impl Cpu for X86Cpu {
         // SAFETY: by `X86Cpu::new`'s contract the caller is an i386-mm kernel,
         // which loads only roots it built (or the backend's shadow of one), all of
         // which map the kernel image, stack and frames linearly at PAGE_OFFSET.
-        unsafe { cpu::write_cr3(cr3) }
+        unsafe { self.load(cr3) }
     }
 
     fn read_cr3(&self) -> u32 {
-        cpu::read_cr3()
+        self.loaded.load(Ordering::Relaxed)
     }
 
     fn load_boot_root(&self) {
         // SAFETY: the boot tables stay in the image for ever and still map
         // PAGE_OFFSET..PAGE_OFFSET + BOOT_MAP_SIZE (only the identity half was
         // dropped), which holds everything the kernel uses.
-        unsafe { cpu::write_cr3(self.boot_root) }
+        unsafe { self.load(self.boot_root) }
     }
 
     fn invlpg(&self, va: u32) {
         cpu::invlpg(va);
     }
 
+    /// Reloads CR3 (PAE: re-reads the PDPT entries, as a CR3 load does).
     fn flush_tlb(&self) {
-        cpu::flush_tlb();
+        // SAFETY: the root loaded last, still valid by the caller's contract.
+        unsafe { self.load(self.loaded.load(Ordering::Relaxed)) }
     }
 
+    /// Reloads CR3 and toggles CR4.PGE (PAE: the PDPT entries are re-read, as a
+    /// CR4.PGE change does).
     fn flush_tlb_global(&self) {
+        self.flush_tlb();
         cpu::flush_tlb_global();
     }
 

@@ -1,0 +1,45 @@
+//! What the backend tells tests and the demo (`paravirt_core::Inspect`).
+
+use crate::backend::Vmi;
+use core::fmt::{self, Write};
+use i386_mm::{PagingMode, PhysMem};
+use paravirt_core::Inspect;
+
+/// Divergences [`Inspect::verify`] writes out in full (the rest are counted).
+pub const VERIFY_REPORT_LINES: usize = 16;
+
+impl<M: PagingMode, P: PhysMem, const MAX: usize> Inspect for Vmi<M, P, MAX> {
+    fn backend_name(&self) -> &'static str {
+        "vmi"
+    }
+
+    /// Typed pages plus their live shadows (the reserved pool and the per-vCPU PDPT are a
+    /// fixed cost given back by [`Vmi::teardown`], not counted): zero after a full teardown.
+    fn pages_held(&self) -> usize {
+        2 * self.typed_pages()
+    }
+
+    fn violations(&self) -> usize {
+        self.violation_count()
+    }
+
+    /// [`Vmi::verify_each`], writing the first [`VERIFY_REPORT_LINES`] divergences (table,
+    /// index and both values) and a count of the rest.
+    fn verify(&self, out: &mut dyn Write) -> bool {
+        let mut written = 0;
+        let n = self.verify_each(&mut |d| {
+            if written < VERIFY_REPORT_LINES {
+                let _ = writeln!(out, "vmi verify: {d}");
+                written += 1;
+            }
+        });
+        if n > VERIFY_REPORT_LINES {
+            let _ = writeln!(out, "vmi verify: ... and {} more", n - VERIFY_REPORT_LINES);
+        }
+        n == 0
+    }
+
+    fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
+        write!(out, "{}", self.stats())
+    }
+}

@@ -1,0 +1,136 @@
+//! Shared set-up for the backend-xen tests: a 16 MiB emulated machine, the Xen model over it,
+//! the kernel's boot tables, and a macro that runs each test in both paging modes.
+#![allow(dead_code)]
+
+pub use backend_xen::*;
+pub use i386_mm::*;
+pub use mm_testkit::{EmulatedRam, HostCpu};
+
+/// Frames of the test machine (16 MiB), and of its frame table.
+pub const FRAMES: usize = 4096;
+
+/// The backend over emulated RAM.
+pub type X<'a, M> = Xen<'a, M, &'a EmulatedRam, FRAMES>;
+/// The kernel over it.
+pub type K<'a, M> = KernelMm<M, &'a X<'a, M>, &'a EmulatedRam, &'a HostCpu<'a, M>>;
+
+/// Runs the test body `$name::<M>()` once per paging mode, in modules `two_level` and `pae`.
+#[macro_export]
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod two_level {
+            $( #[test] fn $name() { super::$name::<i386_mm::TwoLevel>(); } )*
+        }
+        mod pae {
+            $( #[test] fn $name() { super::$name::<i386_mm::Pae>(); } )*
+        }
+    };
+}
+
+/// Everything a test needs, borrowed from [`machine`].
+pub struct Env<'a, M: PagingMode> {
+    pub ram: &'a EmulatedRam,
+    pub xen: &'a X<'a, M>,
+    pub cpu: &'a HostCpu<'a, M>,
+    pub k: K<'a, M>,
+}
+
+/// Builds the machine, the model (with `policy`) and the kernel's boot tables
+/// (`pagetable_init`, not yet activated), then runs `f`.
+pub fn machine<M: PagingMode>(policy: Policy, f: impl FnOnce(Env<'_, M>)) {
+    let ram = EmulatedRam::sixteen_mib();
+    let table = FrameTable::<FRAMES>::new();
+    let xen = X::<M>::new(&table, &ram, policy);
+    let cpu = HostCpu::<M>::new(&ram);
+    let k = KernelMm::pagetable_init(&ram, &xen, &cpu, InitOptions::default()).expect("pagetable_init");
+    f(Env { ram: &ram, xen: &xen, cpu: &cpu, k });
+}
+
+/// [`machine`] with `swapper_pg_dir` loaded.
+pub fn booted<M: PagingMode>(policy: Policy, f: impl FnOnce(Env<'_, M>)) {
+    machine::<M>(policy, |e| {
+        e.k.activate_swapper();
+        f(e)
+    });
+}
+
+/// The page table mapping `va` under `root`.
+pub fn l1_of<M: PagingMode>(ram: &EmulatedRam, root: Pfn, va: u32) -> Pfn {
+    let (dir, idx) = walk::pmd_table::<M, _>(ram, root, va).expect("directory present");
+    let e = read_entry(ram, dir, idx, M::PAE);
+    assert!(entry_present(e), "no page table for {va:#x}");
+    Pfn::from_phys(e & M::ADDR_MASK)
+}
+
+/// The directory (two-level pgd or PAE pmd) and index whose entry maps `va` under `root`.
+pub fn dir_of<M: PagingMode>(ram: &EmulatedRam, root: Pfn, va: u32) -> (Pfn, u32) {
+    walk::pmd_table::<M, _>(ram, root, va).expect("directory present")
+}
+
+/// Every page-table page of the tree under `root` (the root included), in walk order.
+pub fn tables<M: PagingMode>(ram: &EmulatedRam, root: Pfn) -> Vec<(Pfn, walk::Level)> {
+    let mut v = Vec::new();
+    walk::visit::<M, _>(ram, root, 0, u32::MAX, &mut |x| {
+        if let walk::Visit::Table { level, pfn, .. } = x {
+            if !v.iter().any(|&(p, _)| p == pfn) {
+                v.push((pfn, level));
+            }
+        }
+    });
+    v
+}
+
+/// Whether the kernel's linear map (as seen through `root`) maps `pfn` writable.
+pub fn linear_writable<M: PagingMode>(ram: &EmulatedRam, root: Pfn, pfn: Pfn) -> bool {
+    walk::translate::<M, _>(ram, root, lowmem_va(pfn)).expect("in the linear map").flags.contains(PteFlags::RW)
+}
+
+/// The hypercalls traced since the last `clear_trace`, flushes left out.
+pub fn calls<M: PagingMode>(xen: &X<'_, M>) -> Vec<TraceEntry> {
+    let mut buf = [TraceEntry { call: Hypercall::MmuextOp(MmuextOp::TlbFlushLocal), error: None }; TRACE_LEN];
+    let n = xen.trace(&mut buf).min(TRACE_LEN);
+    buf[..n]
+        .iter()
+        .copied()
+        .filter(|e| !matches!(e.call, Hypercall::MmuextOp(MmuextOp::TlbFlushLocal | MmuextOp::InvlpgLocal(_))))
+        .collect()
+}
+
+/// The violations recorded so far.
+pub fn violations<M: PagingMode>(xen: &X<'_, M>) -> Vec<Violation> {
+    (0..MAX_VIOLATIONS).map_while(|i| xen.violation(i)).collect()
+}
+
+/// The root level's page type in mode `M`.
+pub fn root_ty<M: PagingMode>() -> PageType {
+    if M::PAE {
+        PageType::L3
+    } else {
+        PageType::L2
+    }
+}
+
+/// A report from `verify`, with its verdict.
+pub fn verify(x: &dyn Inspect) -> (bool, String) {
+    let mut s = String::new();
+    let ok = x.verify(&mut s);
+    (ok, s)
+}
+
+/// Tears everything down (`load_boot_root`, `shutdown`) and checks the model holds nothing and
+/// every frame is back.
+pub fn shutdown_clean<M: PagingMode>(e: Env<'_, M>) {
+    let Env { ram, xen, cpu, k } = e;
+    cpu.load_boot_root();
+    let Ok(_) = k.shutdown() else { panic!("shutdown refused") };
+    let (ok, report) = verify(xen);
+    assert!(ok, "{report}");
+    assert_eq!(xen.violations(), 0, "{:?}", violations(xen));
+    assert_eq!(xen.pages_held(), 0);
+    assert_eq!(xen.pinned_tables().total(), 0);
+    assert_eq!(xen.read_only_pages(), 0);
+    assert_eq!(xen.typed_frames(), 0);
+    assert_eq!(xen.base(), None);
+    assert_eq!(xen.pt_base(), None);
+    assert_eq!(ram.frames_in_use(), 0);
+}
