@@ -184,7 +184,15 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     }
 
     /// Visits `table` (of type `ty`, its first `limit` entries) and every table below it.
-    fn walk(&self, table: Pfn, ty: PageType, limit: u32, order: Order, depth: u32, f: Visit<'_>) -> Result<(), XenError> {
+    fn walk(
+        &self,
+        table: Pfn,
+        ty: PageType,
+        limit: u32,
+        order: Order,
+        depth: u32,
+        f: Visit<'_>,
+    ) -> Result<(), XenError> {
         if order == Order::Pre {
             f(table, ty, depth)?;
         }

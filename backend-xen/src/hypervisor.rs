@@ -29,8 +29,7 @@ pub(crate) struct Frame {
 }
 
 impl Frame {
-    const EMPTY: Frame =
-        Frame { info: PageInfo { ty: PageType::None, count: 0, pinned: false }, sum: 0 };
+    const EMPTY: Frame = Frame { info: PageInfo { ty: PageType::None, count: 0, pinned: false }, sum: 0 };
 }
 
 /// Xen's view of the domain: the frame table, the base pointer and the domain's initial

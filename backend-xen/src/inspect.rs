@@ -58,12 +58,6 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Inspect for Xen<'_, M, P, N> {
 
     fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
         self.stats().write(out)?;
-        writeln!(
-            out,
-            "xen: {} paging, frames held {}, violations {}",
-            M::NAME,
-            self.pages_held(),
-            self.violations()
-        )
+        writeln!(out, "xen: {} paging, frames held {}, violations {}", M::NAME, self.pages_held(), self.violations())
     }
 }

@@ -111,7 +111,13 @@ impl XenStats {
             self.read_only,
             self.max_read_only
         )?;
-        write!(out, "xen: hypercalls {}: mmu_update {}, update_va_mapping {}, mmuext_op", self.hypercalls(), self.mmu_update, self.update_va_mapping)?;
+        write!(
+            out,
+            "xen: hypercalls {}: mmu_update {}, update_va_mapping {}, mmuext_op",
+            self.hypercalls(),
+            self.mmu_update,
+            self.update_va_mapping
+        )?;
         for (i, name) in crate::hypercall::MMUEXT_NAMES.iter().enumerate() {
             write!(out, " {}={}", name, self.mmuext[i])?;
         }

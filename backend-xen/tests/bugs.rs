@@ -185,7 +185,10 @@ fn a_write_that_bypasses_the_mmu_is_reported_by_verify_and_at_unpin<M: PagingMod
         let (ok, report) = verify(e.xen);
         assert!(!ok);
         assert!(report.contains(&format!("l1 table {l1} changed without mmu_update")), "{report}");
-        assert!(report.contains(&format!("l1 table {l1}[9]")) && report.contains("writable mapping not counted"), "{report}");
+        assert!(
+            report.contains(&format!("l1 table {l1}[9]")) && report.contains("writable mapping not counted"),
+            "{report}"
+        );
         e.ram.write_u32(pa, 0);
         assert!(verify(e.xen).0, "restored");
 

@@ -157,8 +157,14 @@ fn linking_an_announced_table_into_a_pinned_one_makes_it_read_only_then_pins_the
             vec![
                 ro,
                 Hypercall::MmuextOp(MmuextOp::PinL1Table(l1)),
-                Hypercall::MmuUpdate(MmuUpdate::normal(dir.phys() + idx as u64 * M::ENTRY_SIZE as u64, l1.phys() | PAGE_TABLE.bits())),
-                Hypercall::MmuUpdate(MmuUpdate::normal(pte_pa, f.phys() | (PteFlags::PRESENT | PteFlags::RW | PteFlags::USER).bits())),
+                Hypercall::MmuUpdate(MmuUpdate::normal(
+                    dir.phys() + idx as u64 * M::ENTRY_SIZE as u64,
+                    l1.phys() | PAGE_TABLE.bits()
+                )),
+                Hypercall::MmuUpdate(MmuUpdate::normal(
+                    pte_pa,
+                    f.phys() | (PteFlags::PRESENT | PteFlags::RW | PteFlags::USER).bits()
+                )),
             ]
         );
         assert_eq!(e.xen.page_info(l1), PageInfo { ty: PageType::L1, count: 2, pinned: true });

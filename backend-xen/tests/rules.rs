@@ -56,7 +56,9 @@ fn a_writable_mapping_of_a_page_table_is_refused_anywhere<M: PagingMode>() {
         assert!(e.k.translate(&a, UA + 0x1000).is_none(), "the refused entry was not written");
         // The root, too.
         let r = update::<M>(e.xen, l1, idx, a.pgd().phys() | (PteFlags::PRESENT | PteFlags::RW).bits());
-        assert!(matches!(r, Err(XenError::WritablePageTable { target, target_type, .. }) if target == a.pgd() && target_type == root_ty::<M>()));
+        assert!(
+            matches!(r, Err(XenError::WritablePageTable { target, target_type, .. }) if target == a.pgd() && target_type == root_ty::<M>())
+        );
         // In the linear map: update_va_mapping cannot make it writable either.
         let r = e.xen.update_va_mapping(lowmem_va(l1), l1.phys() | PAGE_KERNEL.bits(), UvmFlags::INVLPG);
         assert!(matches!(r, Err(XenError::WritablePageTable { target, .. }) if target == l1));
@@ -86,7 +88,8 @@ fn a_directory_entry_must_reference_a_page_that_validates_as_l1<M: PagingMode>()
         assert_eq!(read_entry(e.ram, dir, idx, M::PAE), 0);
 
         // A page that already is a directory cannot be an L1.
-        let other_dir = if M::PAE { dir_of::<M>(e.ram, e.k.swapper_pg_dir(), PAGE_OFFSET).0 } else { e.k.swapper_pg_dir() };
+        let other_dir =
+            if M::PAE { dir_of::<M>(e.ram, e.k.swapper_pg_dir(), PAGE_OFFSET).0 } else { e.k.swapper_pg_dir() };
         let count = e.xen.page_info(other_dir).count;
         let r = update::<M>(e.xen, dir, idx, other_dir.phys() | PAGE_TABLE.bits());
         assert_eq!(r, Err(XenError::TypeConflict { pfn: other_dir, want: PageType::L1, has: PageType::L2, count }));
@@ -251,7 +254,9 @@ fn change_page_attr_cannot_make_a_pinned_table_writable<M: PagingMode>() {
         let v = violations(e.xen);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].op, "set_pte_atomic");
-        assert!(matches!(v[0].error, XenError::WritablePageTable { target, target_type: PageType::L1, .. } if target == kl1));
+        assert!(
+            matches!(v[0].error, XenError::WritablePageTable { target, target_type: PageType::L1, .. } if target == kl1)
+        );
         assert!(!linear_writable::<M>(e.ram, swapper, kl1));
         e.k.global_flush_tlb();
         e.xen.clear_violations();

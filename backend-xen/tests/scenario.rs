@@ -34,7 +34,7 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
 
     // Address spaces with user pages, written and read back through the CPU's page walk.
     let mut spaces: Vec<_> = (0..SPACES).map(|_| k.create().unwrap()).collect();
-    let mut frames = vec![[Pfn(0); PAGES]; SPACES];
+    let mut frames = [[Pfn(0); PAGES]; SPACES];
     for (a, row) in spaces.iter_mut().zip(frames.iter_mut()) {
         for (j, f) in row.iter_mut().enumerate() {
             *f = ram.alloc_frame().unwrap();
@@ -49,10 +49,10 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     }
     for (i, a) in spaces.iter().enumerate() {
         k.activate(a);
-        for j in 0..PAGES {
+        for (j, f) in frames[i].iter().enumerate() {
             let want = 0x5A00_0000 | (i << 8 | j) as u32;
             assert_eq!(cpu.read_u32(user_va(j)).unwrap(), want);
-            assert_eq!(cpu.read_u32(lowmem_va(frames[i][j])).unwrap(), want);
+            assert_eq!(cpu.read_u32(lowmem_va(*f)).unwrap(), want);
         }
         assert!(xen.is_pinned(a.pgd()) && !linear_writable::<M>(&ram, a.pgd(), a.pgd()));
     }

@@ -34,6 +34,7 @@ pub mod crashtest;
 pub mod exit;
 pub mod frames;
 pub mod gdt;
+pub mod hardware;
 pub mod idt;
 pub mod layout;
 pub mod mem;
@@ -46,7 +47,6 @@ pub mod scenario_main;
 pub mod serial;
 pub mod sync;
 pub mod x86cpu;
-pub mod young;
 
 use crate::layout::PAGE_OFFSET;
 
