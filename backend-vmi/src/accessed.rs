@@ -18,8 +18,8 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     ///
     /// Only an entry whose shadow agrees with the guest except for those bits is touched, so
     /// a divergence (or a table freed behind the backend's back) is left for
-    /// [`verify_each`](Self::verify_each) to report. On real hardware call this before
-    /// verifying; on the host simulator nothing sets these bits.
+    /// [`verify_each`](Self::verify_each) to report. `Inspect::verify` calls it
+    /// first; on the host simulator nothing sets these bits.
     pub fn sync_accessed_dirty(&self) -> usize {
         let st = self.state.lock();
         let mem = &self.mem;

@@ -25,7 +25,11 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Inspect for Vmi<M, P, MAX> {
 
     /// [`Vmi::verify_each`], writing the first [`VERIFY_REPORT_LINES`] divergences (table,
     /// index and both values) and a count of the rest.
+    /// First propagates the accessed/dirty bits the CPU set in the shadows it walks into the
+    /// guest's entries (what a shadow pager does continuously; see
+    /// [`Vmi::sync_accessed_dirty`]), then compares every shadow with its guest table.
     fn verify(&self, out: &mut dyn Write) -> bool {
+        self.sync_accessed_dirty();
         let mut written = 0;
         let n = self.verify_each(&mut |d| {
             if written < VERIFY_REPORT_LINES {

@@ -94,8 +94,12 @@ pub(crate) fn hv_store<M: PagingMode, P: PhysMem>(mem: &P, table: Pfn, index: u3
 }
 
 /// One entry's contribution to a table checksum (splitmix64 of the index and value).
+///
+/// The accessed and dirty bits are left out: the processor sets them in the tables it walks
+/// (pinned or not), and Xen lets it, so they are no change "without `mmu_update`".
 #[inline]
 pub(crate) fn mix(index: u32, val: u64) -> u64 {
+    let val = val & !(PteFlags::ACCESSED | PteFlags::DIRTY).bits();
     let mut z = val ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

@@ -4,9 +4,10 @@
 //! The boot stub builds its tables in the same mode (see [`crate::boot`]), so
 //! the CPU's paging mode (CR4.PAE) always matches what `i386-mm` builds.
 //!
-//! The VMI and Xen backends check page-table contents bit for bit, so they are
-//! wrapped in [`Hardware`], which copes with the accessed and dirty bits the
-//! CPU sets (see [`crate::hardware`]).
+//! The processor sets accessed and dirty bits in the tables it walks; neither
+//! backend counts those as divergences: VMI copies them from its shadows back
+//! to the guest before every cross-check, and the Xen model leaves them out of
+//! its record of what a validated table holds.
 //!
 //! Every backend is built with its *panic* policy where it has one: a protocol
 //! violation stops the kernel at the hook that broke the rule, and the panic
@@ -15,8 +16,6 @@
 
 use paravirt_core::{Inspect, PvMmuOps};
 
-#[cfg(any(feature = "vmi", feature = "xen"))]
-use crate::hardware::{Hardware, OnHardware};
 use crate::phys::KernelPhys;
 
 /// The paging mode: PAE (three-level) with the `pae` feature.
@@ -45,19 +44,10 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     w.run(&hooks)
 }
 
-/// The CPU sets A/D bits in the shadows it walks; the backend copies them back.
-#[cfg(feature = "vmi")]
-impl OnHardware for backend_vmi::Vmi<Mode, &KernelPhys> {
-    const INSTALL_YOUNG: bool = false;
-    fn before_verify(&self) -> usize {
-        self.sync_accessed_dirty()
-    }
-}
-
 /// Creates the VMI backend over `mem` (it reserves its shadow frames, and in PAE
 /// the per-vCPU shadow PDPT, right away) with its panic policy, runs `w` with it
-/// (accessed/dirty bits synced back from the shadows before every cross-check,
-/// see [`Hardware`]), and gives the reserved frames back if the run released
+/// (accessed/dirty bits synced back from the shadows before every cross-check),
+/// and gives the reserved frames back if the run released
 /// every page table.
 ///
 /// # Panics
@@ -65,7 +55,7 @@ impl OnHardware for backend_vmi::Vmi<Mode, &KernelPhys> {
 #[cfg(feature = "vmi")]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, backend_vmi::Policy::Panic).unwrap_or_else(|e| panic!("{e}"));
-    let out = w.run(&Hardware::new(&vmi));
+    let out = w.run(&vmi);
     if vmi.typed_pages() == 0 {
         if let Err(v) = vmi.teardown() {
             panic!("{v}");
@@ -80,20 +70,12 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 #[cfg(feature = "xen")]
 static FRAME_TABLE: backend_xen::FrameTable = backend_xen::FrameTable::new();
 
-/// The Xen model checksums validated tables, A/D bits included: install entries
-/// with those bits already set.
-#[cfg(feature = "xen")]
-impl OnHardware for backend_xen::Xen<'_, Mode, &KernelPhys> {
-    const INSTALL_YOUNG: bool = true;
-}
-
 /// Creates the Xen PV MMU model over `mem` with its panic policy and the CPU's
 /// `invlpg` (so a linear-map PTE the model makes read-only or writable is
-/// dropped from the real TLB), and runs `w` with it (entries installed
-/// accessed and dirty, see [`Hardware`]).
+/// dropped from the real TLB), and runs `w` with it.
 #[cfg(feature = "xen")]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     let xen =
         backend_xen::Xen::<Mode, _>::new(&FRAME_TABLE, mem, backend_xen::Policy::Panic).with_invlpg(crate::cpu::invlpg);
-    w.run(&Hardware::new(&xen))
+    w.run(&xen)
 }

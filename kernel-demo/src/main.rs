@@ -34,7 +34,6 @@ pub mod crashtest;
 pub mod exit;
 pub mod frames;
 pub mod gdt;
-pub mod hardware;
 pub mod idt;
 pub mod layout;
 pub mod mem;

@@ -3,6 +3,7 @@
 
 use backend_native::Native;
 use backend_vmi::{Policy, Vmi};
+use backend_xen::{FrameTable, Policy as XenPolicy, Xen};
 use i386_mm::scenario::{self, Config, Summary};
 use i386_mm::{Pae, PagingMode, PhysMem, TwoLevel};
 use mm_testkit::{EmulatedRam, HostCpu};
@@ -63,12 +64,22 @@ fn run_vmi<M: PagingMode>(verbose: bool) -> Row {
     row
 }
 
+/// Xen: the model's frame table is the hypervisor's per-frame state.
+fn run_xen<M: PagingMode>(verbose: bool) -> Row {
+    let ram = EmulatedRam::sixteen_mib();
+    let table: Box<FrameTable> = Box::default();
+    let xen = Xen::<M, _>::new(&table, &ram, XenPolicy::Record);
+    run_one::<M, _>(&xen, &ram, verbose)
+}
+
 fn rows(verbose: bool) -> Vec<Row> {
     vec![
         run_one::<TwoLevel, _>(Native, &EmulatedRam::sixteen_mib(), verbose),
         run_one::<Pae, _>(Native, &EmulatedRam::sixteen_mib(), verbose),
         run_vmi::<TwoLevel>(verbose),
         run_vmi::<Pae>(verbose),
+        run_xen::<TwoLevel>(verbose),
+        run_xen::<Pae>(verbose),
     ]
 }
 
