@@ -26,11 +26,15 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-/// Runs a command in the workspace root, echoing it; Ok if it exits 0.
+/// Runs a command (in the workspace root unless it names a directory), echoing it; Ok if it
+/// exits 0.
 fn run(cmd: &mut Command) -> Result<(), String> {
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     let shown = format!("{cmd:?}").replace('"', "");
     println!("$ {shown}");
-    let status = cmd.current_dir(root()).status().map_err(|e| format!("cannot start {shown}: {e}"))?;
+    let status = cmd.status().map_err(|e| format!("cannot start {shown}: {e}"))?;
     if status.success() {
         Ok(())
     } else {
@@ -73,6 +77,7 @@ fn test() -> Result<(), String> {
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     });
     s.step("cargo test --workspace", || run(cargo().args(["test", "--workspace"])));
+    s.step("kernel-demo: fmt and clippy for every feature set", kernel_lints);
     s.step("no_std builds (x86_64-unknown-none)", || {
         let mut c = cargo();
         c.args(["build", "--target", "x86_64-unknown-none"]);
@@ -103,6 +108,27 @@ fn test() -> Result<(), String> {
     } else {
         Err(format!("{} step(s) failed", s.failed.len()))
     }
+}
+
+/// The kernel demo is its own workspace: check its formatting and lint each build.
+fn kernel_lints() -> Result<(), String> {
+    let dir = root().join("kernel-demo");
+    run(cargo().current_dir(&dir).args(["fmt", "--check"]))?;
+    for features in ["", "pae", "vmi", "vmi,pae", "xen", "xen,pae"] {
+        let mut c = cargo();
+        c.current_dir(&dir).env_remove("RUSTFLAGS").args([
+            "clippy",
+            "--quiet",
+            "--release",
+            "--target",
+            "i686-unknown-linux-gnu",
+        ]);
+        if !features.is_empty() {
+            c.args(["--features", features]);
+        }
+        run(c.args(["--", "-D", "warnings"]))?;
+    }
+    Ok(())
 }
 
 /// The loom models: the correct ordering passes, the deliberately wrong one is caught.
