@@ -54,3 +54,16 @@ pub fn entry_flags(raw: u64) -> PteFlags {
 pub fn entry_present(raw: u64) -> bool {
     raw & PteFlags::PRESENT.bits() != 0
 }
+
+/// Flags a 4 KiB leaf mapping may carry in mode `M`: the user ones (`USER`, no `GLOBAL`) or
+/// the kernel ones (`GLOBAL`, no `USER`); `NX` only in PAE. `PSE` never (a leaf is 4 KiB).
+pub(crate) fn leaf_flags_allowed<M: crate::PagingMode>(user: bool) -> PteFlags {
+    let common = PteFlags::PRESENT
+        | PteFlags::RW
+        | PteFlags::PWT
+        | PteFlags::PCD
+        | PteFlags::ACCESSED
+        | PteFlags::DIRTY
+        | if M::PAE { PteFlags::NX } else { PteFlags::empty() };
+    common | if user { PteFlags::USER } else { PteFlags::GLOBAL }
+}

@@ -2,11 +2,11 @@
 //! updates must reach every pgd, which is why `alloc_pd_clone` runs under `pgd_lock`.
 
 use crate::cpu::Cpu;
-use crate::entry::{entry_flags, entry_present, PteFlags};
+use crate::entry::{entry_present, leaf_flags_allowed, PteFlags};
 use crate::error::MmError;
 use crate::kernel::KernelMm;
 use crate::mode::{PagingMode, VMALLOC_END, VMALLOC_START};
-use crate::phys::{alloc_zeroed, read_entry, slot, PhysMem};
+use crate::phys::{read_entry, slot, PhysMem};
 use paravirt_core::{native, pv, Pfn, PvMmuOps};
 
 impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
@@ -28,34 +28,13 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if pfn >= self.mem.max_pfn() {
             return Err(MmError::PfnOutOfRange(pfn));
         }
-        let allowed = PteFlags::PRESENT
-            | PteFlags::RW
-            | PteFlags::ACCESSED
-            | PteFlags::DIRTY
-            | PteFlags::PWT
-            | PteFlags::PCD
-            | PteFlags::GLOBAL
-            | if M::PAE { PteFlags::NX } else { PteFlags::empty() };
-        self.check_flags(flags, allowed)?;
+        self.check_flags(flags, leaf_flags_allowed::<M>(false))?;
         let _k = self.kernel_lock.lock();
         let pmd = self.kernel_pmd_slot(va).ok_or(MmError::NotInitialised)?;
-        // SAFETY: `pmd` is an entry of the kernel's directory.
-        let e = unsafe { native::read_entry(pmd) };
-        let pt = if entry_present(e) {
-            if entry_flags(e).contains(PteFlags::PSE) {
-                return Err(MmError::AlreadyMapped(va));
-            }
-            let pt = Pfn::from_phys(e & M::ADDR_MASK);
-            if entry_present(read_entry(&self.mem, pt, M::pte_index(va), M::PAE)) {
-                return Err(MmError::AlreadyMapped(va));
-            }
-            pt
-        } else {
-            let pt = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
-            self.pmd_populate_kernel(pmd, pt);
+        let (pt, new) = self.pte_table_for(pmd, va)?;
+        if new {
             self.sync_kernel_pgd(M::pgd_index(va));
-            pt
-        };
+        }
         let pte = slot(&self.mem, pt, M::pte_index(va), M::PAE);
         // SAFETY: `pte` is an entry of a kernel page table.
         unsafe { pv::set_pte(&self.backend, pte, pfn.phys() | (flags | PteFlags::PRESENT).bits()) };

@@ -10,7 +10,7 @@
 //! deferred-free list. Either way the frame never reaches the allocator before its release.
 
 use crate::cpu::Cpu;
-use crate::entry::{entry_flags, entry_present, PteFlags, PAGE_KERNEL};
+use crate::entry::{entry_flags, entry_present, leaf_flags_allowed, PteFlags, PAGE_KERNEL};
 use crate::error::MmError;
 use crate::kernel::{CpaTable, KernelMm, KernelRange};
 use crate::mode::{PagingMode, PAGE_OFFSET};
@@ -86,14 +86,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if pfn >= self.lowmem_end {
             return Err(MmError::PfnOutOfRange(pfn));
         }
-        let allowed = PteFlags::PRESENT
-            | PteFlags::RW
-            | PteFlags::ACCESSED
-            | PteFlags::DIRTY
-            | PteFlags::PWT
-            | PteFlags::PCD
-            | PteFlags::GLOBAL
-            | if M::PAE { PteFlags::NX } else { PteFlags::empty() };
+        let allowed = leaf_flags_allowed::<M>(false);
         if !allowed.contains(prot) || !prot.contains(PteFlags::PRESENT) {
             return Err(MmError::BadFlags(prot.bits()));
         }

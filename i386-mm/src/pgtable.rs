@@ -111,12 +111,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             for i in 0..M::USER_PTRS_PER_PGD {
                 let Some(pmd) = alloc_zeroed(&self.mem) else {
                     // out_oom:
-                    for j in (0..i).rev() {
-                        let e = read_entry(&self.mem, pgd, j, true);
-                        let pmd = Pfn::from_phys(e & M::ADDR_MASK);
-                        pv::paravirt_release_pd(&self.backend, pmd);
-                        self.mem.free_frame(pmd);
-                    }
+                    self.free_user_pmds(pgd, (0..i).rev());
                     self.pgd_dtor(pgd);
                     self.mem.free_frame(pgd);
                     return Err(MmError::OutOfMemory);
@@ -136,16 +131,21 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// tables (`free_pgtables` ran).
     pub fn pgd_free(&self, pgd: Pfn) {
         if M::PAE {
-            for i in 0..M::USER_PTRS_PER_PGD {
-                let e = read_entry(&self.mem, pgd, i, true);
-                let pmd = Pfn::from_phys(e & M::ADDR_MASK);
-                pv::paravirt_release_pd(&self.backend, pmd);
-                self.mem.free_frame(pmd);
-            }
+            self.free_user_pmds(pgd, 0..M::USER_PTRS_PER_PGD);
         }
         self.pgd_dtor(pgd);
         self.mem.free_frame(pgd);
         self.live_pgds.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// PAE: for each user slot in `slots` (in that order), `release_pd` the pmd it points at,
+    /// then free it.
+    fn free_user_pmds(&self, pgd: Pfn, slots: impl Iterator<Item = u32>) {
+        for i in slots {
+            let pmd = Pfn::from_phys(read_entry(&self.mem, pgd, i, true) & M::ADDR_MASK);
+            pv::paravirt_release_pd(&self.backend, pmd);
+            self.mem.free_frame(pmd);
+        }
     }
 
     /// `pmd_populate(mm, pmd, pte)`: `alloc_pt(pte)` then `set_pmd(pmd, pte_pa | _PAGE_TABLE)`.

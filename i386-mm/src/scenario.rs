@@ -121,6 +121,27 @@ pub struct Summary {
     pub user_pages: usize,
 }
 
+impl fmt::Display for Summary {
+    /// One machine-readable line: `steps=.. frames=start/peak/end held=peak/end faults=..
+    /// split=yes|no oom=.. user_pages=..`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "steps={} frames={}/{}/{} held={}/{} faults={} split={} oom={} user_pages={}",
+            self.steps,
+            self.frames_before,
+            self.frames_peak,
+            self.frames_after,
+            self.held_peak,
+            self.held_after,
+            self.faults_seen,
+            if self.split { "yes" } else { "no" },
+            self.oom_checked,
+            self.user_pages
+        )
+    }
+}
+
 const USER_BASES: [u32; 2] = [0x0804_8000, 0x4000_0000];
 
 fn user_va(j: usize) -> u32 {

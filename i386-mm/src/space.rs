@@ -5,7 +5,7 @@
 //! checks its input first and fails with a typed error, changing nothing.
 
 use crate::cpu::Cpu;
-use crate::entry::{entry_flags, entry_present, PteFlags};
+use crate::entry::{entry_flags, entry_present, leaf_flags_allowed, PteFlags};
 use crate::error::MmError;
 use crate::kernel::KernelMm;
 use crate::mode::{PagingMode, TASK_SIZE};
@@ -38,18 +38,6 @@ impl<M: PagingMode> AddressSpace<M> {
     }
 }
 
-/// Flags a 4 KiB user mapping may carry.
-fn user_flags_allowed<M: PagingMode>() -> PteFlags {
-    PteFlags::PRESENT
-        | PteFlags::RW
-        | PteFlags::USER
-        | PteFlags::PWT
-        | PteFlags::PCD
-        | PteFlags::ACCESSED
-        | PteFlags::DIRTY
-        | if M::PAE { PteFlags::NX } else { PteFlags::empty() }
-}
-
 impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// Creates an address space (`pgd_alloc`).
     pub fn create(&self) -> Result<AddressSpace<M>, MmError> {
@@ -74,6 +62,28 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         Ok(())
     }
 
+    /// The page table that will hold `va`'s entry under directory entry `pmd`: the one linked
+    /// there, or a new zeroed one announced and linked with `pmd_populate` (`alloc_pt`, then
+    /// `set_pmd`). Refused, with nothing changed, if `va` is already mapped or no frame is
+    /// left. Returns the table and whether it is new.
+    pub(crate) fn pte_table_for(&self, pmd: EntrySlot, va: u32) -> Result<(Pfn, bool), MmError> {
+        // SAFETY: `pmd` is an entry of a live directory.
+        let e = unsafe { native::read_entry(pmd) };
+        if !entry_present(e) {
+            let pt = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
+            self.pmd_populate(pmd, pt);
+            return Ok((pt, true));
+        }
+        if entry_flags(e).contains(PteFlags::PSE) {
+            return Err(MmError::AlreadyMapped(va));
+        }
+        let pt = Pfn::from_phys(e & M::ADDR_MASK);
+        if entry_present(read_entry(&self.mem, pt, M::pte_index(va), M::PAE)) {
+            return Err(MmError::AlreadyMapped(va));
+        }
+        Ok((pt, false))
+    }
+
     /// The PTE slot mapping `va` under `root` if its page table exists (not a large page).
     pub(crate) fn pte_slot(&self, root: Pfn, va: u32) -> Option<(EntrySlot, EntrySlot)> {
         let pmd = self.pmd_slot(root, va)?;
@@ -94,24 +104,9 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if pfn >= self.mem.max_pfn() {
             return Err(MmError::PfnOutOfRange(pfn));
         }
-        self.check_flags(flags, user_flags_allowed::<M>())?;
+        self.check_flags(flags, leaf_flags_allowed::<M>(true))?;
         let pmd = self.pmd_slot(mm.pgd, va).ok_or(MmError::NotInitialised)?;
-        // SAFETY: `pmd` is an entry of this address space's directory.
-        let e = unsafe { native::read_entry(pmd) };
-        let pt = if entry_present(e) {
-            if entry_flags(e).contains(PteFlags::PSE) {
-                return Err(MmError::AlreadyMapped(va));
-            }
-            let pt = Pfn::from_phys(e & M::ADDR_MASK);
-            if entry_present(read_entry(&self.mem, pt, M::pte_index(va), M::PAE)) {
-                return Err(MmError::AlreadyMapped(va));
-            }
-            pt
-        } else {
-            let pt = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
-            self.pmd_populate(pmd, pt);
-            pt
-        };
+        let (pt, _) = self.pte_table_for(pmd, va)?;
         let pte = slot(&self.mem, pt, M::pte_index(va), M::PAE);
         let val = pfn.phys() | (flags | PteFlags::PRESENT).bits();
         // SAFETY: `pte` is an entry of a page table of this address space.
@@ -151,7 +146,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// Changes the protection of the mapped page at `va` (`set_pte_at`, then a flush).
     pub fn protect(&self, mm: &mut AddressSpace<M>, va: u32, flags: PteFlags) -> Result<(), MmError> {
         self.check_user(va)?;
-        self.check_flags(flags, user_flags_allowed::<M>())?;
+        self.check_flags(flags, leaf_flags_allowed::<M>(true))?;
         let (_, pte) = self.pte_slot(mm.pgd, va).ok_or(MmError::NotMapped(va))?;
         // SAFETY: `pte` is an entry of a page table of this address space.
         let old = unsafe { native::read_entry(pte) };

@@ -68,21 +68,7 @@ pub fn run(ram_end: u64) -> ! {
                     frames_at_start
                 );
             }
-            kprintln!(
-                "summary: backend={} mode={} steps={} frames={}/{}/{} held={}/{} faults={} split={} oom={} user_pages={}",
-                config::BACKEND,
-                Mode::NAME,
-                s.steps,
-                s.frames_before,
-                s.frames_peak,
-                s.frames_after,
-                s.held_peak,
-                s.held_after,
-                s.faults_seen,
-                if s.split { "yes" } else { "no" },
-                s.oom_checked,
-                s.user_pages
-            );
+            kprintln!("summary: backend={} mode={} {s}", config::BACKEND, Mode::NAME);
             kprintln!("kernel-demo: scenario passed ({} backend, {} paging)", config::BACKEND, Mode::NAME);
             exit::exit_success()
         }

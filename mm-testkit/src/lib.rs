@@ -19,3 +19,17 @@ mod ram;
 pub use cpu::HostCpu;
 pub use oracle::Oracle;
 pub use ram::EmulatedRam;
+
+/// Runs each generic test body `$name::<M>()` once per paging mode, as `two_level::$name` and
+/// `pae::$name`.
+#[macro_export]
+macro_rules! both_modes {
+    ($($name:ident),* $(,)?) => {
+        mod two_level {
+            $(#[test] fn $name() { super::$name::<i386_mm::TwoLevel>() })*
+        }
+        mod pae {
+            $(#[test] fn $name() { super::$name::<i386_mm::Pae>() })*
+        }
+    };
+}

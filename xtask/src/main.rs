@@ -70,7 +70,7 @@ impl Suite {
 
 fn test() -> Result<(), String> {
     prereq::ensure_targets()?;
-    qemu::ensure_prerequisites()?;
+    prereq::ensure_qemu()?;
     let mut s = Suite { passed: vec![], failed: vec![] };
     s.step("cargo fmt --check", || run(cargo().args(["fmt", "--all", "--check"])));
     s.step("cargo clippy -D warnings", || {

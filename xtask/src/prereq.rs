@@ -1,5 +1,7 @@
 //! Installs what a fresh Debian machine lacks, saying so.
 
+use crate::qemu::QEMU;
+use std::path::PathBuf;
 use std::process::Command;
 
 /// Rust targets the build needs: the kernel's and the bare-metal check's.
@@ -25,4 +27,46 @@ pub fn ensure_targets() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Installs the Debian package `qemu-system-x86` when `qemu-system-i386` is missing.
+pub fn ensure_qemu() -> Result<(), String> {
+    if find_on_path(QEMU).is_some() {
+        return Ok(());
+    }
+    println!("xtask: {QEMU} is not on PATH; installing the Debian package qemu-system-x86");
+    // apt-get needs root: use sudo when not root and sudo exists.
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let sudo = !is_root && find_on_path("sudo").is_some();
+    for args in [&["update"][..], &["install", "-y", "qemu-system-x86"][..]] {
+        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
+        if sudo {
+            cmd.arg("apt-get");
+        }
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        println!("xtask: running `{}apt-get {}`", if sudo { "sudo " } else { "" }, args.join(" "));
+        let status = cmd.status().map_err(|e| {
+            format!("cannot run apt-get ({e}); install QEMU yourself: `apt-get install qemu-system-x86`")
+        })?;
+        if !status.success() {
+            return Err(format!(
+                "`apt-get {}` failed ({status}); install QEMU yourself (Debian/Ubuntu: `sudo apt-get install qemu-system-x86`)",
+                args.join(" ")
+            ));
+        }
+    }
+    if find_on_path(QEMU).is_none() {
+        return Err(format!("qemu-system-x86 was installed but {QEMU} is still not on PATH"));
+    }
+    Ok(())
+}
+
+/// Full path of `program` if it is an executable file in a `PATH` directory.
+fn find_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }

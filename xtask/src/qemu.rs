@@ -241,75 +241,9 @@ pub fn describe_status(status: Option<i32>) -> &'static str {
     }
 }
 
-/// Installs what booting the kernel needs and is missing: the rustup target
-/// `i686-unknown-linux-gnu` and the `qemu-system-x86` Debian package. Says
-/// what it does; fails with a clear message if it cannot.
+/// Installs what booting the kernel needs and is missing (the Rust targets, the
+/// `qemu-system-x86` Debian package), saying what it does.
 pub fn ensure_prerequisites() -> Result<(), String> {
-    ensure_rust_target()?;
-    ensure_qemu()
-}
-
-fn ensure_rust_target() -> Result<(), String> {
-    let output = Command::new("rustup").args(["target", "list", "--installed"]).output().map_err(|e| {
-        format!("cannot run `rustup` ({e}); install rustup, then run `rustup target add {KERNEL_TARGET}`")
-    })?;
-    if !output.status.success() {
-        return Err(format!(
-            "`rustup target list --installed` failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    if String::from_utf8_lossy(&output.stdout).lines().any(|l| l.trim() == KERNEL_TARGET) {
-        return Ok(());
-    }
-    println!("xtask: the Rust target {KERNEL_TARGET} is missing; running `rustup target add {KERNEL_TARGET}`");
-    let status = Command::new("rustup")
-        .args(["target", "add", KERNEL_TARGET])
-        .status()
-        .map_err(|e| format!("cannot run `rustup target add {KERNEL_TARGET}`: {e}"))?;
-    if !status.success() {
-        return Err(format!("`rustup target add {KERNEL_TARGET}` failed ({status})"));
-    }
-    Ok(())
-}
-
-fn ensure_qemu() -> Result<(), String> {
-    if find_on_path(QEMU).is_some() {
-        return Ok(());
-    }
-    println!("xtask: {QEMU} is not on PATH; installing the Debian package qemu-system-x86");
-    // apt-get needs root: use sudo when not root and sudo exists.
-    let is_root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    let sudo = !is_root && find_on_path("sudo").is_some();
-    for args in [&["update"][..], &["install", "-y", "qemu-system-x86"][..]] {
-        let mut cmd = if sudo { Command::new("sudo") } else { Command::new("apt-get") };
-        if sudo {
-            cmd.arg("apt-get");
-        }
-        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-        println!("xtask: running `{}apt-get {}`", if sudo { "sudo " } else { "" }, args.join(" "));
-        let status = cmd.status().map_err(|e| {
-            format!("cannot run apt-get ({e}); install QEMU yourself: `apt-get install qemu-system-x86`")
-        })?;
-        if !status.success() {
-            return Err(format!(
-                "`apt-get {}` failed ({status}); install QEMU yourself (Debian/Ubuntu: `sudo apt-get install qemu-system-x86`)",
-                args.join(" ")
-            ));
-        }
-    }
-    if find_on_path(QEMU).is_none() {
-        return Err(format!("qemu-system-x86 was installed but {QEMU} is still not on PATH"));
-    }
-    Ok(())
-}
-
-/// Full path of `program` if it is an executable file in a `PATH` directory.
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+    crate::prereq::ensure_targets()?;
+    crate::prereq::ensure_qemu()
 }

@@ -78,18 +78,8 @@ pub fn l2<M: PagingMode>() -> PageType {
     PageType::l2::<M>()
 }
 
-/// Runs a generic test function once per paging mode.
-#[macro_export]
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod two_level {
-            $(#[test] fn $name() { super::$name::<i386_mm::TwoLevel>() })*
-        }
-        mod pae {
-            $(#[test] fn $name() { super::$name::<i386_mm::Pae>() })*
-        }
-    };
-}
+/// Each test body runs once per paging mode.
+pub use mm_testkit::both_modes;
 
 /// The directory slot mapping `va` under `root` (the pgd entry in two-level mode, the pmd
 /// entry in PAE).

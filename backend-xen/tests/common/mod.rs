@@ -14,18 +14,8 @@ pub type X<'a, M> = Xen<'a, M, &'a EmulatedRam, FRAMES>;
 /// The kernel over it.
 pub type K<'a, M> = KernelMm<M, &'a X<'a, M>, &'a EmulatedRam, &'a HostCpu<'a, M>>;
 
-/// Runs the test body `$name::<M>()` once per paging mode, in modules `two_level` and `pae`.
-#[macro_export]
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod two_level {
-            $( #[test] fn $name() { super::$name::<i386_mm::TwoLevel>(); } )*
-        }
-        mod pae {
-            $( #[test] fn $name() { super::$name::<i386_mm::Pae>(); } )*
-        }
-    };
-}
+/// Each test body runs once per paging mode.
+pub use mm_testkit::both_modes;
 
 /// Everything a test needs, borrowed from [`machine`].
 pub struct Env<'a, M: PagingMode> {

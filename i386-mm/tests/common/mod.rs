@@ -40,15 +40,5 @@ pub fn pae_user_pmds(ram: &EmulatedRam, pgd: Pfn) -> Vec<Pfn> {
     (0..3).map(|i| Pfn::from_phys(read_entry(ram, pgd, i, true) & Pae::ADDR_MASK)).collect()
 }
 
-/// Runs a generic test function once per paging mode.
-#[macro_export]
-macro_rules! both_modes {
-    ($($name:ident),* $(,)?) => {
-        mod two_level {
-            $(#[test] fn $name() { super::$name::<i386_mm::TwoLevel>() })*
-        }
-        mod pae {
-            $(#[test] fn $name() { super::$name::<i386_mm::Pae>() })*
-        }
-    };
-}
+/// Each test body runs once per paging mode.
+pub use mm_testkit::both_modes;
