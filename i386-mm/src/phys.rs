@@ -120,45 +120,78 @@ pub fn read_entry<P: PhysMem + ?Sized>(mem: &P, table: Pfn, index: u32, wide: bo
 /// Frames [`BootMem`] can manage (128 MiB of RAM).
 pub const BOOTMEM_MAX_FRAMES: usize = 32 * 1024;
 
-/// Real RAM handed over at boot: frames `[start, end)` of physical memory, reached through a
-/// linear mapping at `virt_offset` (so `frame_ptr(pfn) = virt_offset + pfn * 4096`), managed
-/// with a bitmap. No heap.
+const WORDS: usize = BOOTMEM_MAX_FRAMES / 64;
+
+/// Which frames exist and which are handed out.
+struct Bitmaps {
+    /// Frames handed over with [`BootMem::add_range`].
+    usable: [u64; WORDS],
+    /// Frames currently allocated (always a subset of `usable`).
+    used: [u64; WORDS],
+}
+
+/// Real RAM handed over at boot: the usable ranges of physical memory (from the firmware's
+/// memory map, minus the kernel image and the loader's structures), reached through a linear
+/// mapping at `virt_offset` (`frame_ptr(pfn) = virt_offset + pfn * 4096`), managed with two
+/// bitmaps (usable, used). No heap; `const`-constructible so it can be a `static`.
 pub struct BootMem {
-    start: u32,
-    end: u32,
+    base: u32,
     virt_offset: usize,
-    bitmap: Mutex<[u64; BOOTMEM_MAX_FRAMES / 64]>,
+    bits: Mutex<Bitmaps>,
     in_use: AtomicUsize,
-    ram_end: Pfn,
+    ram_end: AtomicUsize,
     /// Allocation counter and the injected failure (0: none).
     calls: AtomicUsize,
     fail_at: AtomicUsize,
 }
 
 impl BootMem {
-    /// Manages frames `[start, end)`; `ram_end` is `max_pfn` (one past the last frame of RAM,
-    /// used for range checks), `virt_offset` where physical address 0 is mapped.
-    ///
-    /// # Safety
-    /// The frames must be unused RAM, owned by the returned allocator from now on, and mapped
-    /// writable at `virt_offset + pa` whenever the allocator or its users touch them.
-    pub unsafe fn new(start: Pfn, end: Pfn, ram_end: Pfn, virt_offset: usize) -> Self {
-        let end = end.0.min(start.0 + BOOTMEM_MAX_FRAMES as u32);
+    /// An allocator for frames `[base, base + BOOTMEM_MAX_FRAMES)`, none usable until
+    /// [`add_range`](Self::add_range) hands them over.
+    pub const fn new(base: Pfn, virt_offset: usize) -> Self {
         BootMem {
-            start: start.0,
-            end,
+            base: base.0,
             virt_offset,
-            bitmap: Mutex::new([0; BOOTMEM_MAX_FRAMES / 64]),
+            bits: Mutex::new(Bitmaps { usable: [0; WORDS], used: [0; WORDS] }),
             in_use: AtomicUsize::new(0),
-            ram_end,
+            ram_end: AtomicUsize::new(0),
             calls: AtomicUsize::new(0),
             fail_at: AtomicUsize::new(0),
         }
     }
 
-    /// Frames managed in all.
+    /// Hands frames `[start, end)` over (clipped to what this allocator can manage) and
+    /// returns how many were added. `max_pfn` becomes the end of the highest range.
+    ///
+    /// # Safety
+    /// The frames must be unused RAM, owned by the allocator from now on, and mapped writable
+    /// at `virt_offset + pa` whenever the allocator or its users touch them.
+    pub unsafe fn add_range(&self, start: Pfn, end: Pfn) -> usize {
+        let lo = start.0.max(self.base);
+        let hi = end.0.min(self.base + BOOTMEM_MAX_FRAMES as u32);
+        let mut bits = self.bits.lock();
+        let mut added = 0;
+        for p in lo..hi {
+            let i = (p - self.base) as usize;
+            if bits.usable[i / 64] & (1 << (i % 64)) == 0 {
+                bits.usable[i / 64] |= 1 << (i % 64);
+                added += 1;
+            }
+        }
+        if lo < hi {
+            self.ram_end.fetch_max(hi as usize, Ordering::SeqCst);
+        }
+        added
+    }
+
+    /// Frames handed over in all.
     pub fn total_frames(&self) -> usize {
-        (self.end - self.start) as usize
+        self.bits.lock().usable.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    /// Frames free right now.
+    pub fn free_frames(&self) -> usize {
+        self.total_frames() - self.frames_in_use()
     }
 }
 
@@ -169,30 +202,26 @@ impl PhysMem for BootMem {
             self.fail_at.store(0, Ordering::SeqCst);
             return None;
         }
-        let mut bits = self.bitmap.lock();
-        let n = self.total_frames();
-        for (w, word) in bits.iter_mut().enumerate().take(n.div_ceil(64)) {
-            if *word == u64::MAX {
+        let mut bits = self.bits.lock();
+        let Bitmaps { usable, used } = &mut *bits;
+        for (w, (u, a)) in usable.iter().zip(used.iter_mut()).enumerate() {
+            let free = *u & !*a;
+            if free == 0 {
                 continue;
             }
-            let b = (!*word).trailing_zeros() as usize;
-            let i = w * 64 + b;
-            if i >= n {
-                return None;
-            }
-            *word |= 1 << b;
+            let b = free.trailing_zeros() as usize;
+            *a |= 1 << b;
             self.in_use.fetch_add(1, Ordering::Relaxed);
-            return Some(Pfn(self.start + i as u32));
+            return Some(Pfn(self.base + (w * 64 + b) as u32));
         }
         None
     }
 
     fn free_frame(&self, pfn: Pfn) {
-        assert!(pfn.0 >= self.start && pfn.0 < self.end, "free of foreign frame {pfn:?}");
-        let i = (pfn.0 - self.start) as usize;
-        let mut bits = self.bitmap.lock();
-        assert!(bits[i / 64] & (1 << (i % 64)) != 0, "double free of {pfn:?}");
-        bits[i / 64] &= !(1 << (i % 64));
+        let i = pfn.0.wrapping_sub(self.base) as usize;
+        let mut bits = self.bits.lock();
+        assert!(i < BOOTMEM_MAX_FRAMES && bits.used[i / 64] & (1 << (i % 64)) != 0, "free of unallocated {pfn:?}");
+        bits.used[i / 64] &= !(1 << (i % 64));
         self.in_use.fetch_sub(1, Ordering::Relaxed);
     }
 
@@ -201,7 +230,7 @@ impl PhysMem for BootMem {
     }
 
     fn max_pfn(&self) -> Pfn {
-        self.ram_end
+        Pfn(self.ram_end.load(Ordering::SeqCst) as u32)
     }
 
     fn frames_in_use(&self) -> usize {

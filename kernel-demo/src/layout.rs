@@ -19,7 +19,7 @@ pub const KERNEL_PHYS_BASE: u32 = 0x0010_0000;
 
 /// Amount of physical memory the boot page tables map, both at 0 (identity,
 /// until dropped) and at [`PAGE_OFFSET`]. Frames handed out by
-/// [`crate::frames`] all lie below this limit.
+/// [`crate::phys`] all lie below this limit.
 pub const BOOT_MAP_SIZE: u32 = 64 << 20;
 
 extern "C" {

@@ -32,7 +32,6 @@ pub mod config;
 pub mod cpu;
 pub mod crashtest;
 pub mod exit;
-pub mod frames;
 pub mod gdt;
 pub mod idt;
 pub mod layout;
@@ -77,13 +76,13 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
     kprintln!("command line: {:?}", boot.cmdline());
 
     let reserved_end = layout::kernel_phys_end().max(boot.structures_end);
-    frames::init(&boot, reserved_end);
+    let added = phys::init(&boot, reserved_end);
     kprintln!(
         "frame allocator: {} frames free above {:#x}, below {:#x} ({} in use)",
-        frames::frames_free(),
+        phys::frames_free(),
         reserved_end,
         layout::BOOT_MAP_SIZE,
-        frames::frames_in_use()
+        added - phys::frames_free()
     );
 
     cpu::set_write_protect(true);
@@ -101,6 +100,5 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
 
     crashtest::run_from_cmdline(boot.cmdline());
 
-    let ram_end = boot.regions().iter().filter(|r| r.is_usable()).map(|r| r.end()).max().unwrap_or(0);
-    scenario_main::run(ram_end)
+    scenario_main::run()
 }

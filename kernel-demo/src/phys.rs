@@ -1,5 +1,6 @@
 //! Physical memory as `i386-mm` and the backends see it: the kernel's frame
-//! allocator ([`crate::frames`]) behind [`i386_mm::PhysMem`], with
+//! allocator (`i386_mm::BootMem` over the memory map's usable RAM) behind
+//! [`i386_mm::PhysMem`], with
 //! [`i386_mm::FaultInject`] for the scenario's out-of-memory checks.
 //!
 //! Every frame the allocator hands out lies below [`BOOT_MAP_SIZE`], so it is
@@ -12,57 +13,58 @@
 //! (`mmu_update`) clears CR0.WP for the duration of the store, exactly the
 //! privilege a real hypervisor has over the guest's page tables.
 
-use core::sync::atomic::{AtomicU32, Ordering};
-
-use i386_mm::{FaultInject, Pfn, PhysMem};
+use i386_mm::{BootMem, FaultInject, Pfn, PhysMem};
 
 use crate::cpu;
-use crate::frames;
-use crate::layout::{phys_to_virt, BOOT_MAP_SIZE, PAGE_SHIFT};
+use crate::layout::{BOOT_MAP_SIZE, PAGE_OFFSET, PAGE_SHIFT};
+use crate::multiboot::BootInfo;
 
-/// The kernel's physical memory, handed to `i386-mm` and the backend.
-pub struct KernelPhys {
-    /// One past the last frame of RAM the linear map covers (`max_pfn`).
-    max_pfn: Pfn,
-    /// Allocations attempted so far (successful or not).
-    allocs: AtomicU32,
-    /// The allocation number that must fail (0: none), see [`FaultInject`].
-    fail_at: AtomicU32,
-}
+/// The usable RAM, managed by `i386-mm`'s boot-time allocator and reached
+/// through the linear map at `PAGE_OFFSET`.
+static RAM: BootMem = BootMem::new(Pfn(0), PAGE_OFFSET as usize);
 
-impl KernelPhys {
-    /// Physical memory up to `ram_end` (exclusive, clipped to the boot map).
-    pub fn new(ram_end: u64) -> Self {
-        let end = ram_end.min(u64::from(BOOT_MAP_SIZE));
-        Self { max_pfn: Pfn((end >> PAGE_SHIFT) as u32), allocs: AtomicU32::new(0), fail_at: AtomicU32::new(0) }
+/// Hands the usable RAM of the memory map above `reserved_end` (kernel image
+/// end, loader structures) and below the boot map limit to the allocator;
+/// returns the frames added.
+pub fn init(boot: &BootInfo, reserved_end: u32) -> usize {
+    let mut added = 0;
+    for region in boot.regions().iter().filter(|r| r.is_usable()) {
+        let start = region.base.max(u64::from(reserved_end)).div_ceil(1 << PAGE_SHIFT);
+        let end = region.end().min(u64::from(BOOT_MAP_SIZE)) >> PAGE_SHIFT;
+        if start < end {
+            // SAFETY: the firmware reports the range as usable RAM, it lies above
+            // everything the kernel and the loader placed in memory, and below
+            // BOOT_MAP_SIZE, so both the boot tables and the linear map i386-mm
+            // builds map it at PAGE_OFFSET + pa.
+            added += unsafe { RAM.add_range(Pfn(start as u32), Pfn(end as u32)) };
+        }
     }
+    added
 }
+
+/// The kernel's physical memory, handed to `i386-mm` and the backend: the
+/// boot allocator, plus the hypervisor model's write path.
+pub struct KernelPhys;
 
 impl PhysMem for KernelPhys {
     fn alloc_frame(&self) -> Option<Pfn> {
-        let call = self.allocs.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        if self.fail_at.compare_exchange(call, 0, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
-            return None;
-        }
-        frames::alloc().ok().map(|f| Pfn(f.0))
+        RAM.alloc_frame()
     }
 
     fn free_frame(&self, pfn: Pfn) {
-        if let Err(e) = frames::free(frames::Pfn(pfn.0)) {
-            panic!("free_frame({pfn:?}): {e:?}");
-        }
+        RAM.free_frame(pfn)
     }
 
     fn frame_ptr(&self, pfn: Pfn) -> *mut u8 {
-        phys_to_virt(pfn.0 << PAGE_SHIFT)
+        RAM.frame_ptr(pfn)
     }
 
     fn max_pfn(&self) -> Pfn {
-        self.max_pfn
+        RAM.max_pfn()
     }
 
     fn frames_in_use(&self) -> usize {
-        frames::frames_in_use() as usize
+        RAM.frames_in_use()
     }
 
     /// Runs `f` with CR0.WP clear, so supervisor writes ignore read-only
@@ -79,12 +81,15 @@ impl PhysMem for KernelPhys {
 
 impl FaultInject for KernelPhys {
     fn fail_nth_alloc(&self, n: u64) {
-        let n = u32::try_from(n).unwrap_or(u32::MAX);
-        let now = self.allocs.load(Ordering::Relaxed);
-        self.fail_at.store(now.wrapping_add(n), Ordering::Relaxed);
+        RAM.fail_nth_alloc(n)
     }
 
     fn clear_fault(&self) {
-        self.fail_at.store(0, Ordering::Relaxed);
+        RAM.clear_fault()
     }
+}
+
+/// Frames free right now.
+pub fn frames_free() -> usize {
+    RAM.free_frames()
 }

@@ -39,10 +39,10 @@ impl WithBackend for Scenario<'_> {
     }
 }
 
-/// Runs the scenario over physical memory `0..ram_end` (clipped to the boot
-/// map) and exits QEMU: status 33 on success, 35 on any failure.
-pub fn run(ram_end: u64) -> ! {
-    let phys = KernelPhys::new(ram_end);
+/// Runs the scenario over the usable RAM handed to [`crate::phys`] and exits
+/// QEMU: status 33 on success, 35 on any failure.
+pub fn run() -> ! {
+    let phys = KernelPhys;
     // SAFETY: the CPU is handed only to the scenario's KernelMm, whose linear
     // map covers 0..max_pfn, which holds the kernel image, the boot stack and
     // every frame the allocator manages (all below BOOT_MAP_SIZE and below the
