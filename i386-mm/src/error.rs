@@ -24,6 +24,8 @@ pub enum MmError {
     BadFlags(u64),
     /// `pgd_list` is full.
     TooManyAddressSpaces,
+    /// The kernel's tables cannot be torn down while this many address spaces are alive.
+    AddressSpacesAlive(usize),
     /// Too many large pages are split at once.
     TooManySplits,
     /// `change_page_attr` back to `PAGE_KERNEL` on a page that was never changed (Linux `BUG()`s).
@@ -43,6 +45,7 @@ impl fmt::Display for MmError {
             MmError::PfnOutOfRange(p) => write!(f, "{p:?} is beyond the end of RAM"),
             MmError::BadFlags(b) => write!(f, "flags {b:#x} are not allowed here"),
             MmError::TooManyAddressSpaces => f.write_str("pgd_list is full"),
+            MmError::AddressSpacesAlive(n) => write!(f, "{n} address space(s) still alive"),
             MmError::TooManySplits => f.write_str("too many large pages split at once"),
             MmError::AttrNotChanged(p) => write!(f, "{p:?} has no changed attribute to restore"),
             MmError::NotInitialised => f.write_str("pagetable_init has not run"),

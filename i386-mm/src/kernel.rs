@@ -273,8 +273,9 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// build ([`Cpu::load_boot_root`]).
     #[allow(clippy::result_large_err, clippy::type_complexity)]
     pub fn shutdown(self) -> Result<(B, P, C), (Self, MmError)> {
-        if self.live_pgds.load(Ordering::SeqCst) != 0 {
-            return Err((self, MmError::TooManyAddressSpaces));
+        let alive = self.live_pgds.load(Ordering::SeqCst);
+        if alive != 0 {
+            return Err((self, MmError::AddressSpacesAlive(alive)));
         }
         {
             let mut k = self.kernel_lock.lock();

@@ -85,7 +85,7 @@ fn shutdown_is_refused_while_address_spaces_live<M: PagingMode>() {
     let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, Native, &cpu, InitOptions::default()).unwrap();
     let a = k.create().unwrap();
     let (k, e) = k.shutdown().err().expect("refused");
-    assert_eq!(e, MmError::TooManyAddressSpaces);
+    assert_eq!(e, MmError::AddressSpacesAlive(1));
     k.destroy(a);
     k.shutdown().map_err(|e| e.1).unwrap();
     assert_eq!(ram.frames_in_use(), 0);
