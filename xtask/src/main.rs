@@ -77,6 +77,9 @@ fn test() -> Result<(), String> {
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     });
     s.step("cargo test --workspace", || run(cargo().args(["test", "--workspace"])));
+    s.step("cargo doc -D warnings", || {
+        run(cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--quiet"]))
+    });
     s.step("kernel-demo: fmt and clippy for every feature set", kernel_lints);
     s.step("no_std builds (x86_64-unknown-none)", || {
         let mut c = cargo();
