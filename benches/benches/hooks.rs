@@ -3,7 +3,7 @@
 //! adapter. `cargo bench -p benches` (or `cargo xtask bench`).
 use backend_native::Native;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use i386_mm::{InitOptions, KernelMm, Pae, PagingMode, PhysMem, PteFlags, PvMmuOps, TwoLevel};
+use i386_mm::{Cpu, InitOptions, KernelMm, Pae, PagingMode, PhysMem, PteFlags, PvMmuOps, TwoLevel};
 use mm_testkit::{EmulatedRam, HostCpu};
 use paravirt_core::{ParavirtOps, Recorder};
 
@@ -58,6 +58,58 @@ fn pgd_cycle<M: PagingMode, B: PvMmuOps>(c: &mut Criterion, group: &str, name: &
     });
 }
 
+/// The hypervisor backends on the same work: shadow mirroring (VMI) and validated updates of
+/// pinned tables (Xen).
+fn hypervisors<M: PagingMode>(c: &mut Criterion) {
+    let ram: &'static EmulatedRam = Box::leak(Box::new(EmulatedRam::sixteen_mib()));
+    let vmi: &'static backend_vmi::Vmi<M, &EmulatedRam> =
+        Box::leak(Box::new(backend_vmi::Vmi::new(ram, backend_vmi::Policy::Panic).unwrap()));
+    let table: &'static backend_xen::FrameTable = Box::leak(Box::default());
+    let xen = backend_xen::Xen::<M, _>::new(table, ram, backend_xen::Policy::Panic);
+    for (g, which) in [("protect", 0), ("map_unmap", 1)] {
+        let g = format!("{g}/{}", M::NAME);
+        on_ram::<M, _>(c, ram, &g, "vmi", vmi, which);
+        on_ram::<M, _>(c, ram, &g, "xen", &xen, which);
+    }
+}
+
+/// `protect` (which = 0) or `map_unmap` (which = 1) over `ram`, with the address space active
+/// so the hypervisor backends see a loaded (shadowed / pinned) tree.
+fn on_ram<M: PagingMode, B: PvMmuOps>(
+    c: &mut Criterion,
+    ram: &EmulatedRam,
+    group: &str,
+    name: &str,
+    backend: B,
+    which: u8,
+) {
+    let cpu = HostCpu::<M>::new(ram);
+    let k = KernelMm::<M, _, _, _>::pagetable_init(ram, backend, &cpu, InitOptions::default()).unwrap();
+    k.activate_swapper();
+    let mut mm = k.create().unwrap();
+    k.activate(&mm);
+    let f = ram.alloc_frame().unwrap();
+    k.map(&mut mm, 0x4000_0000, f, PteFlags::USER).unwrap();
+    let mut flip = false;
+    c.benchmark_group(group).bench_function(name, |b| {
+        b.iter(|| {
+            if which == 0 {
+                flip = !flip;
+                let flags = if flip { PteFlags::USER | PteFlags::RW } else { PteFlags::USER };
+                k.protect(&mut mm, black_box(0x4000_0000), flags).unwrap();
+            } else {
+                k.map(&mut mm, black_box(0x0804_8000), f, PteFlags::USER | PteFlags::RW).unwrap();
+                black_box(k.unmap(&mut mm, 0x0804_8000).unwrap());
+            }
+        })
+    });
+    k.unmap(&mut mm, 0x4000_0000).unwrap();
+    k.destroy(mm);
+    cpu.load_boot_root();
+    let _ = k.shutdown().map_err(|e| e.1).unwrap();
+    ram.free_frame(f);
+}
+
 fn backends<M: PagingMode>(c: &mut Criterion) {
     let ops: &'static ParavirtOps = Box::leak(Box::new(ParavirtOps::native()));
     let rec: &'static Recorder<Native, 16> = Box::leak(Box::new(Recorder::new(Native)));
@@ -79,6 +131,8 @@ fn backends<M: PagingMode>(c: &mut Criterion) {
 fn all(c: &mut Criterion) {
     backends::<TwoLevel>(c);
     backends::<Pae>(c);
+    hypervisors::<TwoLevel>(c);
+    hypervisors::<Pae>(c);
 }
 
 // criterion generates an undocumented entry point.
