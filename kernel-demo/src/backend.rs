@@ -1,5 +1,8 @@
 //! The paravirt backend and the paging mode this kernel was built with,
 //! selected by cargo features (`vmi`, `xen`, `pae`; see [`crate::config`]).
+//! With `boot-select` the backend is chosen at boot instead and reached
+//! through a run-time table (`paravirt_ops.rs`); the paging mode and
+//! [`WithBackend`] below serve both.
 //!
 //! The boot stub builds its tables in the same mode (see [`crate::boot`]), so
 //! the CPU's paging mode (CR4.PAE) always matches what `i386-mm` builds.
@@ -16,6 +19,7 @@
 
 use paravirt_core::{Inspect, PvMmuOps};
 
+#[cfg(not(feature = "boot-select"))]
 use crate::phys::KernelPhys;
 
 /// The paging mode: PAE (three-level) with the `pae` feature.
@@ -35,7 +39,7 @@ pub trait WithBackend {
 
 /// Creates the native backend (wrapped in a recorder that counts the hook calls
 /// for the statistics, since the backend itself keeps no state) and runs `w`.
-#[cfg(not(any(feature = "vmi", feature = "xen")))]
+#[cfg(not(any(feature = "vmi", feature = "xen", feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     /// Events kept in the recorder's log: none, only the per-hook counts.
     const HOOK_LOG: usize = 0;
@@ -52,7 +56,7 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 ///
 /// # Panics
 /// If memory cannot supply the shadow frames, or the teardown is refused.
-#[cfg(feature = "vmi")]
+#[cfg(all(feature = "vmi", not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, backend_vmi::Policy::Panic).unwrap_or_else(|e| panic!("{e}"));
     let out = w.run(&vmi);
@@ -67,13 +71,13 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 /// The Xen model's frame table (the hypervisor's `frame_table` plus the guest's
 /// per-page flags): about 17 bytes per frame of the 64 MiB the kernel maps, too
 /// big for the stack, so it is a static.
-#[cfg(feature = "xen")]
+#[cfg(all(feature = "xen", not(feature = "boot-select")))]
 static FRAME_TABLE: backend_xen::FrameTable = backend_xen::FrameTable::new();
 
 /// Creates the Xen PV MMU model over `mem` with its panic policy and the CPU's
 /// `invlpg` (so a linear-map PTE the model makes read-only or writable is
 /// dropped from the real TLB), and runs `w` with it.
-#[cfg(feature = "xen")]
+#[cfg(all(feature = "xen", not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     let xen =
         backend_xen::Xen::<Mode, _>::new(&FRAME_TABLE, mem, backend_xen::Policy::Panic).with_invlpg(crate::cpu::invlpg);

@@ -22,6 +22,12 @@
 //! catches a missing hook panics with the rule and the pfn (see the
 //! `bug-missing-alloc-pt` feature). `crash=ud|pf|gp|df|panic` on the command
 //! line takes a deliberate fatal fault first ([`crashtest`]).
+//!
+//! With the `boot-select` feature one image holds all three backends and picks
+//! one at boot from the command line (`backend=native|vmi|xen`, default
+//! native), then reaches it only through a run-time `ParavirtOps` table, as
+//! Linux fills `paravirt_ops` at boot (modules `select`, `paravirt_ops` and
+//! `dispatch`).
 
 #![no_std]
 #![no_main]
@@ -31,6 +37,8 @@ pub mod boot;
 pub mod config;
 pub mod cpu;
 pub mod crashtest;
+#[cfg(feature = "boot-select")]
+pub mod dispatch;
 pub mod exit;
 pub mod gdt;
 pub mod idt;
@@ -38,10 +46,14 @@ pub mod layout;
 pub mod mem;
 pub mod multiboot;
 mod panic;
+#[cfg(feature = "boot-select")]
+pub mod paravirt_ops;
 pub mod phys;
 pub mod port;
 pub mod probe;
 pub mod scenario_main;
+#[cfg(feature = "boot-select")]
+pub mod select;
 pub mod serial;
 pub mod sync;
 pub mod x86cpu;
@@ -74,6 +86,13 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
     }
     kprintln!("usable RAM: {} KiB", boot.usable_bytes() / 1024);
     kprintln!("command line: {:?}", boot.cmdline());
+    #[cfg(feature = "boot-select")]
+    let backend = {
+        let (kind, named) = select::BackendKind::from_cmdline(boot.cmdline());
+        let how = if named { "from the command line" } else { "by default (no `backend=` on the command line)" };
+        kprintln!("boot-select: backend={} chosen {how}: {}", kind.name(), kind.description());
+        kind
+    };
 
     let reserved_end = layout::kernel_phys_end().max(boot.structures_end);
     let added = phys::init(&boot, reserved_end);
@@ -100,5 +119,8 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
 
     crashtest::run_from_cmdline(boot.cmdline());
 
-    scenario_main::run()
+    #[cfg(not(feature = "boot-select"))]
+    scenario_main::run();
+    #[cfg(feature = "boot-select")]
+    scenario_main::run_selected(backend)
 }

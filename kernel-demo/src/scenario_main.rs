@@ -18,13 +18,18 @@ use i386_mm::scenario::{self, Config, ScenarioError, Summary};
 use i386_mm::{PagingMode, PhysMem};
 use paravirt_core::{Inspect, PvMmuOps};
 
-use crate::backend::{self, Mode, WithBackend};
+#[cfg(not(feature = "boot-select"))]
+use crate::backend;
+use crate::backend::{Mode, WithBackend};
 use crate::phys::KernelPhys;
+#[cfg(feature = "boot-select")]
+use crate::select::BackendKind;
 use crate::serial::Serial;
 use crate::x86cpu::X86Cpu;
-use crate::{boot, config, exit, kprintln};
+use crate::{boot, exit, kprintln};
 
-/// The scenario, run with whichever backend this kernel was built with.
+/// The scenario, run with whichever backend this kernel was built with (or,
+/// with `boot-select`, chose at boot).
 struct Scenario<'a> {
     phys: &'a KernelPhys,
     cpu: &'a X86Cpu,
@@ -39,9 +44,27 @@ impl WithBackend for Scenario<'_> {
     }
 }
 
-/// Runs the scenario over the usable RAM handed to [`crate::phys`] and exits
-/// QEMU: status 33 on success, 35 on any failure.
+/// Runs the scenario with the backend this kernel was built with over the
+/// usable RAM handed to [`crate::phys`] and exits QEMU: status 33 on success,
+/// 35 on any failure.
+#[cfg(not(feature = "boot-select"))]
 pub fn run() -> ! {
+    run_with(crate::config::BACKEND, |phys, s| backend::with_backend(phys, s))
+}
+
+/// Runs the scenario with the backend `kind`, chosen at boot and reached only
+/// through the ops table (`crate::paravirt_ops`), and exits QEMU like `run`.
+#[cfg(feature = "boot-select")]
+pub fn run_selected(kind: BackendKind) -> ! {
+    run_with(kind.name(), |_, s| crate::paravirt_ops::with_backend(kind, s))
+}
+
+/// Runs the scenario through `with_backend` (which creates the backend named
+/// `backend` and hands it to the scenario) and exits QEMU.
+fn run_with(
+    backend: &str,
+    with_backend: impl for<'a> FnOnce(&'a KernelPhys, Scenario<'a>) -> Result<Summary, ScenarioError>,
+) -> ! {
     let phys = KernelPhys;
     // SAFETY: the CPU is handed only to the scenario's KernelMm, whose linear
     // map covers 0..max_pfn, which holds the kernel image, the boot stack and
@@ -51,13 +74,13 @@ pub fn run() -> ! {
     let cfg = Config { lowmem_end: Some(phys.max_pfn()), ..Config::default() };
     kprintln!(
         "scenario: backend {}, {} paging, linear map 0..{:#x} ({} MiB)",
-        config::BACKEND,
+        backend,
         Mode::NAME,
         u64::from(phys.max_pfn().0) << 12,
         phys.max_pfn().0 >> 8
     );
     let frames_at_start = phys.frames_in_use();
-    let result = backend::with_backend(&phys, Scenario { phys: &phys, cpu: &cpu, cfg: &cfg });
+    let result = with_backend(&phys, Scenario { phys: &phys, cpu: &cpu, cfg: &cfg });
     kprintln!("boot stack: {} of {} KiB used", boot::boot_stack_used().div_ceil(1024), boot::BOOT_STACK_SIZE / 1024);
     match result {
         Ok(s) => {
@@ -68,8 +91,8 @@ pub fn run() -> ! {
                     frames_at_start
                 );
             }
-            kprintln!("summary: backend={} mode={} {s}", config::BACKEND, Mode::NAME);
-            kprintln!("kernel-demo: scenario passed ({} backend, {} paging)", config::BACKEND, Mode::NAME);
+            kprintln!("summary: backend={backend} mode={} {s}", Mode::NAME);
+            kprintln!("kernel-demo: scenario passed ({backend} backend, {} paging)", Mode::NAME);
             exit::exit_success()
         }
         Err(e) => {

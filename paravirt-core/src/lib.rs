@@ -34,6 +34,7 @@ pub mod pv;
 mod record;
 mod slot;
 mod table;
+mod with_inspect;
 
 pub use inspect::Inspect;
 pub use ops::PvMmuOps;
@@ -41,3 +42,4 @@ pub use pfn::{Pfn, PAGE_SHIFT, PAGE_SIZE};
 pub use record::{Event, Hook, Recorder};
 pub use slot::{native, EntrySlot};
 pub use table::ParavirtOps;
+pub use with_inspect::WithInspect;

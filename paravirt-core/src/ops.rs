@@ -257,4 +257,6 @@ macro_rules! forward_ops {
     };
 }
 
+pub(crate) use forward_ops;
+
 forward_ops!(impl<T: PvMmuOps + ?Sized> PvMmuOps for &T);

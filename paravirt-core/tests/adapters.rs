@@ -158,3 +158,15 @@ fn pv_layer_reports_whether_hooks_are_compiled_in() {
     let expected = if paravirt_core::pv::ENABLED { 1 } else { 0 };
     assert_eq!(log.0.lock().unwrap().len(), expected, "with paravirt off the hook is do {{ }} while (0)");
 }
+
+#[test]
+fn with_inspect_takes_hooks_from_the_table_and_inspect_from_the_backend() {
+    let log: &'static Log = Box::leak(Box::default());
+    let ops: &'static ParavirtOps = Box::leak(Box::new(ParavirtOps::from_backend("log", log)));
+    let both = paravirt_core::WithInspect { hooks: ops, inspect: log };
+    both.alloc_pt(Pfn(3));
+    assert_eq!(both.write_cr3(0x1000), 0x2000);
+    assert_eq!(*log.0.lock().unwrap(), vec!["alloc_pt 0x3"]);
+    assert_eq!(both.backend_name(), "log");
+    assert_eq!(both.pages_held(), 1);
+}

@@ -1,6 +1,8 @@
-//! The kernel demo in QEMU: the configuration matrix (every backend × paging mode), the bug
-//! demonstrations (a missing `alloc_pt` caught by the VMI and Xen backends on real paging) and
-//! the crash tests (each fatal CPU exception reported, never a silent triple fault).
+//! The kernel demo in QEMU: the configuration matrix (every backend × paging mode, then the
+//! one `boot-select` image per paging mode booted once per backend, chosen on its command line
+//! and reached through a `ParavirtOps` table), the bug demonstrations (a missing `alloc_pt`
+//! caught by the VMI and Xen backends on real paging) and the crash tests (each fatal CPU
+//! exception reported, never a silent triple fault).
 //!
 //! Every configuration is a separate feature build of `kernel-demo` ([`qemu::build_kernel`],
 //! release mode, one shared target directory) booted under a time limit ([`qemu::boot`]).
@@ -15,7 +17,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::qemu::{self, BootConfig, BootOutcome};
+use crate::qemu::{self, BootConfig, BootOutcome, BOOT_SELECT};
 
 /// Backends of the matrix, in table order.
 pub const BACKENDS: [&str; 3] = ["native", "vmi", "xen"];
@@ -71,9 +73,11 @@ impl KernelSummary {
     }
 }
 
-/// One booted configuration.
+/// One boot of the matrix.
 struct Row {
     cfg: BootConfig,
+    /// For a [`BOOT_SELECT`] image: the backend its command line chose (`backend=...`).
+    chosen: Option<&'static str>,
     /// The boot, or why there was none (build failure, QEMU missing).
     outcome: Result<BootOutcome, String>,
 }
@@ -81,6 +85,22 @@ struct Row {
 impl Row {
     fn passed(&self) -> bool {
         matches!(&self.outcome, Ok(o) if o.success)
+    }
+
+    /// The table's backend column: `xen`, or `xen (ops table)` for a boot-select boot.
+    fn backend(&self) -> String {
+        match self.chosen {
+            Some(b) => format!("{b} (ops table)"),
+            None => self.cfg.backend.to_string(),
+        }
+    }
+
+    /// The configuration's label, with the command line if there is one.
+    fn label(&self) -> String {
+        match self.chosen {
+            Some(b) => format!("{} -append backend={b}", self.cfg.label()),
+            None => self.cfg.label(),
+        }
     }
 }
 
@@ -106,10 +126,16 @@ fn tail(text: &str, n: usize) -> String {
 fn build_and_boot(root: &Path, cfg: &BootConfig, cmdline: &str, verbose: bool) -> Result<BootOutcome, String> {
     println!("xtask: building kernel-demo {}", cfg.label());
     let elf = qemu::build_kernel(root, cfg)?;
+    boot_and_show(&elf, cfg, cmdline, verbose)
+}
+
+/// Boots the image `elf` built for `cfg` with `cmdline` (empty: none), printing the serial
+/// output when `verbose`.
+fn boot_and_show(elf: &Path, cfg: &BootConfig, cmdline: &str, verbose: bool) -> Result<BootOutcome, String> {
     let outcome = if cmdline.is_empty() {
-        qemu::boot(&elf, BOOT_TIMEOUT)?
+        qemu::boot(elf, BOOT_TIMEOUT)?
     } else {
-        qemu::boot_with_cmdline(&elf, cmdline, BOOT_TIMEOUT)?
+        qemu::boot_with_cmdline(elf, cmdline, BOOT_TIMEOUT)?
     };
     if verbose {
         let extra = if cmdline.is_empty() { String::new() } else { format!(", -append {cmdline}") };
@@ -126,12 +152,11 @@ fn build_and_boot(root: &Path, cfg: &BootConfig, cmdline: &str, verbose: bool) -
 }
 
 /// Why a boot did not succeed, with the tail of its serial log.
-fn failure_report(cfg: &BootConfig, outcome: &Result<BootOutcome, String>) -> String {
+fn failure_report(label: &str, outcome: &Result<BootOutcome, String>) -> String {
     match outcome {
-        Err(e) => format!("{}: {e}", cfg.label()),
+        Err(e) => format!("{label}: {e}"),
         Ok(o) => format!(
-            "{}: QEMU status {} ({}) after {:.2} s; serial log tail:\n{}",
-            cfg.label(),
+            "{label}: QEMU status {} ({}) after {:.2} s; serial log tail:\n{}",
             o.status.map_or_else(|| "none".to_string(), |s| s.to_string()),
             qemu::describe_status(o.status),
             o.elapsed.as_secs_f64(),
@@ -143,7 +168,7 @@ fn failure_report(cfg: &BootConfig, outcome: &Result<BootOutcome, String>) -> St
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<8} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
+        "{:<18} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
         "backend", "mode", "result", "QEMU", "steps", "frames start/peak/end", "backend pk/end", "faults"
     );
     for r in rows {
@@ -158,8 +183,8 @@ fn print_table(rows: &[Row]) {
         let summary = r.outcome.as_ref().ok().filter(|o| o.success).and_then(|o| KernelSummary::parse(&o.serial));
         match summary {
             Some(s) => println!(
-                "{:<8} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
-                r.cfg.backend,
+                "{:<18} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
+                r.backend(),
                 mode,
                 result,
                 time,
@@ -169,19 +194,30 @@ fn print_table(rows: &[Row]) {
                 s.faults
             ),
             None => println!(
-                "{:<8} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
-                r.cfg.backend, mode, result, time, "-", "-", "-", "-"
+                "{:<18} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
+                r.backend(),
+                mode,
+                result,
+                time,
+                "-",
+                "-",
+                "-",
+                "-"
             ),
         }
     }
 }
 
 /// Builds and boots the kernel demo for every backend and paging mode (or only `only`:
-/// `(backend, pae)`), each under [`BOOT_TIMEOUT`]. Prints each boot's serial output when
-/// `verbose`, and always a summary table (backend, mode, result, QEMU wall time, scenario
-/// steps, frames start/peak/end, backend pages peak/end, faults seen). Fails unless every
-/// selected boot ended with QEMU status 33 and printed its summary line; the error names each
-/// failed configuration with the tail of its serial log.
+/// `(backend, pae)`), each under [`BOOT_TIMEOUT`]. Without `only`, also builds the
+/// `boot-select` image once per paging mode and boots it once per backend
+/// ([`boot_select_rows`], rows `vmi (ops table)`...), and checks that an unknown `backend=`
+/// is refused ([`check_unknown_backend`]). Prints each boot's serial output when `verbose`,
+/// and always a summary table (backend, mode, result, QEMU wall time, scenario steps, frames
+/// start/peak/end, backend pages peak/end, faults seen). Fails unless every selected boot
+/// ended with QEMU status 33 and printed its summary line (and, for a boot-select boot, named
+/// the chosen backend and the ops-table dispatch); the error names each failed configuration
+/// with the tail of its serial log.
 pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Result<(), String> {
     qemu::ensure_prerequisites()?;
     let configs: Vec<BootConfig> = match only {
@@ -198,21 +234,32 @@ pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Res
             .flat_map(|&backend| [false, true].map(|pae| BootConfig { backend, pae, extra_features: vec![] }))
             .collect(),
     };
-    let rows: Vec<Row> = configs
+    let mut rows: Vec<Row> = configs
         .into_iter()
         .map(|cfg| {
             let outcome = build_and_boot(root, &cfg, "", verbose);
-            Row { cfg, outcome }
+            Row { cfg, chosen: None, outcome }
         })
         .collect();
-    print_table(&rows);
     let mut failures = Vec::new();
+    if only.is_none() {
+        rows.extend(boot_select_rows(root, verbose));
+        match check_unknown_backend(root, verbose) {
+            Ok(line) => println!("xtask: boot-select refuses an unknown backend: {line}"),
+            Err(e) => failures.push(e),
+        }
+    }
+    print_table(&rows);
     for r in &rows {
         if !r.passed() {
-            failures.push(failure_report(&r.cfg, &r.outcome));
+            failures.push(failure_report(&r.label(), &r.outcome));
         } else if let Ok(o) = &r.outcome {
             if KernelSummary::parse(&o.serial).is_none() {
-                failures.push(format!("{}: status 33 but no parsable `summary:` line", r.cfg.label()));
+                failures.push(format!("{}: status 33 but no parsable `summary:` line", r.label()));
+            } else if let Some(b) = r.chosen {
+                if let Err(e) = check_boot_select(b, &o.serial) {
+                    failures.push(format!("{}: {e}\n{}", r.label(), tail(&o.serial, TAIL_LINES)));
+                }
             }
         }
     }
@@ -221,6 +268,67 @@ pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Res
         Ok(())
     } else {
         Err(format!("{} of {} kernel boot(s) failed:\n{}", failures.len(), rows.len(), failures.join("\n")))
+    }
+}
+
+/// Builds the `boot-select` image (every backend in one kernel) once per paging mode and boots
+/// each image once per backend with `-append backend=...`: the rows of the matrix in which the
+/// backend is chosen at boot and reached through the kernel's `ParavirtOps` table.
+fn boot_select_rows(root: &Path, verbose: bool) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for pae in [false, true] {
+        let cfg = BootConfig { backend: BOOT_SELECT, pae, extra_features: vec![] };
+        println!("xtask: building kernel-demo {}", cfg.label());
+        let elf = qemu::build_kernel(root, &cfg);
+        for backend in BACKENDS {
+            let outcome = match &elf {
+                Ok(elf) => boot_and_show(elf, &cfg, &format!("backend={backend}"), verbose),
+                Err(e) => Err(e.clone()),
+            };
+            rows.push(Row { cfg: cfg.clone(), chosen: Some(backend), outcome });
+        }
+    }
+    rows
+}
+
+/// Checks the serial log of a boot-select boot that chose `backend`: the kernel says it chose
+/// it from the command line, that it filled the ops table with it and dispatches through the
+/// table, and its summary line names it.
+fn check_boot_select(backend: &str, serial: &str) -> Result<(), String> {
+    let chosen = format!("boot-select: backend={backend} chosen from the command line");
+    let filled = format!("paravirt_ops: filled at boot with `{backend}`");
+    let dispatch = "indirect call through the ParavirtOps table";
+    let summary = format!("summary: backend={backend} ");
+    if !serial.lines().any(|l| l.starts_with(&chosen)) {
+        return Err(format!("no `{chosen}` line: the kernel did not report its boot-time choice"));
+    }
+    if !serial.lines().any(|l| l.starts_with(&filled) && l.contains(dispatch)) {
+        return Err(format!("no `{filled}...{dispatch}` line: ops-table dispatch not reported"));
+    }
+    if !serial.lines().any(|l| l.starts_with(&summary)) {
+        return Err(format!("the summary line does not name the chosen backend (`{summary}`)"));
+    }
+    Ok(())
+}
+
+/// Boots the two-level `boot-select` image with `backend=bogus` and requires the kernel's
+/// failure exit with a panic naming the unknown backend (a typo must not boot on bare metal).
+/// Returns the panic line.
+fn check_unknown_backend(root: &Path, verbose: bool) -> Result<String, String> {
+    let cfg = BootConfig { backend: BOOT_SELECT, pae: false, extra_features: vec![] };
+    let cmdline = "backend=bogus";
+    let label = format!("{} -append {cmdline}", cfg.label());
+    // Already built by `boot_select_rows`: this only copies the image.
+    let elf = qemu::build_kernel(root, &cfg).map_err(|e| format!("{label}: {e}"))?;
+    let o = boot_and_show(&elf, &cfg, cmdline, verbose).map_err(|e| format!("{label}: {e}"))?;
+    let line = o.serial.lines().find(|l| l.contains("unknown backend `backend=bogus`"));
+    match line {
+        Some(line) if o.status == Some(FAILURE_STATUS) && o.serial.contains("KERNEL PANIC") => Ok(line.to_string()),
+        _ => Err(format!(
+            "{label}: expected a panic naming the unknown backend and status {FAILURE_STATUS}, got status {}:\n{}",
+            o.status.map_or_else(|| "none".to_string(), |s| s.to_string()),
+            tail(&o.serial, 10)
+        )),
     }
 }
 
@@ -382,6 +490,17 @@ mod tests {
         assert!(has_pfn("pfn=300"));
         assert!(!has_pfn("no frame named"));
         assert!(!has_pfn("pfn zero"));
+    }
+
+    #[test]
+    fn checks_the_boot_select_log() {
+        let log = "boot-select: backend=xen chosen from the command line: Xen PV MMU model\n\
+                   paravirt_ops: filled at boot with `xen`; every page-table hook is an indirect call \
+                   through the ParavirtOps table\n\
+                   summary: backend=xen mode=pae steps=10\n";
+        assert_eq!(check_boot_select("xen", log), Ok(()));
+        assert!(check_boot_select("vmi", log).is_err());
+        assert!(check_boot_select("xen", &log.replace("ParavirtOps table", "vtable")).is_err());
     }
 
     #[test]

@@ -117,7 +117,7 @@ fn test() -> Result<(), String> {
 fn kernel_lints() -> Result<(), String> {
     let dir = root().join("kernel-demo");
     run(cargo().current_dir(&dir).args(["fmt", "--check"]))?;
-    for features in ["", "pae", "vmi", "vmi,pae", "xen", "xen,pae"] {
+    for features in ["", "pae", "vmi", "vmi,pae", "xen", "xen,pae", "boot-select", "boot-select,pae"] {
         let mut c = cargo();
         c.current_dir(&dir).env_remove("RUSTFLAGS").args([
             "clippy",

@@ -24,10 +24,15 @@ pub const QEMU: &str = "qemu-system-i386";
 /// QEMU exit status meaning "the kernel reported success" (`(0x10 << 1) | 1`).
 pub const SUCCESS_STATUS: i32 = 33;
 
+/// The [`BootConfig::backend`] of the image that holds every backend and picks one at boot
+/// (kernel-demo feature `boot-select`, command line `backend=native|vmi|xen`).
+pub const BOOT_SELECT: &str = "boot-select";
+
 /// Which kernel to build: backend and paging mode, as cargo features.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BootConfig {
-    /// `"native"`, `"vmi"` or `"xen"`.
+    /// `"native"`, `"vmi"` or `"xen"`; or [`BOOT_SELECT`]: the image with every backend,
+    /// chosen at boot by `backend=` on the command line.
     pub backend: &'static str,
     /// Build with three-level PAE paging (feature `pae`).
     pub pae: bool,
@@ -41,8 +46,8 @@ impl BootConfig {
         let mut features = Vec::new();
         match self.backend {
             "native" => {}
-            "vmi" | "xen" => features.push(self.backend.to_string()),
-            other => return Err(format!("unknown backend `{other}` (expected native, vmi or xen)")),
+            "vmi" | "xen" | BOOT_SELECT => features.push(self.backend.to_string()),
+            other => return Err(format!("unknown backend `{other}` (expected native, vmi, xen or {BOOT_SELECT})")),
         }
         if self.pae {
             features.push("pae".to_string());
@@ -61,7 +66,8 @@ impl BootConfig {
         label
     }
 
-    /// File name of this configuration's kernel image, e.g. `kernel-demo-xen-pae` or
+    /// File name of this configuration's kernel image, e.g. `kernel-demo-xen-pae`,
+    /// `kernel-demo-boot-select-2level` or
     /// `kernel-demo-vmi-2level-bug-missing-alloc-pt`: every configuration keeps its own ELF,
     /// since cargo overwrites `release/kernel-demo` on each build.
     pub fn image_name(&self) -> String {

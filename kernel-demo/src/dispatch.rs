@@ -1,0 +1,61 @@
+//! The backend `i386-mm` is handed in a `boot-select` kernel: every hook goes
+//! through the run-time [`ParavirtOps`] table (an indirect call, exactly like
+//! Linux's `paravirt_ops.alloc_pt(pfn)`), and [`Inspect`], which the table
+//! does not carry, goes to the chosen backend through a small enum.
+//!
+//! `Inspect` is what the scenario asks a backend about itself (cross-check,
+//! pages held, statistics); it is not a hook, so it is not in the table.
+
+use core::fmt::{self, Write};
+
+use paravirt_core::{Inspect, ParavirtOps, WithInspect};
+
+use crate::paravirt_ops::{NativeHooks, VmiBackend, XenBackend};
+
+/// The backend chosen at boot, for [`Inspect`] only.
+#[derive(Clone, Copy)]
+pub enum Chosen {
+    /// The native backend (wrapped in a recorder that counts the hook calls).
+    Native(&'static NativeHooks),
+    /// The VMI backend.
+    Vmi(&'static VmiBackend),
+    /// The Xen PV MMU model.
+    Xen(&'static XenBackend),
+}
+
+/// Evaluates `$e` with `$b` bound to the chosen backend, whatever its type.
+macro_rules! with_chosen {
+    ($chosen:expr, $b:ident => $e:expr) => {
+        match $chosen {
+            Chosen::Native($b) => $e,
+            Chosen::Vmi($b) => $e,
+            Chosen::Xen($b) => $e,
+        }
+    };
+}
+
+impl Inspect for Chosen {
+    fn backend_name(&self) -> &'static str {
+        with_chosen!(self, b => b.backend_name())
+    }
+    fn pages_held(&self) -> usize {
+        with_chosen!(self, b => b.pages_held())
+    }
+    fn violations(&self) -> usize {
+        with_chosen!(self, b => b.violations())
+    }
+    fn verify(&self, out: &mut dyn Write) -> bool {
+        with_chosen!(self, b => b.verify(out))
+    }
+    fn page_tables_read_only(&self) -> bool {
+        with_chosen!(self, b => b.page_tables_read_only())
+    }
+    fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
+        with_chosen!(self, b => b.write_stats(out))
+    }
+}
+
+/// The ops table plus the chosen backend's [`Inspect`]: what the kernel's
+/// `KernelMm` runs with in a `boot-select` image. Every hook is forwarded to
+/// the table, so each one is an indirect call through a function pointer.
+pub type TableBackend = WithInspect<&'static ParavirtOps, Chosen>;

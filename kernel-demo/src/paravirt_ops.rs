@@ -1,0 +1,104 @@
+//! Filling the ops table at boot (feature `boot-select`): the image holds all
+//! three backends, the command line picks one ([`crate::select`]), and only
+//! that one is created, in its own static slot, and put behind
+//! [`PARAVIRT_OPS`], the kernel's run-time [`ParavirtOps`] table, as Linux's
+//! VMI or Xen setup code fills `paravirt_ops` during boot.
+//!
+//! No heap: each backend lives in a [`spin::Once`] static (the Xen model's
+//! frame table in a plain static, it is `const`-constructible), so
+//! [`ParavirtOps::from_backend`] gets the `&'static` it needs. Each backend
+//! keeps the policy it has in a single-backend build: VMI and Xen panic on a
+//! protocol violation, and VMI's reserved frames are given back at the end
+//! (as in [`crate::backend`]).
+
+use backend_native::Native;
+use backend_vmi::Vmi;
+use backend_xen::{FrameTable, Xen};
+use paravirt_core::{ParavirtOps, Recorder};
+use spin::Once;
+
+use crate::backend::{Mode, WithBackend};
+use crate::dispatch::{Chosen, TableBackend};
+use crate::kprintln;
+use crate::phys::KernelPhys;
+use crate::select::BackendKind;
+
+/// Events kept in the native recorder's log: none, only the per-hook counts.
+const HOOK_LOG: usize = 0;
+
+/// The native backend as the image runs it: wrapped in a recorder that counts
+/// the hook calls for the statistics (the backend itself keeps no state).
+pub type NativeHooks = Recorder<Native, HOOK_LOG>;
+/// The VMI backend over the kernel's RAM.
+pub type VmiBackend = Vmi<Mode, KernelPhys>;
+/// The Xen PV MMU model over the kernel's RAM.
+pub type XenBackend = Xen<'static, Mode, KernelPhys>;
+
+/// The native backend's slot, filled if the command line chose it.
+static NATIVE: Once<NativeHooks> = Once::new();
+/// The VMI backend's slot, filled if the command line chose it (its shadow
+/// frames are reserved only then).
+static VMI: Once<VmiBackend> = Once::new();
+/// The Xen model's frame table: about 17 bytes per frame of the 64 MiB the
+/// kernel maps, too big for the stack.
+static FRAME_TABLE: FrameTable = FrameTable::new();
+/// The Xen model's slot, filled if the command line chose it.
+static XEN: Once<XenBackend> = Once::new();
+
+/// The kernel's ops table (Linux's `paravirt_ops`), filled once at boot.
+pub static PARAVIRT_OPS: Once<ParavirtOps> = Once::new();
+
+/// Creates the backend `kind` in its static slot and fills [`PARAVIRT_OPS`]
+/// with it.
+///
+/// # Panics
+/// If the table is already filled (the choice is made once per boot), or VMI
+/// cannot reserve its shadow frames.
+fn fill(kind: BackendKind) -> TableBackend {
+    assert!(!PARAVIRT_OPS.is_completed(), "paravirt_ops is filled once per boot");
+    let name = kind.name();
+    let (ops, chosen) = match kind {
+        BackendKind::Native => {
+            let native = NATIVE.call_once(|| Recorder::new(Native));
+            (ParavirtOps::from_backend(name, native), Chosen::Native(native))
+        }
+        BackendKind::Vmi => {
+            let vmi =
+                VMI.call_once(|| Vmi::new(KernelPhys, backend_vmi::Policy::Panic).unwrap_or_else(|e| panic!("{e}")));
+            (ParavirtOps::from_backend(name, vmi), Chosen::Vmi(vmi))
+        }
+        BackendKind::Xen => {
+            let xen = XEN.call_once(|| {
+                Xen::new(&FRAME_TABLE, KernelPhys, backend_xen::Policy::Panic).with_invlpg(crate::cpu::invlpg)
+            });
+            (ParavirtOps::from_backend(name, xen), Chosen::Xen(xen))
+        }
+    };
+    TableBackend { hooks: PARAVIRT_OPS.call_once(|| ops), inspect: chosen }
+}
+
+/// Creates the backend `kind`, fills the ops table with it, and runs `w` with
+/// the kernel's memory management reaching the backend only through the
+/// table. Under VMI, gives the reserved shadow frames back afterwards if the
+/// run released every page table.
+///
+/// # Panics
+/// As [`fill`]; if VMI refuses the teardown.
+pub fn with_backend<W: WithBackend>(kind: BackendKind, w: W) -> W::Output {
+    let backend = fill(kind);
+    let ops = backend.hooks;
+    kprintln!(
+        "paravirt_ops: filled at boot with `{}`; every page-table hook is an indirect call through \
+         the ParavirtOps table",
+        ops.name()
+    );
+    let out = w.run(&backend);
+    if let Some(vmi) = VMI.get() {
+        if vmi.typed_pages() == 0 {
+            if let Err(v) = vmi.teardown() {
+                panic!("{v}");
+            }
+        }
+    }
+    out
+}
