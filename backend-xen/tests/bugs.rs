@@ -81,10 +81,7 @@ fn a_table_linked_without_alloc_pt_before_pinning_is_caught_when_the_tree_is_pin
 
 fn a_table_freed_while_still_pinned_is_caught<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
-        let mut a = e.k.create().unwrap();
-        let f = e.ram.alloc_frame().unwrap();
-        e.k.map(&mut a, UB, f, PteFlags::RW | PteFlags::USER).unwrap();
-        e.k.activate(&a);
+        let (a, _f) = e.space_with_page(UB);
         let l1 = l1_of::<M>(e.ram, a.pgd(), UB);
         // The bug: the table is unlinked and freed without `release_pt`.
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
@@ -117,10 +114,7 @@ fn a_table_freed_while_still_pinned_is_caught<M: PagingMode>() {
 
 fn releasing_a_table_still_linked_into_a_pinned_tree_is_caught<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
-        let mut a = e.k.create().unwrap();
-        let f = e.ram.alloc_frame().unwrap();
-        e.k.map(&mut a, UB, f, PteFlags::RW | PteFlags::USER).unwrap();
-        e.k.activate(&a);
+        let (a, f) = e.space_with_page(UB);
         let l1 = l1_of::<M>(e.ram, a.pgd(), UB);
         // The bug: release before unlink. The unpin goes through (the directory still holds a
         // reference), but making the page writable is refused: it is still a page table.
@@ -141,10 +135,7 @@ fn releasing_a_table_still_linked_into_a_pinned_tree_is_caught<M: PagingMode>() 
 
 fn a_direct_write_to_a_pinned_table_faults_through_the_cpu<M: PagingMode>() {
     booted::<M>(Policy::Panic, |e| {
-        let mut a = e.k.create().unwrap();
-        let f = e.ram.alloc_frame().unwrap();
-        e.k.map(&mut a, UA, f, PteFlags::RW | PteFlags::USER).unwrap();
-        e.k.activate(&a);
+        let (a, f) = e.space_with_page(UA);
         let mut all = tables::<M>(e.ram, a.pgd());
         all.extend(tables::<M>(e.ram, e.k.swapper_pg_dir()));
         for root in [a.pgd(), e.k.swapper_pg_dir()] {
@@ -171,10 +162,7 @@ fn a_direct_write_to_a_pinned_table_faults_through_the_cpu<M: PagingMode>() {
 
 fn a_write_that_bypasses_the_mmu_is_reported_by_verify_and_at_unpin<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
-        let mut a = e.k.create().unwrap();
-        let f = e.ram.alloc_frame().unwrap();
-        e.k.map(&mut a, UA, f, PteFlags::RW | PteFlags::USER).unwrap();
-        e.k.activate(&a);
+        let (a, f) = e.space_with_page(UA);
         let l1 = l1_of::<M>(e.ram, a.pgd(), UA);
         let kl1 = l1_of::<M>(e.ram, e.k.swapper_pg_dir(), PAGE_OFFSET);
         let pa = l1.phys() + 9 * M::ENTRY_SIZE as u64;

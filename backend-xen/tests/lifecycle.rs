@@ -103,10 +103,7 @@ fn activating_an_address_space_pins_its_own_tables_and_shares_the_kernel_ones<M:
 fn exit_mmap_unpins_the_user_tree_and_makes_its_pages_writable_so_teardown_writes_go_direct<M: PagingMode>() {
     booted::<M>(Policy::Panic, |e| {
         let kernel_only = (e.xen.pinned_tables(), e.xen.read_only_pages(), e.xen.pages_held());
-        let mut a = e.k.create().unwrap();
-        let f = e.ram.alloc_frame().unwrap();
-        e.k.map(&mut a, UA, f, PteFlags::RW | PteFlags::USER).unwrap();
-        e.k.activate(&a);
+        let (a, f) = e.space_with_page(UA);
         e.k.activate_swapper();
         let (pgd, l1) = (a.pgd(), l1_of::<M>(e.ram, a.pgd(), UA));
         // The address space's own tables: the root, its page table, and in PAE its user pmds.
@@ -176,10 +173,7 @@ fn linking_an_announced_table_into_a_pinned_one_makes_it_read_only_then_pins_the
 
 fn release_pt_of_a_pinned_table_unpins_it_then_makes_it_writable<M: PagingMode>() {
     booted::<M>(Policy::Panic, |e| {
-        let mut a = e.k.create().unwrap();
-        let f = e.ram.alloc_frame().unwrap();
-        e.k.map(&mut a, UB, f, PteFlags::RW | PteFlags::USER).unwrap();
-        e.k.activate(&a);
+        let (mut a, f) = e.space_with_page(UB);
         let l1 = l1_of::<M>(e.ram, a.pgd(), UB);
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
         e.xen.clear_trace();

@@ -36,10 +36,7 @@ fn make_writable_and_free<M: PagingMode>(e: &Env<'_, M>, f: Pfn) {
 
 fn a_writable_mapping_of_a_page_table_is_refused_anywhere<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
-        let mut a = e.k.create().unwrap();
-        let f = e.ram.alloc_frame().unwrap();
-        e.k.map(&mut a, UA, f, PteFlags::RW | PteFlags::USER).unwrap();
-        e.k.activate(&a);
+        let (mut a, f) = e.space_with_page(UA);
         let l1 = l1_of::<M>(e.ram, a.pgd(), UA);
         let idx = M::pte_index(UA + 0x1000);
 
@@ -205,10 +202,7 @@ fn levels_and_commands_the_model_lacks_are_refused<M: PagingMode>() {
 
 fn large_pages_foreign_frames_and_reserved_pdpt_bits_are_refused<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
-        let mut a = e.k.create().unwrap();
-        let f = e.ram.alloc_frame().unwrap();
-        e.k.map(&mut a, UA, f, PteFlags::RW | PteFlags::USER).unwrap();
-        e.k.activate(&a);
+        let (a, f) = e.space_with_page(UA);
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
         let r = update::<M>(e.xen, dir, idx, (PAGE_KERNEL | PteFlags::PSE).bits());
         assert_eq!(r, Err(XenError::LargePage { table: dir, index: idx }));

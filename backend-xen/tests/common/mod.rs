@@ -25,6 +25,18 @@ pub struct Env<'a, M: PagingMode> {
     pub k: K<'a, M>,
 }
 
+impl<M: PagingMode> Env<'_, M> {
+    /// A new address space with one fresh frame mapped read-write at user address `va`,
+    /// loaded (so its tree is pinned). Returns the space and the frame.
+    pub fn space_with_page(&self, va: u32) -> (AddressSpace<M>, Pfn) {
+        let mut a = self.k.create().unwrap();
+        let f = self.ram.alloc_frame().unwrap();
+        self.k.map(&mut a, va, f, PteFlags::RW | PteFlags::USER).unwrap();
+        self.k.activate(&a);
+        (a, f)
+    }
+}
+
 /// Builds the machine, the model (with `policy`) and the kernel's boot tables
 /// (`pagetable_init`, not yet activated), then runs `f`.
 pub fn machine<M: PagingMode>(policy: Policy, f: impl FnOnce(Env<'_, M>)) {
