@@ -7,6 +7,17 @@ struct Machine<'r, M: PagingMode> {
     k: KernelMm<M, &'r V<'r, M>, &'r EmulatedRam, &'r HostCpu<'r, M>>,
 }
 
+/// A fresh 16 MiB machine with a recording VMI backend and the kernel's boot tables loaded:
+/// binds the RAM, the backend, the CPU and the booted kernel to the names given.
+macro_rules! booted {
+    ($ram:ident, $v:ident, $cpu:ident, $m:ident) => {
+        let $ram = EmulatedRam::sixteen_mib();
+        let $v = vmi::<M>(&$ram);
+        let $cpu = HostCpu::<M>::new(&$ram);
+        let $m = boot(&$ram, &$v, &$cpu);
+    };
+}
+
 fn boot<'r, M: PagingMode>(ram: &'r EmulatedRam, v: &'r V<'r, M>, cpu: &'r HostCpu<'r, M>) -> Machine<'r, M> {
     let k = KernelMm::<M, _, _, _>::pagetable_init(ram, v, cpu, InitOptions::default()).unwrap();
     k.activate_swapper();
@@ -25,10 +36,7 @@ fn poison<M: PagingMode>() -> u64 {
 }
 
 fn table_linked_without_alloc_pt_is_caught_at_the_linking_write<M: PagingMode>() {
-    let ram = EmulatedRam::sixteen_mib();
-    let v = vmi::<M>(&ram);
-    let cpu = HostCpu::<M>::new(&ram);
-    let m = boot(&ram, &v, &cpu);
+    booted!(ram, v, cpu, m);
     let mut a = m.k.create().unwrap();
     let dir = dir_slot::<M>(&ram, a.pgd(), VA);
     // pmd_populate without paravirt_alloc_pt (i386-mm's `bug-missing-alloc-pt`).
@@ -63,10 +71,7 @@ fn table_linked_without_alloc_pt_is_caught_at_the_linking_write<M: PagingMode>()
 }
 
 fn table_freed_without_release_is_caught<M: PagingMode>() {
-    let ram = EmulatedRam::sixteen_mib();
-    let v = vmi::<M>(&ram);
-    let cpu = HostCpu::<M>::new(&ram);
-    let m = boot(&ram, &v, &cpu);
+    booted!(ram, v, cpu, m);
     let mut a = m.k.create().unwrap();
     let f = ram.alloc_frame().unwrap();
     m.k.map(&mut a, VA, f, PteFlags::RW | PteFlags::USER).unwrap();
@@ -106,10 +111,7 @@ fn assert_clean_violations<M: PagingMode>(v: &V<'_, M>) {
 }
 
 fn entry_written_behind_the_backends_back_is_reported_by_verify<M: PagingMode>() {
-    let ram = EmulatedRam::sixteen_mib();
-    let v = vmi::<M>(&ram);
-    let cpu = HostCpu::<M>::new(&ram);
-    let m = boot(&ram, &v, &cpu);
+    booted!(ram, v, cpu, m);
     let mut a = m.k.create().unwrap();
     let f = ram.alloc_frame().unwrap();
     m.k.map(&mut a, VA, f, PteFlags::RW | PteFlags::USER).unwrap();
@@ -145,10 +147,7 @@ fn entry_written_behind_the_backends_back_is_reported_by_verify<M: PagingMode>()
 }
 
 fn directory_entry_changed_behind_the_backends_back_is_reported<M: PagingMode>() {
-    let ram = EmulatedRam::sixteen_mib();
-    let v = vmi::<M>(&ram);
-    let cpu = HostCpu::<M>::new(&ram);
-    let m = boot(&ram, &v, &cpu);
+    booted!(ram, v, cpu, m);
     // Drop a large page of the kernel's linear map directly in the directory.
     let dir = dir_slot::<M>(&ram, m.k.swapper_pg_dir(), PAGE_OFFSET);
     let old = entry::<M>(&ram, dir.table, dir.index);
@@ -163,10 +162,7 @@ fn directory_entry_changed_behind_the_backends_back_is_reported<M: PagingMode>()
 }
 
 fn clone_from_a_page_table_is_refused_and_the_pgd_cannot_be_loaded<M: PagingMode>() {
-    let ram = EmulatedRam::sixteen_mib();
-    let v = vmi::<M>(&ram);
-    let cpu = HostCpu::<M>::new(&ram);
-    let m = boot(&ram, &v, &cpu);
+    booted!(ram, v, cpu, m);
     let mut a = m.k.create().unwrap();
     let f = ram.alloc_frame().unwrap();
     m.k.map(&mut a, VA, f, PteFlags::RW | PteFlags::USER).unwrap();
