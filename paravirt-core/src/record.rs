@@ -33,27 +33,7 @@ pub enum Hook {
 impl Hook {
     /// The Linux name of the hook.
     pub fn name(&self) -> &'static str {
-        match self {
-            Hook::AllocPt(_) => "alloc_pt",
-            Hook::AllocPd(_) => "alloc_pd",
-            Hook::AllocPdClone { .. } => "alloc_pd_clone",
-            Hook::ReleasePt(_) => "release_pt",
-            Hook::ReleasePd(_) => "release_pd",
-            Hook::SetPte { .. } => "set_pte",
-            Hook::SetPteAt { .. } => "set_pte_at",
-            Hook::SetPteAtomic { .. } => "set_pte_atomic",
-            Hook::SetPtePresent { .. } => "set_pte_present",
-            Hook::SetPmd { .. } => "set_pmd",
-            Hook::SetPud { .. } => "set_pud",
-            Hook::PteClear { .. } => "pte_clear",
-            Hook::PmdClear { .. } => "pmd_clear",
-            Hook::ExitMmap(_) => "exit_mmap",
-            Hook::WriteCr3(_) => "write_cr3",
-            Hook::ReadCr3 => "read_cr3",
-            Hook::FlushTlbUser => "flush_tlb_user",
-            Hook::FlushTlbKernel => "flush_tlb_kernel",
-            Hook::FlushTlbSingle(_) => "flush_tlb_single",
-        }
+        Self::NAMES[self.index()]
     }
 
     /// Number of distinct hooks.
@@ -84,8 +64,27 @@ impl Hook {
 
     /// A dense index of the hook kind, `0..Hook::COUNT`.
     pub fn index(&self) -> usize {
-        let name = self.name();
-        Self::NAMES.iter().position(|n| *n == name).unwrap_or(0)
+        match self {
+            Hook::AllocPt(_) => 0,
+            Hook::AllocPd(_) => 1,
+            Hook::AllocPdClone { .. } => 2,
+            Hook::ReleasePt(_) => 3,
+            Hook::ReleasePd(_) => 4,
+            Hook::SetPte { .. } => 5,
+            Hook::SetPteAt { .. } => 6,
+            Hook::SetPteAtomic { .. } => 7,
+            Hook::SetPtePresent { .. } => 8,
+            Hook::SetPmd { .. } => 9,
+            Hook::SetPud { .. } => 10,
+            Hook::PteClear { .. } => 11,
+            Hook::PmdClear { .. } => 12,
+            Hook::ExitMmap(_) => 13,
+            Hook::WriteCr3(_) => 14,
+            Hook::ReadCr3 => 15,
+            Hook::FlushTlbUser => 16,
+            Hook::FlushTlbKernel => 17,
+            Hook::FlushTlbSingle(_) => 18,
+        }
     }
 
     /// Whether this is one of the seed's five page-type hooks.
