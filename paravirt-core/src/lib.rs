@@ -1,4 +1,5 @@
-//! Paravirtualized MMU hooks for i386 page-table management.
+//! Paravirtualized MMU hooks for i386 page-table management, and the paging definitions they
+//! speak in.
 //!
 //! A paravirtualized kernel must tell its hypervisor the exact moment a page becomes a page
 //! table ([`alloc_pt`](PvMmuOps::alloc_pt), [`alloc_pd`](PvMmuOps::alloc_pd),
@@ -7,39 +8,64 @@
 //! hypervisors (VMware's VMI) need those moments to keep shadow copies; Xen needs them to pin
 //! tables and make them read-only. Bare metal needs nothing, so there the hooks cost nothing.
 //!
-//! This crate owns:
-//! - [`PvMmuOps`], the hook trait. Every method has an `#[inline(always)]` default that is the
-//!   native behaviour (a no-op for the five page-type hooks, a plain store for entry writes), so
-//!   a backend that overrides nothing *is* bare metal and monomorphisation removes every hook:
-//!   the Rust equivalent of Linux patching a `paravirt_ops` call site into NOPs.
-//! - [`pv`], the call-site layer used by `i386-mm`. With the `paravirt` feature (default) each
-//!   wrapper dispatches statically to the backend; without it each wrapper compiles to nothing
-//!   or to a plain store, like Linux's non-`CONFIG_PARAVIRT` stubs in `asm-i386/pgalloc.h`.
-//! - [`Recorder`], an adapter that wraps any backend and records every call in a fixed-capacity
-//!   log (no heap): the tool for hook-order tests and traces.
-//! - [`ParavirtOps`], a run-time table of function pointers like Linux's `struct paravirt_ops`:
-//!   one kernel image can choose its backend at boot, and benches measure what static dispatch
-//!   saves over it.
+//! This crate is the bottom of the workspace. It owns:
+//! - the paging definitions the hooks are written in (Linux's `paravirt.h` gets `pte_t` the
+//!   same way): [`Pfn`] and [`PhysAddr`]; the modes [`TwoLevel`] and [`Pae`] as types
+//!   ([`PagingMode`]); [`PteFlags`]; entries typed per level ([`Pte`], [`Pmd`], [`Pud`]) and
+//!   their locations ([`Slot`]), with the [`native`] stores;
+//! - [`PvMmuOps`], the hook trait, generic over the paging mode. The hook list is written once
+//!   (`hooks.rs`, like Linux's `struct pv_mmu_ops`) and the trait, the call-site layer [`pv`],
+//!   the [`Recorder`], [`Hook`]/[`HookKind`] and the run-time [`ParavirtOps`] table are
+//!   generated from it. Every method has an `#[inline(always)]` default that is the native
+//!   behaviour, so a backend that overrides nothing *is* bare metal and monomorphisation
+//!   removes every hook: the Rust equivalent of Linux patching a call site into NOPs;
+//! - [`pv`], the call-site layer used by `i386-mm`: with the `paravirt` feature (default) each
+//!   call dispatches statically to the backend; without it each compiles to nothing or to a
+//!   plain store, like Linux's non-`CONFIG_PARAVIRT` stubs in `asm-i386/pgalloc.h`;
+//! - [`Recorder`], which wraps any backend and records every call in a fixed-capacity log;
+//! - what checking backends share: [`Policy`], [`Violation`], [`Violations`], [`Rule`],
+//!   [`Origin`], and [`Inspect`] (what a backend reports about itself).
 //!
-//! Backends live in their own crates (`backend-native`, `backend-vmi`, `backend-xen`); the call
-//! sites live in `i386-mm`.
+//! | Linux | here |
+//! | --- | --- |
+//! | `struct pv_mmu_ops` | [`PvMmuOps`] (generated from `hooks.rs`) |
+//! | `paravirt_ops` filled at boot | [`ParavirtOps`] |
+//! | `native_set_pte`, `set_64bit` | [`native::set`] (one store of the entry's width) |
+//! | `pte_t`, `pmd_t`, `pud_t` | [`Pte`], [`Pmd`], [`Pud`] |
+//! | `pte_t *` | [`PteSlot`] (and [`PmdSlot`], [`PudSlot`]) |
+//! | `CONFIG_X86_PAE` | [`Pae`] vs [`TwoLevel`] |
+//!
+//! Backends live in their own crates (`backend-native`, `backend-vmi`, `backend-xen`); the
+//! physical-memory and processor interfaces and the walker in `i386-paging`; the call sites in
+//! `i386-mm`.
 #![no_std]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod addr;
+mod entry;
+mod flags;
+mod hooks;
 mod inspect;
+mod mode;
+mod native_ops;
 mod ops;
-mod pfn;
 pub mod pv;
 mod record;
+mod report;
 mod slot;
 mod table;
 mod with_inspect;
 
+pub use addr::{PhysAddr, Pfn, PAGE_SHIFT, PAGE_SIZE};
+pub use entry::{Entry, Pmd, Pte, Pud};
+pub use flags::{PteFlags, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_TABLE, PDPT_ALLOWED};
 pub use inspect::Inspect;
+pub use mode::{Pae, PagingMode, TwoLevel, PAGE_OFFSET, TASK_SIZE};
+pub use native_ops::NativeOps;
 pub use ops::PvMmuOps;
-pub use pfn::{Pfn, PAGE_SHIFT, PAGE_SIZE};
-pub use record::{Event, Hook, Recorder};
-pub use slot::{native, EntrySlot};
+pub use record::{Event, Hex, Hook, HookKind, Recorded, Recorder, UnknownHook};
+pub use report::{Origin, Policy, Rule, Violation, Violations};
+pub use slot::{native, EntryRef, PmdSlot, PteSlot, PudSlot, Slot};
 pub use table::ParavirtOps;
 pub use with_inspect::WithInspect;

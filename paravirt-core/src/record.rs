@@ -1,125 +1,188 @@
 //! A recording adapter: wraps any backend and logs every hook call, in order.
+//!
+//! [`Hook`] (one call with its arguments), [`HookKind`] (which hook) and the forwarding impl
+//! are generated from the one hook list.
 
-use crate::{EntrySlot, Inspect, Pfn, PvMmuOps};
+use crate::hooks::for_each_hook;
+use crate::{EntryRef, Inspect, PagingMode, Pfn, PmdSlot, Pmd, PteSlot, Pte, PudSlot, Pud, PvMmuOps};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;
 
-/// One hook call with its arguments.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)] // field names are the hook arguments documented on `PvMmuOps`
-pub enum Hook {
-    AllocPt(Pfn),
-    AllocPd(Pfn),
-    AllocPdClone { pfn: Pfn, clone_pfn: Pfn, start: u32, count: u32 },
-    ReleasePt(Pfn),
-    ReleasePd(Pfn),
-    SetPte { table: Pfn, index: u32, val: u64 },
-    SetPteAt { mm: Pfn, addr: u32, table: Pfn, index: u32, val: u64 },
-    SetPteAtomic { table: Pfn, index: u32, val: u64 },
-    SetPtePresent { mm: Pfn, addr: u32, table: Pfn, index: u32, val: u64 },
-    SetPmd { table: Pfn, index: u32, val: u64 },
-    SetPud { table: Pfn, index: u32, val: u64 },
-    PteClear { mm: Pfn, addr: u32, table: Pfn, index: u32 },
-    PmdClear { table: Pfn, index: u32 },
-    ExitMmap(Pfn),
-    WriteCr3(u32),
-    ReadCr3,
-    FlushTlbUser,
-    FlushTlbKernel,
-    FlushTlbSingle(u32),
+/// How a hook argument is kept in a [`Hook`]: slots as [`EntryRef`] (table and index, no
+/// pointer), everything else as it is.
+pub trait Recorded: Copy {
+    /// The recorded form.
+    type As: Copy + fmt::Debug + fmt::Display + PartialEq + Eq;
+    /// Converts the argument.
+    fn recorded(self) -> Self::As;
 }
 
-impl Hook {
-    /// The Linux name of the hook.
-    pub fn name(&self) -> &'static str {
-        Self::NAMES[self.index()]
-    }
-
-    /// Number of distinct hooks.
-    pub const COUNT: usize = 19;
-
-    /// All hook names, in [`index`](Self::index) order.
-    pub const NAMES: [&'static str; Self::COUNT] = [
-        "alloc_pt",
-        "alloc_pd",
-        "alloc_pd_clone",
-        "release_pt",
-        "release_pd",
-        "set_pte",
-        "set_pte_at",
-        "set_pte_atomic",
-        "set_pte_present",
-        "set_pmd",
-        "set_pud",
-        "pte_clear",
-        "pmd_clear",
-        "exit_mmap",
-        "write_cr3",
-        "read_cr3",
-        "flush_tlb_user",
-        "flush_tlb_kernel",
-        "flush_tlb_single",
-    ];
-
-    /// A dense index of the hook kind, `0..Hook::COUNT`.
-    pub fn index(&self) -> usize {
-        match self {
-            Hook::AllocPt(_) => 0,
-            Hook::AllocPd(_) => 1,
-            Hook::AllocPdClone { .. } => 2,
-            Hook::ReleasePt(_) => 3,
-            Hook::ReleasePd(_) => 4,
-            Hook::SetPte { .. } => 5,
-            Hook::SetPteAt { .. } => 6,
-            Hook::SetPteAtomic { .. } => 7,
-            Hook::SetPtePresent { .. } => 8,
-            Hook::SetPmd { .. } => 9,
-            Hook::SetPud { .. } => 10,
-            Hook::PteClear { .. } => 11,
-            Hook::PmdClear { .. } => 12,
-            Hook::ExitMmap(_) => 13,
-            Hook::WriteCr3(_) => 14,
-            Hook::ReadCr3 => 15,
-            Hook::FlushTlbUser => 16,
-            Hook::FlushTlbKernel => 17,
-            Hook::FlushTlbSingle(_) => 18,
+macro_rules! recorded_as_itself {
+    ($($t:ty),*) => {$(
+        impl Recorded for $t {
+            type As = $t;
+            #[inline(always)]
+            fn recorded(self) -> $t {
+                self
+            }
         }
-    }
+    )*};
+}
+recorded_as_itself!(Pfn, Pte, Pmd, Pud);
 
-    /// Whether this is one of the seed's five page-type hooks.
-    pub fn is_page_type_hook(&self) -> bool {
-        matches!(
-            self,
-            Hook::AllocPt(_) | Hook::AllocPd(_) | Hook::AllocPdClone { .. } | Hook::ReleasePt(_) | Hook::ReleasePd(_)
-        )
+/// Addresses, counts and CR3 values are shown in hex.
+impl Recorded for u32 {
+    type As = Hex;
+    #[inline(always)]
+    fn recorded(self) -> Hex {
+        Hex(self)
     }
 }
 
-impl fmt::Display for Hook {
+/// A `u32` hook argument (address, index, count, CR3 value), shown in hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Hex(pub u32);
+
+impl fmt::Display for Hex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Hook::AllocPt(p) | Hook::AllocPd(p) | Hook::ReleasePt(p) | Hook::ReleasePd(p) | Hook::ExitMmap(p) => {
-                write!(f, "{}({})", self.name(), p)
-            }
-            Hook::AllocPdClone { pfn, clone_pfn, start, count } => {
-                write!(f, "alloc_pd_clone({pfn}, {clone_pfn}, {start}, {count})")
-            }
-            Hook::SetPte { table, index, val }
-            | Hook::SetPteAtomic { table, index, val }
-            | Hook::SetPmd { table, index, val }
-            | Hook::SetPud { table, index, val }
-            | Hook::SetPteAt { table, index, val, .. }
-            | Hook::SetPtePresent { table, index, val, .. } => {
-                write!(f, "{}({}[{}] = {:#x})", self.name(), table, index, val)
-            }
-            Hook::PteClear { table, index, .. } | Hook::PmdClear { table, index } => {
-                write!(f, "{}({}[{}])", self.name(), table, index)
-            }
-            Hook::WriteCr3(v) => write!(f, "write_cr3({v:#x})"),
-            Hook::FlushTlbSingle(a) => write!(f, "flush_tlb_single({a:#x})"),
-            Hook::ReadCr3 | Hook::FlushTlbUser | Hook::FlushTlbKernel => f.write_str(self.name()),
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl<E: crate::Entry> Recorded for crate::Slot<E> {
+    type As = EntryRef;
+    #[inline(always)]
+    fn recorded(self) -> EntryRef {
+        self.id()
+    }
+}
+
+macro_rules! gen_hook_types {
+    ([] $(
+        $(#[$meta:meta])*
+        $variant:ident => fn $name:ident(&$s:ident $(, $arg:ident: $ty:ty)*) $(-> $ret:ty)? $default:block
+    )*) => {
+        /// Which hook: one variant per [`PvMmuOps`] hook, in the list's order.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum HookKind {
+            $(
+                #[doc = concat!("[`PvMmuOps::", stringify!($name), "`].")]
+                $variant,
+            )*
         }
+
+        impl HookKind {
+            /// Every hook, in order.
+            pub const ALL: [HookKind; [$(HookKind::$variant),*].len()] = [$(HookKind::$variant),*];
+            /// Number of hooks.
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The Linux name of the hook (`"alloc_pt"`...).
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $(HookKind::$variant => stringify!($name),)*
+                }
+            }
+
+            /// Whether this is one of the seed's five page-type hooks.
+            pub const fn is_page_type_hook(self) -> bool {
+                matches!(
+                    self,
+                    HookKind::AllocPt | HookKind::AllocPd | HookKind::AllocPdClone
+                        | HookKind::ReleasePt | HookKind::ReleasePd
+                )
+            }
+        }
+
+        impl core::str::FromStr for HookKind {
+            type Err = UnknownHook;
+            fn from_str(s: &str) -> Result<Self, UnknownHook> {
+                match s {
+                    $(stringify!($name) => Ok(HookKind::$variant),)*
+                    _ => Err(UnknownHook),
+                }
+            }
+        }
+
+        /// One hook call with its arguments (named as in [`PvMmuOps`]); slots are kept as
+        /// [`EntryRef`].
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum Hook {
+            $(
+                #[doc = concat!("A call of [`PvMmuOps::", stringify!($name), "`].")]
+                #[allow(missing_docs)]
+                $variant { $($arg: <$ty as Recorded>::As),* },
+            )*
+        }
+
+        impl Hook {
+            /// Which hook was called.
+            pub const fn kind(&self) -> HookKind {
+                match self {
+                    $(Hook::$variant { .. } => HookKind::$variant,)*
+                }
+            }
+
+            /// The Linux name of the hook.
+            pub const fn name(&self) -> &'static str {
+                self.kind().name()
+            }
+        }
+
+        /// `name(arg, arg...)`.
+        impl fmt::Display for Hook {
+            #[allow(unused_variables, unused_assignments, unused_mut)]
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self {
+                    $(Hook::$variant { $($arg),* } => {
+                        f.write_str(stringify!($name))?;
+                        f.write_str("(")?;
+                        let mut first = true;
+                        $(
+                            if !first {
+                                f.write_str(", ")?;
+                            }
+                            first = false;
+                            write!(f, "{}", $arg)?;
+                        )*
+                        let _ = first;
+                        f.write_str(")")
+                    })*
+                }
+            }
+        }
+
+        impl<M: PagingMode, B: PvMmuOps<M>, const N: usize> PvMmuOps<M> for Recorder<B, N> {
+            $(
+                fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+                    self.record(Hook::$variant { $($arg: Recorded::recorded($arg)),* });
+                    self.inner.$name($($arg),*)
+                }
+            )*
+            fn allows_large_pages(&self) -> bool {
+                self.inner.allows_large_pages()
+            }
+        }
+    };
+}
+
+for_each_hook!(gen_hook_types);
+
+/// A hook name that is not in the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UnknownHook;
+
+impl fmt::Display for UnknownHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no such paravirt MMU hook")
+    }
+}
+
+impl fmt::Display for HookKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -149,10 +212,10 @@ pub struct Recorder<B, const N: usize> {
     log: Mutex<Log<N>>,
     probe: spin::Once<&'static (dyn Fn() -> bool + Sync)>,
     enabled: core::sync::atomic::AtomicBool,
-    counts: [AtomicU32; Hook::COUNT],
+    counts: [AtomicU32; HookKind::COUNT],
 }
 
-const FILLER: Event = Event { hook: Hook::ReadCr3, probe: false };
+const FILLER: Event = Event { hook: Hook::FlushTlbUser {}, probe: false };
 
 impl<B, const N: usize> Recorder<B, N> {
     /// Wraps `inner`; recording starts enabled.
@@ -162,7 +225,7 @@ impl<B, const N: usize> Recorder<B, N> {
             log: Mutex::new(Log { events: [FILLER; N], len: 0, dropped: 0 }),
             probe: spin::Once::new(),
             enabled: core::sync::atomic::AtomicBool::new(true),
-            counts: [const { AtomicU32::new(0) }; Hook::COUNT],
+            counts: [const { AtomicU32::new(0) }; HookKind::COUNT],
         }
     }
 
@@ -192,10 +255,10 @@ impl<B, const N: usize> Recorder<B, N> {
         }
     }
 
-    /// Calls of the hook named `name` since the last [`clear`](Self::clear), counted even
-    /// when the log is full.
-    pub fn calls(&self, name: &str) -> u32 {
-        Hook::NAMES.iter().position(|n| *n == name).map_or(0, |i| self.counts[i].load(Ordering::Relaxed))
+    /// Calls of hook `kind` since the last [`clear`](Self::clear), counted even when the log
+    /// is full.
+    pub fn calls(&self, kind: HookKind) -> u32 {
+        self.counts[kind as usize].load(Ordering::Relaxed)
     }
 
     /// Number of events recorded.
@@ -228,7 +291,7 @@ impl<B, const N: usize> Recorder<B, N> {
         if !self.enabled.load(Ordering::Relaxed) {
             return;
         }
-        self.counts[hook.index()].fetch_add(1, Ordering::Relaxed);
+        self.counts[hook.kind() as usize].fetch_add(1, Ordering::Relaxed);
         let probe = self.probe.get().is_some_and(|p| p());
         let mut log = self.log.lock();
         if log.len < N {
@@ -238,96 +301,6 @@ impl<B, const N: usize> Recorder<B, N> {
         } else {
             log.dropped += 1;
         }
-    }
-}
-
-impl<B: PvMmuOps, const N: usize> PvMmuOps for Recorder<B, N> {
-    fn alloc_pt(&self, pfn: Pfn) {
-        self.record(Hook::AllocPt(pfn));
-        self.inner.alloc_pt(pfn)
-    }
-    fn alloc_pd(&self, pfn: Pfn) {
-        self.record(Hook::AllocPd(pfn));
-        self.inner.alloc_pd(pfn)
-    }
-    fn alloc_pd_clone(&self, pfn: Pfn, clone_pfn: Pfn, start: u32, count: u32) {
-        self.record(Hook::AllocPdClone { pfn, clone_pfn, start, count });
-        self.inner.alloc_pd_clone(pfn, clone_pfn, start, count)
-    }
-    fn release_pt(&self, pfn: Pfn) {
-        self.record(Hook::ReleasePt(pfn));
-        self.inner.release_pt(pfn)
-    }
-    fn release_pd(&self, pfn: Pfn) {
-        self.record(Hook::ReleasePd(pfn));
-        self.inner.release_pd(pfn)
-    }
-    unsafe fn set_pte(&self, slot: EntrySlot, val: u64) {
-        self.record(Hook::SetPte { table: slot.table, index: slot.index, val });
-        // SAFETY: forwarded caller contract.
-        unsafe { self.inner.set_pte(slot, val) }
-    }
-    unsafe fn set_pte_at(&self, mm: Pfn, addr: u32, slot: EntrySlot, val: u64) {
-        self.record(Hook::SetPteAt { mm, addr, table: slot.table, index: slot.index, val });
-        // SAFETY: forwarded caller contract.
-        unsafe { self.inner.set_pte_at(mm, addr, slot, val) }
-    }
-    unsafe fn set_pte_atomic(&self, slot: EntrySlot, val: u64) {
-        self.record(Hook::SetPteAtomic { table: slot.table, index: slot.index, val });
-        // SAFETY: forwarded caller contract.
-        unsafe { self.inner.set_pte_atomic(slot, val) }
-    }
-    unsafe fn set_pte_present(&self, mm: Pfn, addr: u32, slot: EntrySlot, val: u64) {
-        self.record(Hook::SetPtePresent { mm, addr, table: slot.table, index: slot.index, val });
-        // SAFETY: forwarded caller contract.
-        unsafe { self.inner.set_pte_present(mm, addr, slot, val) }
-    }
-    unsafe fn set_pmd(&self, slot: EntrySlot, val: u64) {
-        self.record(Hook::SetPmd { table: slot.table, index: slot.index, val });
-        // SAFETY: forwarded caller contract.
-        unsafe { self.inner.set_pmd(slot, val) }
-    }
-    unsafe fn set_pud(&self, slot: EntrySlot, val: u64) {
-        self.record(Hook::SetPud { table: slot.table, index: slot.index, val });
-        // SAFETY: forwarded caller contract.
-        unsafe { self.inner.set_pud(slot, val) }
-    }
-    unsafe fn pte_clear(&self, mm: Pfn, addr: u32, slot: EntrySlot) {
-        self.record(Hook::PteClear { mm, addr, table: slot.table, index: slot.index });
-        // SAFETY: forwarded caller contract.
-        unsafe { self.inner.pte_clear(mm, addr, slot) }
-    }
-    unsafe fn pmd_clear(&self, slot: EntrySlot) {
-        self.record(Hook::PmdClear { table: slot.table, index: slot.index });
-        // SAFETY: forwarded caller contract.
-        unsafe { self.inner.pmd_clear(slot) }
-    }
-    fn exit_mmap(&self, mm: Pfn) {
-        self.record(Hook::ExitMmap(mm));
-        self.inner.exit_mmap(mm)
-    }
-    fn write_cr3(&self, cr3: u32) -> u32 {
-        self.record(Hook::WriteCr3(cr3));
-        self.inner.write_cr3(cr3)
-    }
-    fn read_cr3(&self, hw: u32) -> u32 {
-        self.record(Hook::ReadCr3);
-        self.inner.read_cr3(hw)
-    }
-    fn flush_tlb_user(&self) {
-        self.record(Hook::FlushTlbUser);
-        self.inner.flush_tlb_user()
-    }
-    fn flush_tlb_kernel(&self) {
-        self.record(Hook::FlushTlbKernel);
-        self.inner.flush_tlb_kernel()
-    }
-    fn flush_tlb_single(&self, addr: u32) {
-        self.record(Hook::FlushTlbSingle(addr));
-        self.inner.flush_tlb_single(addr)
-    }
-    fn allows_large_pages(&self) -> bool {
-        self.inner.allows_large_pages()
     }
 }
 
@@ -350,10 +323,10 @@ impl<B: Inspect, const N: usize> Inspect for Recorder<B, N> {
     /// Writes the calls per hook (non-zero ones), then the backend's own statistics.
     fn write_stats(&self, out: &mut dyn core::fmt::Write) -> fmt::Result {
         write!(out, "hook calls:")?;
-        for (i, name) in Hook::NAMES.iter().enumerate() {
-            let n = self.counts[i].load(Ordering::Relaxed);
+        for kind in HookKind::ALL {
+            let n = self.calls(kind);
             if n != 0 {
-                write!(out, " {name}={n}")?;
+                write!(out, " {kind}={n}")?;
             }
         }
         writeln!(out)?;

@@ -1,6 +1,8 @@
 //! Pairing a hook implementation with a separate source of [`Inspect`].
 
-use crate::{EntrySlot, Inspect, Pfn, PvMmuOps};
+use crate::hooks::for_each_hook;
+use crate::ops::gen_forward;
+use crate::{Inspect, PagingMode, Pfn, PmdSlot, Pmd, PteSlot, Pte, PudSlot, Pud, PvMmuOps};
 use core::fmt::{self, Write};
 use core::ops::Deref;
 
@@ -25,7 +27,7 @@ impl<B, I> Deref for WithInspect<B, I> {
     }
 }
 
-crate::ops::forward_ops!(impl<B: PvMmuOps, I> PvMmuOps for WithInspect<B, I>);
+for_each_hook!(gen_forward impl [M: PagingMode, B: PvMmuOps<M>, I] for WithInspect<B, I> => |me| me.hooks);
 
 impl<B, I: Inspect> Inspect for WithInspect<B, I> {
     fn backend_name(&self) -> &'static str {

@@ -17,6 +17,8 @@ pub struct Fault {
 pub const PF_PROT: u32 = 1;
 /// `#PF` error code bit: the access was a write.
 pub const PF_WRITE: u32 = 2;
+/// `#PF` error code bit: the access was made in user mode.
+pub const PF_USER: u32 = 4;
 
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,4 +1,4 @@
-//! Page-table entry bits.
+//! Page-table entry bits (`_PAGE_*`) and the protections Linux builds from them.
 
 use bitflags::bitflags;
 
@@ -42,28 +42,3 @@ pub const PAGE_KERNEL_RO: PteFlags = PteFlags::PRESENT.union(PteFlags::ACCESSED)
 
 /// The flag bits a PAE PDPT entry may hold (anything else is reserved and faults).
 pub const PDPT_ALLOWED: PteFlags = PteFlags::PRESENT.union(PteFlags::PWT).union(PteFlags::PCD);
-
-/// Flag bits of a raw entry (the address bits removed).
-#[inline(always)]
-pub fn entry_flags(raw: u64) -> PteFlags {
-    PteFlags::from_bits_truncate(raw)
-}
-
-/// Whether a raw entry is present.
-#[inline(always)]
-pub fn entry_present(raw: u64) -> bool {
-    raw & PteFlags::PRESENT.bits() != 0
-}
-
-/// Flags a 4 KiB leaf mapping may carry in mode `M`: the user ones (`USER`, no `GLOBAL`) or
-/// the kernel ones (`GLOBAL`, no `USER`); `NX` only in PAE. `PSE` never (a leaf is 4 KiB).
-pub(crate) fn leaf_flags_allowed<M: crate::PagingMode>(user: bool) -> PteFlags {
-    let common = PteFlags::PRESENT
-        | PteFlags::RW
-        | PteFlags::PWT
-        | PteFlags::PCD
-        | PteFlags::ACCESSED
-        | PteFlags::DIRTY
-        | if M::PAE { PteFlags::NX } else { PteFlags::empty() };
-    common | if user { PteFlags::USER } else { PteFlags::GLOBAL }
-}

@@ -8,19 +8,15 @@
 pub const PAGE_OFFSET: u32 = 0xC000_0000;
 /// `TASK_SIZE`: the end of user space.
 pub const TASK_SIZE: u32 = PAGE_OFFSET;
-/// Start of the kernel's vmalloc-style area used by [`KernelMm::map_kernel_page`]: kernel-range
-/// mappings made after boot (Linux's `VMALLOC_START`, fixed here at 3.5 GiB).
-///
-/// [`KernelMm::map_kernel_page`]: crate::KernelMm::map_kernel_page
-pub const VMALLOC_START: u32 = 0xE000_0000;
-/// End (exclusive) of the vmalloc-style area.
-pub const VMALLOC_END: u32 = 0xFF80_0000;
 
 mod sealed {
     pub trait Sealed {}
 }
 
 /// An i386 paging mode. Sealed: exactly [`TwoLevel`] and [`Pae`].
+///
+/// The paravirt hook trait is generic over the mode ([`PvMmuOps<M>`](crate::PvMmuOps)), so a
+/// backend built for one mode cannot serve a kernel of the other.
 pub trait PagingMode: sealed::Sealed + Copy + Default + Send + Sync + core::fmt::Debug + 'static {
     /// Human-readable name (`"two-level"` or `"pae"`).
     const NAME: &'static str;
@@ -135,8 +131,6 @@ macro_rules! check_geometry {
             // A large page is what one directory entry maps.
             assert!(M::LARGE_PAGE_SIZE == 1 << M::PMD_SHIFT);
             assert!(M::LARGE_ADDR_MASK & !M::ADDR_MASK == 0);
-            // The vmalloc area lies in the kernel range, on directory-entry boundaries.
-            assert!(VMALLOC_START >= PAGE_OFFSET && VMALLOC_START % M::LARGE_PAGE_SIZE == 0);
         };
     };
 }
