@@ -3,7 +3,7 @@
 
 use bitflags::bitflags;
 use core::fmt;
-use i386_mm::PagingMode;
+use paravirt_core::PagingMode;
 
 bitflags! {
     /// The type of a page as VMI tracks it (`VMI_PAGE_*` in `arch/i386/kernel/vmi.c`).

@@ -32,6 +32,11 @@ pub enum MmError {
     AttrNotChanged(Pfn),
     /// The operation needs the boot page tables (`pagetable_init`) first.
     NotInitialised,
+    /// The root is loaded in CR3: it cannot be freed (`shutdown`, `destroy`) until another is.
+    RootLoaded(Pfn),
+    /// The function exists only in the other paging mode (`one_md_table_init` in two-level
+    /// mode, where the pmd is folded into the pgd).
+    WrongMode,
 }
 
 impl fmt::Display for MmError {
@@ -49,6 +54,8 @@ impl fmt::Display for MmError {
             MmError::TooManySplits => f.write_str("too many large pages split at once"),
             MmError::AttrNotChanged(p) => write!(f, "{p:?} has no changed attribute to restore"),
             MmError::NotInitialised => f.write_str("pagetable_init has not run"),
+            MmError::RootLoaded(p) => write!(f, "root {p:?} is loaded in CR3"),
+            MmError::WrongMode => f.write_str("not available in this paging mode"),
         }
     }
 }

@@ -1,15 +1,16 @@
 //! The kernel's page-table state (`swapper_pg_dir`, `pgd_lock`, `pgd_list`) and boot-time
 //! construction (`pagetable_init` in `arch/i386/mm/init.c`).
 
-use crate::cpu::Cpu;
-use crate::entry::{entry_flags, entry_present, PteFlags, PAGE_KERNEL, PAGE_TABLE};
 use crate::error::MmError;
-use crate::mode::{PagingMode, PAGE_OFFSET};
-use crate::phys::{alloc_zeroed, read_entry, slot, PhysMem};
 use crate::sync::Lock;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
-use paravirt_core::{pv, EntrySlot, Pfn, PvMmuOps};
+use i386_paging::{alloc_zeroed, read_entry, Cpu, PhysMem};
+use paravirt_core::pv::Pv;
+use paravirt_core::{
+    Entry, PagingMode, Pfn, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, PvMmuOps, Slot, PAGE_KERNEL,
+    PAGE_OFFSET, PAGE_TABLE,
+};
 
 /// How many non-PAE pgds `pgd_list` can hold.
 pub const MAX_PGDS: usize = 64;
@@ -25,7 +26,7 @@ pub struct PgdList {
 
 impl PgdList {
     const fn new() -> Self {
-        PgdList { pgds: [Pfn(0); MAX_PGDS], len: 0 }
+        PgdList { pgds: [Pfn::new(0); MAX_PGDS], len: 0 }
     }
     /// The pgds on the list.
     pub fn as_slice(&self) -> &[Pfn] {
@@ -86,7 +87,7 @@ impl Default for InitOptions {
 /// Generic over the paging mode `M` ([`TwoLevel`](crate::TwoLevel) or [`Pae`](crate::Pae)),
 /// the paravirt backend `B`, physical memory `P` and the processor `C`. With the native
 /// backend every hook disappears at compile time.
-pub struct KernelMm<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> {
+pub struct KernelMm<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> {
     pub(crate) backend: B,
     pub(crate) mem: P,
     pub(crate) cpu: C,
@@ -105,7 +106,7 @@ pub struct KernelMm<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> {
     _mode: PhantomData<M>,
 }
 
-impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
+impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// `pagetable_init`: builds `swapper_pg_dir` mapping low memory at `PAGE_OFFSET` and
     /// returns the kernel. The tables are announced to `backend` as Linux does:
     ///
@@ -120,10 +121,10 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// The kernel's pgd is not loaded; call [`activate_swapper`](Self::activate_swapper).
     /// On failure every announced table is released and every frame freed.
     pub fn pagetable_init(mem: P, backend: B, cpu: C, opts: InitOptions) -> Result<Self, MmError> {
-        let max_lowmem = Pfn((u32::MAX - PAGE_OFFSET + 1) >> 12);
+        let max_lowmem = Pfn::new((u32::MAX - PAGE_OFFSET + 1) >> 12);
         let lowmem_end = opts.lowmem_end.unwrap_or(mem.max_pfn()).min(mem.max_pfn()).min(max_lowmem);
         let swapper = alloc_zeroed(&mem).ok_or(MmError::OutOfMemory)?;
-        let pse = opts.pse && pv::allows_large_pages(&backend);
+        let pse = opts.pse && Pv::<M, B>::new(&backend).allows_large_pages();
         let k = KernelMm {
             backend,
             mem,
@@ -138,7 +139,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             _mode: PhantomData,
         };
         if !M::PAE {
-            pv::paravirt_alloc_pd(&k.backend, swapper);
+            k.pv().alloc_pd(swapper);
         }
         match k.kernel_physical_mapping_init() {
             Ok(()) => Ok(k),
@@ -152,28 +153,26 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     fn kernel_physical_mapping_init(&self) -> Result<(), MmError> {
         if M::PAE {
             for i in M::USER_PTRS_PER_PGD..M::PTRS_PER_PGD {
-                let pgd = slot(&self.mem, self.swapper_pg_dir, i, true);
-                self.one_md_table_init(pgd)?;
+                let pgd = self.pud_slot(self.swapper_pg_dir, i);
+                self.md_table_init(pgd)?;
             }
         }
-        let end = self.lowmem_end.phys();
+        let end = self.lowmem_end.phys().as_u64();
         let large = M::LARGE_PAGE_SIZE as u64;
         let mut pa: u64 = 0;
         while pa < end {
             let va = PAGE_OFFSET.wrapping_add(pa as u32);
             let pmd = self.kernel_pmd_slot(va).ok_or(MmError::NotInitialised)?;
             if self.pse && pa + large <= end {
-                // SAFETY: `pmd` is an entry of the kernel's own directory.
-                unsafe { pv::set_pmd(&self.backend, pmd, pa | (PAGE_KERNEL | PteFlags::PSE).bits()) };
+                self.pv().set_pmd(pmd, Pmd::large(paravirt_core::PhysAddr::new(pa), PAGE_KERNEL));
                 pa += large;
                 continue;
             }
-            let pt = self.one_page_table_init(pmd)?;
+            let pt = self.page_table_init(pmd)?;
             let mut i = M::pte_index(va);
             while i < M::PTRS_PER_PTE && pa < end {
-                let pte = slot(&self.mem, pt, i, M::PAE);
-                // SAFETY: `pte` is an entry of the page table just announced and linked.
-                unsafe { pv::set_pte(&self.backend, pte, pa | PAGE_KERNEL.bits()) };
+                let pte = self.pte_slot(pt, i);
+                self.pv().set_pte(pte, Pte::new(Pfn::containing(paravirt_core::PhysAddr::new(pa)), PAGE_KERNEL));
                 pa += 4096;
                 i += 1;
             }
@@ -181,86 +180,145 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         Ok(())
     }
 
-    /// `one_md_table_init` (PAE): allocates a pmd page, announces it with `alloc_pd`, then
-    /// links it with `set_pgd` (`set_pud`). Returns the pmd.
-    pub fn one_md_table_init(&self, pgd: EntrySlot) -> Result<Pfn, MmError> {
+    /// `one_md_table_init` (PAE only): allocates a pmd page, announces it with `alloc_pd`, then
+    /// links it with `set_pgd` (`set_pud`) into the PDPT entry `pgd`. Returns the pmd's frame.
+    ///
+    /// # Errors
+    /// [`MmError::WrongMode`] in two-level mode (where the pmd is folded into the pgd), and
+    /// [`MmError::OutOfMemory`]; either way nothing changed.
+    ///
+    /// # Safety
+    /// `pgd` must be an empty PDPT entry of a root the caller owns (no other CPU changes it).
+    pub unsafe fn one_md_table_init(&self, pgd: PudSlot) -> Result<Pfn, MmError> {
+        if !M::PAE {
+            return Err(MmError::WrongMode);
+        }
+        self.md_table_init(pgd)
+    }
+
+    fn md_table_init(&self, pgd: PudSlot) -> Result<Pfn, MmError> {
         let pmd = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
-        pv::paravirt_alloc_pd(&self.backend, pmd);
-        // SAFETY: `pgd` is a PDPT entry of a live root.
-        unsafe { pv::set_pud(&self.backend, pgd, pmd.phys() | PteFlags::PRESENT.bits()) };
+        self.pv().alloc_pd(pmd);
+        self.pv().set_pud(pgd, Pud::new(pmd, PteFlags::PRESENT));
         Ok(pmd)
     }
 
-    /// `one_page_table_init`: if the directory entry is none, allocates a page table,
+    /// `one_page_table_init`: if the directory entry `pmd` is none, allocates a page table,
     /// announces it with `alloc_pt` and links it with `set_pmd` (`_PAGE_TABLE`). Returns the
-    /// page table the entry points at.
-    pub fn one_page_table_init(&self, pmd: EntrySlot) -> Result<Pfn, MmError> {
-        // SAFETY: `pmd` is an entry of a live directory.
-        let cur = unsafe { paravirt_core::native::read_entry(pmd) };
-        if entry_present(cur) {
-            return Ok(Pfn::from_phys(cur & M::ADDR_MASK));
+    /// frame of the page table the entry points at.
+    ///
+    /// # Errors
+    /// [`MmError::OutOfMemory`], with nothing changed.
+    ///
+    /// # Safety
+    /// `pmd` must be an entry of a directory the caller owns (no other CPU changes it), and
+    /// must not map a large page.
+    pub unsafe fn one_page_table_init(&self, pmd: PmdSlot) -> Result<Pfn, MmError> {
+        self.page_table_init(pmd)
+    }
+
+    fn page_table_init(&self, pmd: PmdSlot) -> Result<Pfn, MmError> {
+        let cur = pmd.read();
+        if cur.is_present() {
+            return Ok(cur.pfn());
         }
         let pt = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
-        pv::paravirt_alloc_pt(&self.backend, pt);
-        // SAFETY: `pmd` is an entry of a live directory.
-        unsafe { pv::set_pmd(&self.backend, pmd, pt.phys() | PAGE_TABLE.bits()) };
+        self.pv().alloc_pt(pt);
+        self.pv().set_pmd(pmd, Pmd::new(pt, PAGE_TABLE));
         Ok(pt)
     }
 
+    /// The call sites of the backend (`paravirt-core`'s [`Pv`] layer).
+    #[inline(always)]
+    pub(crate) fn pv(&self) -> Pv<'_, M, B> {
+        Pv::new(&self.backend)
+    }
+
+    /// The slot of entry `index` of the table in frame `table`, a table this kernel owns.
+    #[inline(always)]
+    pub(crate) fn entry_slot<E: Entry>(&self, table: Pfn, index: u32) -> Slot<E> {
+        // SAFETY: `table` is a frame of `self.mem`, which lives as long as `self`; slots made
+        // here are used only while `self` is borrowed.
+        unsafe { i386_paging::slot::<M, E, _>(&self.mem, table, index) }
+    }
+
+    /// A last-level entry slot of one of this kernel's tables.
+    #[inline(always)]
+    pub(crate) fn pte_slot(&self, table: Pfn, index: u32) -> PteSlot {
+        self.entry_slot(table, index)
+    }
+
+    /// A PAE PDPT entry slot of one of this kernel's roots.
+    #[inline(always)]
+    pub(crate) fn pud_slot(&self, table: Pfn, index: u32) -> PudSlot {
+        self.entry_slot(table, index)
+    }
+
     /// The slot of the directory entry mapping kernel address `va` in `swapper_pg_dir`.
-    pub(crate) fn kernel_pmd_slot(&self, va: u32) -> Option<EntrySlot> {
+    pub(crate) fn kernel_pmd_slot(&self, va: u32) -> Option<PmdSlot> {
         self.pmd_slot(self.swapper_pg_dir, va)
     }
 
     /// The slot of the directory entry (pgd entry in two-level mode, pmd entry in PAE) that maps
     /// `va` under `root`, or `None` if the PAE pgd entry is not present.
-    pub(crate) fn pmd_slot(&self, root: Pfn, va: u32) -> Option<EntrySlot> {
-        let (t, i) = crate::walk::pmd_table::<M, _>(&self.mem, root, va)?;
-        Some(slot(&self.mem, t, i, M::PAE))
+    pub(crate) fn pmd_slot(&self, root: Pfn, va: u32) -> Option<PmdSlot> {
+        let (t, i) = i386_paging::walk::pmd_table::<M, _>(&self.mem, root, va)?;
+        Some(self.entry_slot(t, i))
     }
 
     /// Releases and frees every table of the kernel range (used by `pagetable_init`'s unwind
     /// and [`shutdown`](Self::shutdown)): unlink, `release_*`, free.
     pub(crate) fn free_kernel_tables(&self) {
         let swapper = self.swapper_pg_dir;
-        for gi in M::USER_PTRS_PER_PGD..M::PTRS_PER_PGD {
-            let (pmd, first, last) = if M::PAE {
-                let e = read_entry(&self.mem, swapper, gi, true);
-                if !entry_present(e) {
-                    continue;
-                }
-                (Pfn::from_phys(e & M::ADDR_MASK), 0, M::PTRS_PER_PMD - 1)
-            } else {
-                (swapper, gi, gi)
-            };
-            for mi in first..=last {
-                let s = slot(&self.mem, pmd, mi, M::PAE);
-                // SAFETY: `s` is an entry of a kernel directory.
-                let e = unsafe { paravirt_core::native::read_entry(s) };
-                if !entry_present(e) {
-                    continue;
-                }
-                // SAFETY: as above.
-                unsafe { pv::pmd_clear(&self.backend, s) };
-                if !entry_flags(e).contains(PteFlags::PSE) {
-                    let pt = Pfn::from_phys(e & M::ADDR_MASK);
-                    pv::paravirt_release_pt(&self.backend, pt);
-                    self.mem.free_frame(pt);
-                }
+        self.for_each_dir_entry(swapper, M::USER_PTRS_PER_PGD..M::PTRS_PER_PGD, |s, _| {
+            let e = s.read();
+            self.pv().pmd_clear(s);
+            if !e.is_large() {
+                let pt = e.pfn();
+                self.pv().release_pt(pt);
+                self.mem.free_frame(pt);
             }
-            if M::PAE {
-                let s = slot(&self.mem, swapper, gi, true);
-                // SAFETY: `s` is a PDPT entry of the kernel's root.
-                unsafe { pv::set_pud(&self.backend, s, 0) };
-                pv::paravirt_release_pd(&self.backend, pmd);
-                self.mem.free_frame(pmd);
+        });
+        if M::PAE {
+            for gi in M::USER_PTRS_PER_PGD..M::PTRS_PER_PGD {
+                let e: Pud = read_entry::<M, _, _>(&self.mem, swapper, gi);
+                if e.is_present() {
+                    self.pv().set_pud(self.pud_slot(swapper, gi), Pud::EMPTY);
+                    self.pv().release_pd(e.pfn());
+                    self.mem.free_frame(e.pfn());
+                }
             }
         }
-        pv::flush_tlb_kernel(&self.backend);
+        self.pv().flush_tlb_kernel();
         if !M::PAE {
-            pv::paravirt_release_pd(&self.backend, swapper);
+            self.pv().release_pd(swapper);
         }
         self.mem.free_frame(swapper);
+    }
+
+    /// Calls `f(slot, va)` for every present directory entry (two-level pgd entry, or PAE pmd
+    /// entry) under the pgd entries `pgds` of `root`, with the first virtual address it maps:
+    /// the one directory loop of both modes.
+    pub(crate) fn for_each_dir_entry(&self, root: Pfn, pgds: core::ops::Range<u32>, mut f: impl FnMut(PmdSlot, u32)) {
+        for gi in pgds {
+            let gva = gi << M::PGDIR_SHIFT;
+            let (dir, first, last) = if M::PAE {
+                let e: Pud = read_entry::<M, _, _>(&self.mem, root, gi);
+                if !e.is_present() {
+                    continue;
+                }
+                (e.pfn(), 0, M::PTRS_PER_PMD - 1)
+            } else {
+                (root, gi, gi)
+            };
+            for mi in first..=last {
+                let s: PmdSlot = self.entry_slot(dir, mi);
+                if s.read().is_present() {
+                    let va = if M::PAE { gva | (mi << M::PMD_SHIFT) } else { gva };
+                    f(s, va);
+                }
+            }
+        }
     }
 
     /// Tears the kernel's own tables down (beyond Linux, which never frees `swapper_pg_dir`):
@@ -268,21 +326,28 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// test or the demo can check that the backend holds nothing and every frame is back.
     ///
     /// Returns the backend, memory and processor, so the caller can check what the backend
-    /// still holds and that every frame came back. Refused (returning the kernel) while
-    /// address spaces are alive. The caller must have loaded a CR3 that this kernel did not
-    /// build ([`Cpu::load_boot_root`]).
+    /// still holds and that every frame came back.
+    ///
+    /// # Errors
+    /// Refused, returning the kernel unchanged, with [`MmError::AddressSpacesAlive`] while
+    /// address spaces are alive, and with [`MmError::RootLoaded`] while a root this kernel
+    /// built is loaded in CR3: load one it did not build first ([`Cpu::load_boot_root`], then
+    /// [`forget_active_root`](Self::forget_active_root)).
     #[allow(clippy::result_large_err, clippy::type_complexity)]
     pub fn shutdown(self) -> Result<(B, P, C), (Self, MmError)> {
         let alive = self.live_pgds.load(Ordering::SeqCst);
         if alive != 0 {
             return Err((self, MmError::AddressSpacesAlive(alive)));
         }
+        if let Some(root) = self.active_root() {
+            return Err((self, MmError::RootLoaded(root)));
+        }
         {
             let mut k = self.kernel_lock.lock();
             k.cpa = [None; MAX_CPA_TABLES];
         }
         self.global_flush_tlb();
-        pv::exit_mmap(&self.backend, self.swapper_pg_dir);
+        self.pv().exit_mmap(self.swapper_pg_dir);
         self.free_kernel_tables();
         Ok((self.backend, self.mem, self.cpu))
     }
@@ -338,9 +403,25 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// Loads `root` into CR3 through the backend (`write_cr3`); the CPU loads what the backend
     /// answers (a shadow root under VMI).
     pub(crate) fn load_cr3(&self, root: Pfn) {
-        let hw = pv::write_cr3(&self.backend, root.phys() as u32);
+        let hw = self.pv().write_cr3(root.phys().as_u64() as u32);
         self.cpu.write_cr3(hw);
-        self.active.store(root.0, Ordering::SeqCst);
+        // The guest's view of what the CPU now holds: the backend may have refused the new
+        // root and kept the old one (Xen after a refused NEW_BASEPTR).
+        let now = self.pv().read_cr3(hw);
+        self.active.store(Pfn::containing(paravirt_core::PhysAddr::new(now as u64)).as_u32(), Ordering::SeqCst);
+    }
+
+    /// Loads the processor's boot root ([`Cpu::load_boot_root`], a root this kernel did not
+    /// build) and forgets the active root, so [`shutdown`](Self::shutdown) may free the
+    /// kernel's tables.
+    pub fn load_boot_root(&self) {
+        self.cpu.load_boot_root();
+        self.forget_active_root();
+    }
+
+    /// Forgets the active root after the caller loaded a CR3 this kernel did not build.
+    pub fn forget_active_root(&self) {
+        self.active.store(0, Ordering::SeqCst);
     }
 
     /// Loads `swapper_pg_dir` (`load_cr3(swapper_pg_dir)` in `paging_init`).
@@ -352,25 +433,25 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     pub fn active_root(&self) -> Option<Pfn> {
         match self.active.load(Ordering::SeqCst) {
             0 => None,
-            p => Some(Pfn(p)),
+            p => Some(Pfn::new(p)),
         }
     }
 
     /// `__flush_tlb_single(addr)` (backend hook, then `invlpg`).
     pub fn flush_tlb_single(&self, va: u32) {
-        pv::flush_tlb_single(&self.backend, va);
+        self.pv().flush_tlb_single(va);
         self.cpu.invlpg(va);
     }
 
     /// `__flush_tlb()`.
     pub fn flush_tlb_user(&self) {
-        pv::flush_tlb_user(&self.backend);
+        self.pv().flush_tlb_user();
         self.cpu.flush_tlb();
     }
 
     /// `__flush_tlb_global()`.
     pub fn flush_tlb_kernel(&self) {
-        pv::flush_tlb_kernel(&self.backend);
+        self.pv().flush_tlb_kernel();
         self.cpu.flush_tlb_global();
     }
 }

@@ -7,12 +7,12 @@
 //! | Linux | here | hook order |
 //! | --- | --- | --- |
 //! | `pagetable_init` | [`KernelMm::pagetable_init`] | two-level: `alloc_pd(swapper_pg_dir)` |
-//! | `one_md_table_init` | [`KernelMm::one_md_table_init`] | `alloc_pd` → `set_pgd` (PAE) |
+//! | `one_md_table_init` | [`KernelMm::one_md_table_init`] | `alloc_pd` → `set_pgd` (PAE only; two-level: `WrongMode`) |
 //! | `one_page_table_init` | [`KernelMm::one_page_table_init`] | `alloc_pt` → `set_pmd` |
 //! | `split_large_page` | [`KernelMm::split_large_page`] | `alloc_pt` → `set_pte` × N |
-//! | `__change_page_attr` / `revert_page` | [`KernelMm::change_page_attr`] | revert → `release_pt` → deferred free |
+//! | `__change_page_attr` / `revert_page` | [`KernelMm::change_page_attr`] | revert → `release_pt` → deferred free after [`CpaFlush`] |
 //! | `pgd_ctor` | [`KernelMm::pgd_ctor`] | under `pgd_lock`: copy → `alloc_pd_clone` → `pgd_list_add` |
-//! | `pgd_dtor` | [`KernelMm::pgd_dtor`] | `release_pd` → `pgd_list_del` under `pgd_lock` |
+//! | `pgd_dtor` | [`KernelMm::pgd_dtor`] | `pgd_list_del` under `pgd_lock` → `release_pd` (the seed has the reverse; fixed as in later kernels) |
 //! | `pgd_alloc` | [`KernelMm::pgd_alloc`] | PAE: (`alloc_pd` → `set_pgd`) × 3; `out_oom` releases each |
 //! | `pgd_free` | [`KernelMm::pgd_free`] | PAE: (`release_pd` → free) × 3 |
 //! | `pmd_populate[_kernel]` | [`KernelMm::pmd_populate`] | `alloc_pt` → `set_pmd` |
@@ -25,42 +25,55 @@
 //! ([`map_kernel_page`](KernelMm::map_kernel_page)) whose directory updates reach every pgd on
 //! `pgd_list` under `pgd_lock`.
 //!
-//! The backend comes from `paravirt-core` ([`PvMmuOps`]); physical memory ([`PhysMem`]) and
-//! the processor ([`Cpu`]) are traits too, implemented over real RAM by the kernel demo
+//! The Linux-named low-level call sites take tables and entry slots from their caller and write
+//! through them, so they are `unsafe fn` with `# Safety` sections (Linux semantics: the caller
+//! owns the tables); the address-space API on top is safe and returns typed errors.
+//!
+//! The backend comes from `paravirt-core` ([`PvMmuOps`], generic over the paging mode, so a
+//! backend of the other mode does not compile); physical memory ([`PhysMem`]) and the
+//! processor ([`Cpu`]) come from `i386-paging`, implemented over real RAM by the kernel demo
 //! ([`BootMem`]) and over emulated RAM by the `mm-testkit` crate. The crate is `#![no_std]`
 //! and allocates nothing on the heap.
+//!
+//! ```compile_fail
+//! // A backend built for PAE cannot serve a two-level kernel:
+//! use i386_mm::{KernelMm, Pae, PagingMode, PvMmuOps, TwoLevel};
+//! struct PaeOnly;
+//! impl PvMmuOps<Pae> for PaeOnly {}
+//! fn two_level<B: PvMmuOps<TwoLevel>>() {}
+//! two_level::<PaeOnly>();
+//! ```
 #![no_std]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
-mod cpu;
-mod entry;
+mod bootmem;
 mod error;
+mod flags;
 mod kernel;
-mod kmap;
-mod mode;
+mod layout;
 mod pageattr;
 mod pgtable;
-mod phys;
 pub mod ptdump;
 pub mod scenario;
 mod space;
 mod sync;
-pub mod walk;
+mod vmalloc;
 
-pub use cpu::{Cpu, Fault, PF_PROT, PF_WRITE};
-pub use entry::{entry_flags, entry_present, PteFlags, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_TABLE, PDPT_ALLOWED};
+pub use bootmem::{BootMem, BOOTMEM_MAX_FRAMES};
 pub use error::MmError;
-pub use kernel::{InitOptions, KernelMm, PgdList, MAX_CPA_TABLES, MAX_PGDS};
-pub use mode::{Pae, PagingMode, TwoLevel, PAGE_OFFSET, TASK_SIZE, VMALLOC_END, VMALLOC_START};
-pub use pageattr::Kpte;
-pub use paravirt_core::{EntrySlot, Pfn, PvMmuOps};
-pub use pgtable::{MmuGather, GATHER_PAGES};
-pub use phys::{
-    alloc_zeroed, lowmem_va, read_entry, slot, zero_frame, BootMem, FaultInject, PhysMem, BOOTMEM_MAX_FRAMES,
+pub use i386_paging::{
+    alloc_zeroed, lowmem_va, read_entry, read_raw, slot, walk, zero_frame, Cpu, Entry, Fault, FaultInject, Level,
+    PagingMode, Pae, PhysAddr, PhysMem, Pfn, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, Slot, Translation,
+    TwoLevel, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_OFFSET, PAGE_SIZE, PAGE_TABLE, PDPT_ALLOWED, PF_PROT, PF_USER,
+    PF_WRITE, TASK_SIZE,
 };
+pub use kernel::{InitOptions, KernelMm, PgdList, MAX_CPA_TABLES, MAX_PGDS};
+pub use layout::{VMALLOC_END, VMALLOC_START};
+pub use pageattr::{CpaFlush, Kpte};
+pub use paravirt_core::PvMmuOps;
+pub use pgtable::{MmuGather, GATHER_PAGES};
 pub use space::AddressSpace;
-pub use walk::Translation;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

@@ -8,53 +8,85 @@
 //! Order at revert: the seed calls `release_pt` before `revert_page` unlinks the table; this
 //! crate unlinks first (as later kernels do), then releases, then queues the page on the
 //! deferred-free list. Either way the frame never reaches the allocator before its release.
+//!
+//! Each page's protection is tracked on its own: a page counts as changed while its PTE holds
+//! anything but `PAGE_KERNEL`, and a split table is reverted only when none of its pages is.
 
-use crate::cpu::Cpu;
-use crate::entry::{entry_flags, entry_present, leaf_flags_allowed, PteFlags, PAGE_KERNEL};
 use crate::error::MmError;
+use crate::flags::leaf_flags_allowed;
 use crate::kernel::{CpaTable, KernelMm, KernelRange};
-use crate::mode::{PagingMode, PAGE_OFFSET};
-use crate::phys::{alloc_zeroed, lowmem_va, slot, PhysMem};
-use paravirt_core::{native, pv, EntrySlot, Pfn, PvMmuOps};
+use i386_paging::{alloc_zeroed, lowmem_va, Cpu, PhysMem};
+use paravirt_core::{PagingMode, PhysAddr, Pfn, Pmd, PmdSlot, Pte, PteFlags, PteSlot, PvMmuOps, PAGE_KERNEL, PAGE_OFFSET};
 
 /// Where `lookup_address` found a kernel address.
 #[derive(Clone, Copy, Debug)]
-pub struct Kpte {
-    /// The entry mapping the address: a PTE, or the directory entry of a large page.
-    pub slot: EntrySlot,
-    /// Whether `slot` is a large-page directory entry (`pte_huge`).
-    pub large: bool,
+pub enum Kpte {
+    /// A 4 KiB mapping: its PTE.
+    Pte(PteSlot),
+    /// A large-page mapping: its directory entry (`pte_huge`).
+    Large(PmdSlot),
 }
 
-impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
-    /// `lookup_address(address)` in `swapper_pg_dir`.
+/// The TLB flush `change_page_attr` leaves to its caller (Linux: "call `global_flush_tlb()`
+/// afterwards"), as a value that must be used, like `x86_64`'s `MapperFlushAll`.
+#[must_use = "the change is not visible on every CPU, and reverted tables are not freed, until global_flush_tlb runs: call flush(), or ignore() if a later flush covers it"]
+#[derive(Debug)]
+pub struct CpaFlush(());
+
+impl CpaFlush {
+    /// Runs [`KernelMm::global_flush_tlb`].
+    pub fn flush<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu>(self, k: &KernelMm<M, B, P, C>) {
+        k.global_flush_tlb();
+    }
+
+    /// Leaves the flush to a later [`KernelMm::global_flush_tlb`] (batching several changes).
+    pub fn ignore(self) {}
+}
+
+/// Whether a kernel PTE holds a protection other than `PAGE_KERNEL` (accessed and dirty bits,
+/// which the CPU sets, do not count).
+fn pte_changed(e: Pte) -> bool {
+    let ad = PteFlags::ACCESSED | PteFlags::DIRTY;
+    e.flags() - ad != PAGE_KERNEL - ad
+}
+
+impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
+    /// `lookup_address(address)` in `swapper_pg_dir`: the entry mapping kernel virtual address
+    /// `va`, if any.
     pub fn lookup_address(&self, va: u32) -> Option<Kpte> {
         let pmd = self.kernel_pmd_slot(va)?;
-        // SAFETY: `pmd` is an entry of the kernel's directory.
-        let e = unsafe { native::read_entry(pmd) };
-        if !entry_present(e) {
+        let e = pmd.read();
+        if !e.is_present() {
             return None;
         }
-        if entry_flags(e).contains(PteFlags::PSE) {
-            return Some(Kpte { slot: pmd, large: true });
+        if e.is_large() {
+            return Some(Kpte::Large(pmd));
         }
-        let pt = Pfn::from_phys(e & M::ADDR_MASK);
-        Some(Kpte { slot: slot(&self.mem, pt, M::pte_index(va), M::PAE), large: false })
+        Some(Kpte::Pte(self.pte_slot(e.pfn(), M::pte_index(va))))
     }
 
     /// `split_large_page(address, prot, ref_prot)`: allocates a page table, announces it with
-    /// `alloc_pt`, and fills every entry with `set_pte`: the page at `va` gets `prot`, the rest
-    /// of the large page keeps `ref_prot`. The caller links it.
-    pub fn split_large_page(&self, va: u32, prot: PteFlags, ref_prot: PteFlags) -> Result<Pfn, MmError> {
+    /// `alloc_pt`, and fills every entry with `set_pte`: the page at kernel virtual address
+    /// `va` gets `prot`, the rest of the large page keeps `ref_prot`. The caller links it.
+    ///
+    /// # Errors
+    /// [`MmError::OutOfMemory`], with nothing changed.
+    ///
+    /// # Safety
+    /// `va` must lie in the linear map (`PAGE_OFFSET` up), and the caller must link or release
+    /// the returned table.
+    pub unsafe fn split_large_page(&self, va: u32, prot: PteFlags, ref_prot: PteFlags) -> Result<Pfn, MmError> {
+        self.split(va, prot, ref_prot)
+    }
+
+    fn split(&self, va: u32, prot: PteFlags, ref_prot: PteFlags) -> Result<Pfn, MmError> {
         let base = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
-        pv::paravirt_alloc_pt(&self.backend, base);
+        self.pv().alloc_pt(base);
         let address = (va - PAGE_OFFSET) as u64;
         let mut addr = address & M::large_page_mask() as u64;
         for i in 0..M::PTRS_PER_PTE {
             let p = if addr == address { prot } else { ref_prot };
-            let s = slot(&self.mem, base, i, M::PAE);
-            // SAFETY: `s` is an entry of the table just announced.
-            unsafe { pv::set_pte(&self.backend, s, addr | p.bits()) };
+            self.pv().set_pte(self.pte_slot(base, i), Pte::new(Pfn::containing(PhysAddr::new(addr)), p));
             addr += 4096;
         }
         Ok(base)
@@ -62,27 +94,41 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
 
     /// `set_pmd_pte(kpte, address, pte)`: writes the kernel directory entry in
     /// `swapper_pg_dir`, then (two-level) in every pgd on `pgd_list` under `pgd_lock`.
-    fn set_pmd_pte(&self, kpmd: EntrySlot, va: u32, val: u64) {
-        // SAFETY: `kpmd` is an entry of the kernel's directory.
-        unsafe { pv::set_pmd(&self.backend, kpmd, val) };
+    fn set_pmd_pte(&self, kpmd: PmdSlot, va: u32, val: Pmd) {
+        self.pv().set_pmd(kpmd, val);
         self.sync_kernel_pgd(M::pgd_index(va));
     }
 
-    /// `revert_page(kpte_page, address)`: restores the large-page mapping of `va` everywhere.
-    pub fn revert_page(&self, va: u32) {
+    /// `revert_page(kpte_page, address)`: restores the large-page mapping of kernel virtual
+    /// address `va` everywhere.
+    ///
+    /// # Safety
+    /// The caller must then release and free the page table the entry pointed at (it is
+    /// unlinked from every pgd here), and `va` must lie in the linear map.
+    pub unsafe fn revert_page(&self, va: u32) {
+        self.revert(va)
+    }
+
+    fn revert(&self, va: u32) {
         let Some(kpmd) = self.kernel_pmd_slot(va) else { return };
         let pa = ((va & M::large_page_mask()) - PAGE_OFFSET) as u64;
-        self.set_pmd_pte(kpmd, va, pa | (PAGE_KERNEL | PteFlags::PSE).bits());
+        self.set_pmd_pte(kpmd, va, Pmd::large(PhysAddr::new(pa), PAGE_KERNEL));
     }
 
     /// `change_page_attr(page, 1, prot)` for the linear-map page of `pfn` (`__change_page_attr`).
     ///
     /// A protection other than `PAGE_KERNEL` splits a covering large page (announced with
-    /// `alloc_pt`) or rewrites the PTE (`set_pte_atomic`); `PAGE_KERNEL` restores the PTE, and
-    /// when no changed page remains in a split table, the large page is reverted and the table
-    /// released (`release_pt`) and queued for [`global_flush_tlb`](Self::global_flush_tlb).
-    /// Call `global_flush_tlb` afterwards, as in Linux.
-    pub fn change_page_attr(&self, pfn: Pfn, prot: PteFlags) -> Result<(), MmError> {
+    /// `alloc_pt`) or rewrites the PTE (`set_pte_atomic`, one store); `PAGE_KERNEL` restores
+    /// the PTE of a page that was changed, and when no changed page remains in a split table,
+    /// the large page is reverted and the table released (`release_pt`) and queued for
+    /// [`global_flush_tlb`](Self::global_flush_tlb). The returned [`CpaFlush`] must be used.
+    ///
+    /// # Errors
+    /// [`MmError::PfnOutOfRange`] (not low memory), [`MmError::BadFlags`],
+    /// [`MmError::NotMapped`], [`MmError::TooManySplits`], [`MmError::OutOfMemory`], and
+    /// [`MmError::AttrNotChanged`] when restoring `PAGE_KERNEL` on a page whose protection was
+    /// never changed; nothing changed in every case.
+    pub fn change_page_attr(&self, pfn: Pfn, prot: PteFlags) -> Result<CpaFlush, MmError> {
         if pfn >= self.lowmem_end {
             return Err(MmError::PfnOutOfRange(pfn));
         }
@@ -95,35 +141,41 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         let kpte = self.lookup_address(va).ok_or(MmError::NotMapped(va))?;
         let kpte_page;
         if prot != PAGE_KERNEL {
-            if !kpte.large {
-                kpte_page = kpte.slot.table;
-                let slot_free = st.cpa.iter().any(|c| c.is_none() || c.is_some_and(|c| c.pfn == kpte_page));
-                if !slot_free {
-                    return Err(MmError::TooManySplits);
+            match kpte {
+                Kpte::Pte(pte) => {
+                    kpte_page = pte.table();
+                    let was_changed = pte_changed(pte.read());
+                    let slot_free = st.cpa.iter().any(|c| c.is_none() || c.is_some_and(|c| c.pfn == kpte_page));
+                    if !was_changed && !slot_free {
+                        return Err(MmError::TooManySplits);
+                    }
+                    self.pv().set_pte_atomic(pte, Pte::new(pfn, prot));
+                    if !was_changed {
+                        cpa_entry(&mut st, kpte_page, false).changed += 1;
+                    }
                 }
-                // SAFETY: `kpte.slot` is a PTE of the kernel's linear map.
-                unsafe { pv::set_pte_atomic(&self.backend, kpte.slot, pfn.phys() | prot.bits()) };
-                cpa_entry(&mut st, kpte_page, false).changed += 1;
-            } else {
-                if !st.cpa.iter().any(Option::is_none) {
-                    return Err(MmError::TooManySplits);
+                Kpte::Large(pmd) => {
+                    if !st.cpa.iter().any(Option::is_none) {
+                        return Err(MmError::TooManySplits);
+                    }
+                    let split = self.split(va, prot, PAGE_KERNEL)?;
+                    self.set_pmd_pte(pmd, va, Pmd::new(split, PAGE_KERNEL));
+                    kpte_page = split;
+                    cpa_entry(&mut st, kpte_page, true).changed += 1;
                 }
-                let split = self.split_large_page(va, prot, PAGE_KERNEL)?;
-                self.set_pmd_pte(kpte.slot, va, split.phys() | PAGE_KERNEL.bits());
-                kpte_page = split;
-                cpa_entry(&mut st, kpte_page, true).changed += 1;
             }
         } else {
-            if kpte.large {
-                return Err(MmError::AttrNotChanged(pfn));
-            }
-            kpte_page = kpte.slot.table;
-            let Some(entry) = st.cpa.iter_mut().flatten().find(|c| c.pfn == kpte_page && c.changed > 0) else {
+            let Kpte::Pte(pte) = kpte else {
                 return Err(MmError::AttrNotChanged(pfn));
             };
-            entry.changed -= 1;
-            // SAFETY: `kpte.slot` is a PTE of the kernel's linear map.
-            unsafe { pv::set_pte_atomic(&self.backend, kpte.slot, pfn.phys() | PAGE_KERNEL.bits()) };
+            if !pte_changed(pte.read()) {
+                return Err(MmError::AttrNotChanged(pfn));
+            }
+            kpte_page = pte.table();
+            if let Some(entry) = st.cpa.iter_mut().flatten().find(|c| c.pfn == kpte_page) {
+                entry.changed -= 1;
+            }
+            self.pv().set_pte_atomic(pte, Pte::new(pfn, PAGE_KERNEL));
         }
         let idx = st.cpa.iter().position(|c| c.is_some_and(|c| c.pfn == kpte_page));
         if let Some(i) = idx {
@@ -131,8 +183,8 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             if c.changed == 0 {
                 st.cpa[i] = None;
                 if c.split && self.pse {
-                    self.revert_page(va);
-                    pv::paravirt_release_pt(&self.backend, kpte_page);
+                    self.revert(va);
+                    self.pv().release_pt(kpte_page);
                     let d = st.deferred.iter_mut().find(|d| d.is_none()).expect("df_list has a slot per cpa table");
                     *d = Some(kpte_page);
                 }
@@ -140,7 +192,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         }
         drop(st);
         self.flush_tlb_single(va);
-        Ok(())
+        Ok(CpaFlush(()))
     }
 
     /// `global_flush_tlb`: flushes every TLB entry, then frees the page tables `revert_page`

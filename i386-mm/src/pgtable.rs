@@ -1,14 +1,11 @@
 //! Allocation and freeing of page-table pages: `arch/i386/mm/pgtable.c` and
 //! `include/asm-i386/pgalloc.h`, with the seed's hooks in the seed's order.
 
-use crate::cpu::Cpu;
-use crate::entry::{entry_present, PteFlags, PAGE_TABLE};
 use crate::error::MmError;
 use crate::kernel::KernelMm;
-use crate::mode::PagingMode;
-use crate::phys::{alloc_zeroed, read_entry, slot, PhysMem};
 use core::sync::atomic::Ordering;
-use paravirt_core::{pv, EntrySlot, Pfn, PvMmuOps};
+use i386_paging::{alloc_zeroed, read_entry, Cpu, PhysMem};
+use paravirt_core::{PagingMode, Pfn, Pmd, PmdSlot, PteFlags, Pud, PvMmuOps, PAGE_TABLE};
 
 /// Pages a [`MmuGather`] holds before it must flush.
 pub const GATHER_PAGES: usize = 16;
@@ -24,7 +21,7 @@ pub struct MmuGather {
 impl MmuGather {
     /// `tlb_gather_mmu`: an empty gather.
     pub const fn new() -> Self {
-        MmuGather { pages: [Pfn(0); GATHER_PAGES], n: 0 }
+        MmuGather { pages: [Pfn::new(0); GATHER_PAGES], n: 0 }
     }
     /// Pages waiting.
     pub fn pending(&self) -> &[Pfn] {
@@ -38,7 +35,7 @@ impl Default for MmuGather {
     }
 }
 
-impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
+impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// `pgd_ctor`: fills a freshly zeroed pgd. Two-level: under `pgd_lock`, copies the kernel
     /// entries of `swapper_pg_dir`, announces the page with
     /// `alloc_pd_clone(pgd, swapper, USER_PTRS_PER_PGD, KERNEL_PGD_PTRS)` and adds it to
@@ -46,20 +43,25 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// either the copy or the list, and a shadow is cloned from the same snapshot). PAE: copies
     /// the shared kernel pmd entry, no hook, not on the list.
     ///
-    /// Fails (before any hook) only when `pgd_list` is full.
-    pub fn pgd_ctor(&self, pgd: Pfn) -> Result<(), MmError> {
+    /// # Errors
+    /// [`MmError::TooManyAddressSpaces`] when `pgd_list` is full, before any hook.
+    ///
+    /// # Safety
+    /// `pgd` must be a frame of this kernel's memory that the caller owns exclusively (freshly
+    /// allocated, linked nowhere).
+    pub unsafe fn pgd_ctor(&self, pgd: Pfn) -> Result<(), MmError> {
         let user = M::USER_PTRS_PER_PGD as usize;
         let esz = M::ENTRY_SIZE as usize;
         let n = M::KERNEL_PGD_PTRS as usize * esz;
-        let src = self.mem.frame_ptr(self.swapper_pg_dir).wrapping_add(user * esz);
-        let dst = self.mem.frame_ptr(pgd).wrapping_add(user * esz);
+        let src = self.mem.frame_ptr(self.swapper_pg_dir).as_ptr().wrapping_add(user * esz);
+        let dst = self.mem.frame_ptr(pgd).as_ptr().wrapping_add(user * esz);
         if M::PAE {
             // SAFETY: both ranges lie inside distinct frames (`clone_pgd_range`).
             unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
             return Ok(());
         }
         // SAFETY: the user part lies inside the frame.
-        unsafe { core::ptr::write_bytes(self.mem.frame_ptr(pgd), 0, user * esz) };
+        unsafe { core::ptr::write_bytes(self.mem.frame_ptr(pgd).as_ptr(), 0, user * esz) };
         #[cfg(feature = "bug-clone-outside-lock")]
         // SAFETY: as above (the deliberate bug: no lock orders this copy).
         unsafe {
@@ -75,8 +77,7 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             core::ptr::copy_nonoverlapping(src, dst, n)
         };
         // must happen under lock
-        pv::paravirt_alloc_pd_clone(
-            &self.backend,
+        self.pv().alloc_pd_clone(
             pgd,
             self.swapper_pg_dir,
             M::USER_PTRS_PER_PGD,
@@ -86,14 +87,28 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         Ok(())
     }
 
-    /// `pgd_dtor`: two-level: `release_pd(pgd)` first, then takes `pgd_lock` to remove the
-    /// pgd from `pgd_list`. PAE: nothing.
-    pub fn pgd_dtor(&self, pgd: Pfn) {
+    /// `pgd_dtor`: two-level: takes `pgd_lock` and removes the pgd from `pgd_list`, *then*
+    /// `release_pd(pgd)`. PAE: nothing.
+    ///
+    /// The seed releases first and unlists after; between the two a kernel-range update on
+    /// another CPU walks `pgd_list` and writes into a page the hypervisor was already told is
+    /// no longer a page table. Xen's Linux tree fixed it ("removing pgd-s from the global list
+    /// rather late"), and later mainline does the same: off the list under `pgd_lock`, then
+    /// release, then free.
+    ///
+    /// # Safety
+    /// `pgd` must be a root built by [`pgd_ctor`](Self::pgd_ctor) that the caller owns and that
+    /// no CPU has loaded.
+    pub unsafe fn pgd_dtor(&self, pgd: Pfn) {
+        self.pgd_unlist_and_release(pgd);
+    }
+
+    fn pgd_unlist_and_release(&self, pgd: Pfn) {
         if M::PAE {
             return;
         }
-        pv::paravirt_release_pd(&self.backend, pgd);
         self.pgd_lock.lock().del(pgd);
+        self.pv().release_pd(pgd);
     }
 
     /// `pgd_alloc`: a new root with the kernel part in place. PAE: each of the
@@ -101,9 +116,13 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// `set_pgd` links it; if an allocation fails (`out_oom`), every pmd already installed is
     /// released with `release_pd` and freed, then the pgd, and the call fails with nothing
     /// leaked.
+    ///
+    /// # Errors
+    /// [`MmError::OutOfMemory`] or [`MmError::TooManyAddressSpaces`], with nothing changed.
     pub fn pgd_alloc(&self) -> Result<Pfn, MmError> {
         let pgd = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
-        if let Err(e) = self.pgd_ctor(pgd) {
+        // SAFETY: `pgd` was just allocated: this call owns it.
+        if let Err(e) = unsafe { self.pgd_ctor(pgd) } {
             self.mem.free_frame(pgd);
             return Err(e);
         }
@@ -112,14 +131,12 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
                 let Some(pmd) = alloc_zeroed(&self.mem) else {
                     // out_oom:
                     self.free_user_pmds(pgd, (0..i).rev());
-                    self.pgd_dtor(pgd);
+                    self.pgd_unlist_and_release(pgd);
                     self.mem.free_frame(pgd);
                     return Err(MmError::OutOfMemory);
                 };
-                pv::paravirt_alloc_pd(&self.backend, pmd);
-                let s = slot(&self.mem, pgd, i, true);
-                // SAFETY: `s` is a PDPT entry of the pgd being built.
-                unsafe { pv::set_pud(&self.backend, s, pmd.phys() | PteFlags::PRESENT.bits()) };
+                self.pv().alloc_pd(pmd);
+                self.pv().set_pud(self.pud_slot(pgd, i), Pud::new(pmd, PteFlags::PRESENT));
             }
         }
         self.live_pgds.fetch_add(1, Ordering::SeqCst);
@@ -129,11 +146,15 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// `pgd_free`: PAE: for each user slot, `release_pd(pmd)` then free the pmd. Then
     /// `pgd_dtor` and the pgd frame goes back. The user part must already be empty of page
     /// tables (`free_pgtables` ran).
-    pub fn pgd_free(&self, pgd: Pfn) {
+    ///
+    /// # Safety
+    /// `pgd` must come from [`pgd_alloc`](Self::pgd_alloc), be owned by the caller, loaded on
+    /// no CPU, and hold no user page tables any more.
+    pub unsafe fn pgd_free(&self, pgd: Pfn) {
         if M::PAE {
             self.free_user_pmds(pgd, 0..M::USER_PTRS_PER_PGD);
         }
-        self.pgd_dtor(pgd);
+        self.pgd_unlist_and_release(pgd);
         self.mem.free_frame(pgd);
         self.live_pgds.fetch_sub(1, Ordering::SeqCst);
     }
@@ -142,32 +163,51 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// then free it.
     fn free_user_pmds(&self, pgd: Pfn, slots: impl Iterator<Item = u32>) {
         for i in slots {
-            let pmd = Pfn::from_phys(read_entry(&self.mem, pgd, i, true) & M::ADDR_MASK);
-            pv::paravirt_release_pd(&self.backend, pmd);
+            let pmd = read_entry::<M, Pud, _>(&self.mem, pgd, i).pfn();
+            self.pv().release_pd(pmd);
             self.mem.free_frame(pmd);
         }
     }
 
     /// `pmd_populate(mm, pmd, pte)`: `alloc_pt(pte)` then `set_pmd(pmd, pte_pa | _PAGE_TABLE)`.
+    ///
+    /// # Safety
+    /// `pmd` must be an empty directory entry of a table the caller owns, and `pte` a zeroed
+    /// frame of this kernel's memory that the caller owns and nothing links yet.
     #[inline]
-    pub fn pmd_populate(&self, pmd: EntrySlot, pte: Pfn) {
+    pub unsafe fn pmd_populate(&self, pmd: PmdSlot, pte: Pfn) {
+        self.populate(pmd, pte)
+    }
+
+    #[inline(always)]
+    pub(crate) fn populate(&self, pmd: PmdSlot, pte: Pfn) {
         #[cfg(not(feature = "bug-missing-alloc-pt"))]
-        pv::paravirt_alloc_pt(&self.backend, pte);
-        // SAFETY: `pmd` is an entry of a live directory.
-        unsafe { pv::set_pmd(&self.backend, pmd, pte.phys() | PAGE_TABLE.bits()) };
+        self.pv().alloc_pt(pte);
+        self.pv().set_pmd(pmd, Pmd::new(pte, PAGE_TABLE));
     }
 
     /// `pmd_populate_kernel(mm, pmd, pte)`: the same for a kernel page table.
+    ///
+    /// # Safety
+    /// As for [`pmd_populate`](Self::pmd_populate).
     #[inline]
-    pub fn pmd_populate_kernel(&self, pmd: EntrySlot, pte: Pfn) {
-        self.pmd_populate(pmd, pte)
+    pub unsafe fn pmd_populate_kernel(&self, pmd: PmdSlot, pte: Pfn) {
+        self.populate(pmd, pte)
     }
 
     /// `__pte_free_tlb(tlb, pte)`: `release_pt(pte)`, then the page waits in `tlb` for the
     /// flush ([`tlb_finish_mmu`](Self::tlb_finish_mmu)) before it is freed. The entry pointing
     /// at it must already be cleared.
-    pub fn pte_free_tlb(&self, tlb: &mut MmuGather, pte: Pfn) {
-        pv::paravirt_release_pt(&self.backend, pte);
+    ///
+    /// # Safety
+    /// `pte` must be a page table of this kernel's memory that the caller owns, already
+    /// unlinked from every directory.
+    pub unsafe fn pte_free_tlb(&self, tlb: &mut MmuGather, pte: Pfn) {
+        self.free_pte_tlb(tlb, pte)
+    }
+
+    pub(crate) fn free_pte_tlb(&self, tlb: &mut MmuGather, pte: Pfn) {
+        self.pv().release_pt(pte);
         if tlb.n == GATHER_PAGES {
             self.tlb_flush_mmu(tlb);
         }
@@ -199,21 +239,19 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if M::PAE {
             return;
         }
-        let want = read_entry(&self.mem, self.swapper_pg_dir, index, false);
+        let want: Pmd = read_entry::<M, _, _>(&self.mem, self.swapper_pg_dir, index);
         let list = self.pgd_lock.lock();
         for &pgd in list.as_slice() {
-            let s = slot(&self.mem, pgd, index, false);
-            // SAFETY: `s` is an entry of a pgd on `pgd_list`, alive while listed.
-            let cur = unsafe { paravirt_core::native::read_entry(s) };
+            // A pgd on `pgd_list` is alive while listed.
+            let s: PmdSlot = self.entry_slot(pgd, index);
+            let cur = s.read();
             if cur == want {
                 continue;
             }
-            if entry_present(want) {
-                // SAFETY: as above.
-                unsafe { pv::set_pmd(&self.backend, s, want) };
+            if want.is_present() {
+                self.pv().set_pmd(s, want);
             } else {
-                // SAFETY: as above.
-                unsafe { pv::pmd_clear(&self.backend, s) };
+                self.pv().pmd_clear(s);
             }
         }
     }

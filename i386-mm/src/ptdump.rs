@@ -1,12 +1,10 @@
 //! A ptdump-style dump of an address space (like Linux's `CONFIG_X86_PTDUMP`): coalesced
 //! ranges with their permissions, then the page-table pages that make up the tree.
 
-use crate::mode::{PagingMode, PAGE_OFFSET};
-use crate::phys::PhysMem;
-use crate::walk::{visit, Level, Visit};
-use crate::PteFlags;
 use core::fmt::{self, Write};
-use paravirt_core::Pfn;
+use i386_paging::walk::{visit, Level, Visit};
+use i386_paging::PhysMem;
+use paravirt_core::{PagingMode, Pfn, PteFlags, PAGE_OFFSET};
 
 struct Run {
     start: u32,
@@ -41,7 +39,7 @@ fn flush_run(out: &mut dyn Write, r: &Run) -> fmt::Result {
 pub fn dump<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, root: Pfn, out: &mut dyn Write) -> fmt::Result {
     let mut run: Option<Run> = None;
     let mut tables = [0usize; 3];
-    let mut listed = [Pfn(0); 12];
+    let mut listed = [Pfn::new(0); 12];
     let mut nlisted = 0;
     let mut res = Ok(());
     let mut header_kernel = false;

@@ -7,15 +7,13 @@
 //! and every kernel table is torn down and the backend must hold nothing, with the frame count
 //! back where it started.
 
-use crate::cpu::{Cpu, PF_PROT, PF_WRITE};
-use crate::entry::{PteFlags, PAGE_KERNEL, PAGE_KERNEL_RO};
 use crate::error::MmError;
 use crate::kernel::{InitOptions, KernelMm};
-use crate::mode::{PagingMode, VMALLOC_START};
-use crate::phys::{lowmem_va, FaultInject, PhysMem};
+use crate::layout::VMALLOC_START;
 use crate::space::AddressSpace;
 use core::fmt::{self, Write};
-use paravirt_core::{Inspect, Pfn, PvMmuOps};
+use i386_paging::{lowmem_va, Cpu, FaultInject, PhysMem, PF_PROT, PF_WRITE};
+use paravirt_core::{Inspect, PagingMode, Pfn, PteFlags, PvMmuOps, PAGE_KERNEL, PAGE_KERNEL_RO};
 
 /// Address spaces the scenario creates at most.
 pub const MAX_SPACES: usize = 4;
@@ -181,7 +179,7 @@ fn mm(step: &'static str) -> impl Fn(MmError) -> ScenarioError {
 pub fn run<M, B, P, C>(mem: P, backend: B, cpu: C, cfg: &Config, out: &mut dyn Write) -> Result<Summary, ScenarioError>
 where
     M: PagingMode,
-    B: PvMmuOps + Inspect,
+    B: PvMmuOps<M> + Inspect,
     P: PhysMem + FaultInject,
     C: Cpu,
 {
@@ -193,7 +191,7 @@ where
     // 1. Boot page tables.
     let opts = InitOptions { pse: true, lowmem_end: cfg.lowmem_end };
     let k: KernelMm<M, B, P, C> = KernelMm::pagetable_init(mem, backend, cpu, opts).map_err(mm("pagetable_init"))?;
-    let lowmem_mib = k.lowmem_end().phys() >> 20;
+    let lowmem_mib = k.lowmem_end().phys().as_u64() >> 20;
     let large = if k.uses_large_pages() { "large pages" } else { "4 KiB pages" };
     cx.done(
         k.backend(),
@@ -211,7 +209,7 @@ where
     let probe =
         k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "activate_swapper", err: MmError::OutOfMemory })?;
     // SAFETY: a frame just allocated, written through the kernel's pointer to it.
-    unsafe { (k.mem().frame_ptr(probe) as *mut u32).write_volatile(0x1234_5678) };
+    unsafe { k.mem().frame_ptr(probe).cast::<u32>().as_ptr().write_volatile(0x1234_5678) };
     let got = k.cpu().read_u32(lowmem_va(probe)).ok();
     k.mem().free_frame(probe);
     if got != Some(0x1234_5678) {
@@ -225,7 +223,7 @@ where
 
     // 3. Address spaces with user pages, written and read through the page walk.
     let mut spaces: [Option<AddressSpace<M>>; MAX_SPACES] = [const { None }; MAX_SPACES];
-    let mut frames = [[Pfn(0); MAX_PAGES]; MAX_SPACES];
+    let mut frames = [[Pfn::new(0); MAX_PAGES]; MAX_SPACES];
     for (space, row) in spaces.iter_mut().zip(frames.iter_mut()).take(nspaces) {
         let mut a = k.create().map_err(mm("create"))?;
         for (j, slot) in row.iter_mut().enumerate().take(npages) {
@@ -270,7 +268,7 @@ where
     let kframe =
         k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "map_kernel_page", err: MmError::OutOfMemory })?;
     // SAFETY: a frame just allocated.
-    unsafe { (k.mem().frame_ptr(kframe) as *mut u32).write_volatile(0xC0DE_CAFE) };
+    unsafe { k.mem().frame_ptr(kframe).cast::<u32>().as_ptr().write_volatile(0xC0DE_CAFE) };
     k.map_kernel_page(kva, kframe, PAGE_KERNEL).map_err(mm("map_kernel_page"))?;
     for a in spaces.iter().take(nspaces) {
         k.activate(a.as_ref().expect("created above"));
@@ -288,8 +286,7 @@ where
     k.activate_swapper();
     let data =
         k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "change_page_attr", err: MmError::OutOfMemory })?;
-    k.change_page_attr(data, PAGE_KERNEL_RO).map_err(mm("change_page_attr"))?;
-    k.global_flush_tlb();
+    k.change_page_attr(data, PAGE_KERNEL_RO).map_err(mm("change_page_attr"))?.flush(&k);
     s.split = k.split_tables() > 0;
     let va = lowmem_va(data);
     match k.cpu().write_u32(va, 1) {
@@ -305,8 +302,7 @@ where
             })
         }
     }
-    k.change_page_attr(data, PAGE_KERNEL).map_err(mm("change_page_attr"))?;
-    k.global_flush_tlb();
+    k.change_page_attr(data, PAGE_KERNEL).map_err(mm("change_page_attr"))?.flush(&k);
     if k.split_tables() != 0 || k.deferred_frees() != 0 {
         return Err(ScenarioError::Check { step: "revert_page", what: "split table not reverted", va });
     }
@@ -393,7 +389,7 @@ where
                 return Err(ScenarioError::Check { step: "unmap", what: "mapping survived unmap", va: user_va(j) });
             }
             k.mem().free_frame(f);
-            frames[i][j] = Pfn(0);
+            frames[i][j] = Pfn::new(0);
         }
     }
     cx.done(k.backend(), "unmap", format_args!("every other page unmapped, its page table freed when empty"))?;
@@ -404,7 +400,7 @@ where
             k.destroy(a);
         }
         for f in frames[i].iter().take(npages) {
-            if f.0 != 0 {
+            if f.as_u32() != 0 {
                 k.mem().free_frame(*f);
             }
         }
@@ -414,7 +410,7 @@ where
     cx.done(k.backend(), "destroy", format_args!("every address space destroyed"))?;
     writeln!(cx.out, "backend statistics before shutdown:")?;
     k.backend().write_stats(cx.out)?;
-    k.cpu().load_boot_root();
+    k.load_boot_root();
     let (backend, mem, _cpu) = k.shutdown().map_err(|(_, e)| ScenarioError::Mm { step: "shutdown", err: e })?;
     s.held_after = backend.pages_held();
     s.frames_after = mem.frames_in_use();

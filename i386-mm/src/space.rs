@@ -4,21 +4,21 @@
 //! (`alloc_pt` first) and freed with `pte_free_tlb` (`release_pt` first). Every operation
 //! checks its input first and fails with a typed error, changing nothing.
 
-use crate::cpu::Cpu;
-use crate::entry::{entry_flags, entry_present, leaf_flags_allowed, PteFlags};
 use crate::error::MmError;
+use crate::flags::leaf_flags_allowed;
 use crate::kernel::KernelMm;
-use crate::mode::{PagingMode, TASK_SIZE};
 use crate::pgtable::MmuGather;
-use crate::phys::{alloc_zeroed, read_entry, slot, PhysMem};
-use crate::walk::{translate, Translation};
 use core::marker::PhantomData;
-use paravirt_core::{native, pv, EntrySlot, Pfn, PvMmuOps};
+use i386_paging::walk::{translate, Translation};
+use i386_paging::{alloc_zeroed, read_entry, Cpu, PhysMem};
+use paravirt_core::{PagingMode, Pfn, PmdSlot, Pte, PteFlags, PteSlot, PvMmuOps, TASK_SIZE};
 
 /// A user address space (Linux's `mm_struct`, reduced to its pgd).
 ///
 /// Owned: mutating it needs `&mut`, which stands in for `mm->page_table_lock`. Give it back
-/// with [`KernelMm::destroy`]; dropping it leaks its tables.
+/// with [`KernelMm::destroy`]. Dropping it instead leaks its tables, and the leak is caught:
+/// [`KernelMm::live_address_spaces`] still counts it and [`KernelMm::shutdown`] refuses with
+/// [`MmError::AddressSpacesAlive`].
 #[derive(Debug)]
 #[must_use = "an address space must be given back with KernelMm::destroy"]
 pub struct AddressSpace<M: PagingMode> {
@@ -38,8 +38,11 @@ impl<M: PagingMode> AddressSpace<M> {
     }
 }
 
-impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
+impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// Creates an address space (`pgd_alloc`).
+    ///
+    /// # Errors
+    /// As [`pgd_alloc`](Self::pgd_alloc); nothing changed.
     pub fn create(&self) -> Result<AddressSpace<M>, MmError> {
         let pgd = self.pgd_alloc()?;
         Ok(AddressSpace { pgd, mapped: 0, _mode: PhantomData })
@@ -66,39 +69,42 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// there, or a new zeroed one announced and linked with `pmd_populate` (`alloc_pt`, then
     /// `set_pmd`). Refused, with nothing changed, if `va` is already mapped or no frame is
     /// left. Returns the table and whether it is new.
-    pub(crate) fn pte_table_for(&self, pmd: EntrySlot, va: u32) -> Result<(Pfn, bool), MmError> {
-        // SAFETY: `pmd` is an entry of a live directory.
-        let e = unsafe { native::read_entry(pmd) };
-        if !entry_present(e) {
+    pub(crate) fn pte_table_for(&self, pmd: PmdSlot, va: u32) -> Result<(Pfn, bool), MmError> {
+        let e = pmd.read();
+        if !e.is_present() {
             let pt = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
-            self.pmd_populate(pmd, pt);
+            self.populate(pmd, pt);
             return Ok((pt, true));
         }
-        if entry_flags(e).contains(PteFlags::PSE) {
+        if e.is_large() {
             return Err(MmError::AlreadyMapped(va));
         }
-        let pt = Pfn::from_phys(e & M::ADDR_MASK);
-        if entry_present(read_entry(&self.mem, pt, M::pte_index(va), M::PAE)) {
+        let pt = e.pfn();
+        if read_entry::<M, Pte, _>(&self.mem, pt, M::pte_index(va)).is_present() {
             return Err(MmError::AlreadyMapped(va));
         }
         Ok((pt, false))
     }
 
-    /// The PTE slot mapping `va` under `root` if its page table exists (not a large page).
-    pub(crate) fn pte_slot(&self, root: Pfn, va: u32) -> Option<(EntrySlot, EntrySlot)> {
+    /// The directory and PTE slots mapping `va` under `root` if its page table exists (not a
+    /// large page).
+    pub(crate) fn pte_slot_for(&self, root: Pfn, va: u32) -> Option<(PmdSlot, PteSlot)> {
         let pmd = self.pmd_slot(root, va)?;
-        // SAFETY: `pmd` is an entry of a live directory.
-        let e = unsafe { native::read_entry(pmd) };
-        if !entry_present(e) || entry_flags(e).contains(PteFlags::PSE) {
+        let e = pmd.read();
+        if !e.is_present() || e.is_large() {
             return None;
         }
-        let pt = Pfn::from_phys(e & M::ADDR_MASK);
-        Some((pmd, slot(&self.mem, pt, M::pte_index(va), M::PAE)))
+        Some((pmd, self.pte_slot(e.pfn(), M::pte_index(va))))
     }
 
     /// Maps the 4 KiB page at user address `va` to frame `pfn` with `flags` (`PRESENT` is
     /// implied). A missing page table is allocated, zeroed and installed with `pmd_populate`
     /// (`alloc_pt` before `set_pmd`); the entry is written with `set_pte_at`.
+    ///
+    /// # Errors
+    /// [`MmError::Unaligned`], [`MmError::OutOfRange`] (not below `TASK_SIZE`),
+    /// [`MmError::PfnOutOfRange`], [`MmError::BadFlags`], [`MmError::AlreadyMapped`],
+    /// [`MmError::OutOfMemory`]; nothing changed.
     pub fn map(&self, mm: &mut AddressSpace<M>, va: u32, pfn: Pfn, flags: PteFlags) -> Result<(), MmError> {
         self.check_user(va)?;
         if pfn >= self.mem.max_pfn() {
@@ -107,10 +113,8 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         self.check_flags(flags, leaf_flags_allowed::<M>(true))?;
         let pmd = self.pmd_slot(mm.pgd, va).ok_or(MmError::NotInitialised)?;
         let (pt, _) = self.pte_table_for(pmd, va)?;
-        let pte = slot(&self.mem, pt, M::pte_index(va), M::PAE);
-        let val = pfn.phys() | (flags | PteFlags::PRESENT).bits();
-        // SAFETY: `pte` is an entry of a page table of this address space.
-        unsafe { pv::set_pte_at(&self.backend, mm.pgd, va, pte, val) };
+        let pte = self.pte_slot(pt, M::pte_index(va));
+        self.pv().set_pte_at(mm.pgd, va, pte, Pte::new(pfn, flags | PteFlags::PRESENT));
         mm.mapped += 1;
         Ok(())
     }
@@ -118,44 +122,47 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// Unmaps the page at `va` and returns its frame (`pte_clear`, then the TLB entry is
     /// flushed). A page table left empty is unlinked (`pmd_clear`), released (`release_pt`
     /// through `pte_free_tlb`) and freed after the flush.
+    ///
+    /// # Errors
+    /// [`MmError::Unaligned`], [`MmError::OutOfRange`], [`MmError::NotMapped`]; nothing changed.
     pub fn unmap(&self, mm: &mut AddressSpace<M>, va: u32) -> Result<Pfn, MmError> {
         self.check_user(va)?;
-        let (pmd, pte) = self.pte_slot(mm.pgd, va).ok_or(MmError::NotMapped(va))?;
-        // SAFETY: `pte` is an entry of a page table of this address space.
-        let old = unsafe { native::read_entry(pte) };
-        if !entry_present(old) {
+        let (pmd, pte) = self.pte_slot_for(mm.pgd, va).ok_or(MmError::NotMapped(va))?;
+        let old = pte.read();
+        if !old.is_present() {
             return Err(MmError::NotMapped(va));
         }
-        // SAFETY: as above.
-        unsafe { pv::pte_clear(&self.backend, mm.pgd, va, pte) };
+        self.pv().pte_clear(mm.pgd, va, pte);
         mm.mapped -= 1;
         if self.active_root() == Some(mm.pgd) {
             self.flush_tlb_single(va);
         }
-        let pt = pte.table;
-        if (0..M::PTRS_PER_PTE).all(|i| !entry_present(read_entry(&self.mem, pt, i, M::PAE))) {
-            // SAFETY: `pmd` is the directory entry pointing at `pt`.
-            unsafe { pv::pmd_clear(&self.backend, pmd) };
+        let pt = pte.table();
+        if (0..M::PTRS_PER_PTE).all(|i| !read_entry::<M, Pte, _>(&self.mem, pt, i).is_present()) {
+            self.pv().pmd_clear(pmd);
             let mut tlb = MmuGather::new();
-            self.pte_free_tlb(&mut tlb, pt);
+            self.free_pte_tlb(&mut tlb, pt);
             self.tlb_finish_mmu(tlb);
         }
-        Ok(Pfn::from_phys(old & M::ADDR_MASK))
+        Ok(old.pfn())
     }
 
-    /// Changes the protection of the mapped page at `va` (`set_pte_at`, then a flush).
+    /// Changes the protection of the mapped page at `va` (`set_pte_at`, then a flush). The
+    /// entry goes from the old value to the new one in a single store (one 64-bit store in
+    /// PAE), so a concurrent hardware walk sees one or the other, never a mix.
+    ///
+    /// # Errors
+    /// [`MmError::Unaligned`], [`MmError::OutOfRange`], [`MmError::BadFlags`],
+    /// [`MmError::NotMapped`]; nothing changed.
     pub fn protect(&self, mm: &mut AddressSpace<M>, va: u32, flags: PteFlags) -> Result<(), MmError> {
         self.check_user(va)?;
         self.check_flags(flags, leaf_flags_allowed::<M>(true))?;
-        let (_, pte) = self.pte_slot(mm.pgd, va).ok_or(MmError::NotMapped(va))?;
-        // SAFETY: `pte` is an entry of a page table of this address space.
-        let old = unsafe { native::read_entry(pte) };
-        if !entry_present(old) {
+        let (_, pte) = self.pte_slot_for(mm.pgd, va).ok_or(MmError::NotMapped(va))?;
+        let old = pte.read();
+        if !old.is_present() {
             return Err(MmError::NotMapped(va));
         }
-        let val = (old & M::ADDR_MASK) | (flags | PteFlags::PRESENT).bits();
-        // SAFETY: as above.
-        unsafe { pv::set_pte_at(&self.backend, mm.pgd, va, pte, val) };
+        self.pv().set_pte_at(mm.pgd, va, pte, old.with_flags(flags | PteFlags::PRESENT));
         if self.active_root() == Some(mm.pgd) {
             self.flush_tlb_single(va);
         }
@@ -186,38 +193,23 @@ impl<M: PagingMode, B: PvMmuOps, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if self.active_root() == Some(mm.pgd) {
             self.activate_swapper();
         }
-        pv::exit_mmap(&self.backend, mm.pgd);
+        self.pv().exit_mmap(mm.pgd);
         let mut tlb = MmuGather::new();
-        for gi in 0..M::USER_PTRS_PER_PGD {
-            let (pmd, first, last) = if M::PAE {
-                let e = read_entry(&self.mem, mm.pgd, gi, true);
-                (Pfn::from_phys(e & M::ADDR_MASK), 0, M::PTRS_PER_PMD - 1)
-            } else {
-                (mm.pgd, gi, gi)
-            };
-            for mi in first..=last {
-                let s = slot(&self.mem, pmd, mi, M::PAE);
-                // SAFETY: `s` is an entry of this address space's directory.
-                let e = unsafe { native::read_entry(s) };
-                if !entry_present(e) {
-                    continue;
+        self.for_each_dir_entry(mm.pgd, 0..M::USER_PTRS_PER_PGD, |s, base| {
+            let e = s.read();
+            let pt = e.pfn();
+            for pi in 0..M::PTRS_PER_PTE {
+                let ps = self.pte_slot(pt, pi);
+                if ps.read().is_present() {
+                    self.pv().pte_clear(mm.pgd, base | (pi << 12), ps);
                 }
-                let pt = Pfn::from_phys(e & M::ADDR_MASK);
-                let base = if M::PAE { (gi << M::PGDIR_SHIFT) | (mi << M::PMD_SHIFT) } else { gi << M::PGDIR_SHIFT };
-                for pi in 0..M::PTRS_PER_PTE {
-                    let ps = slot(&self.mem, pt, pi, M::PAE);
-                    // SAFETY: `ps` is an entry of a page table of this address space.
-                    if entry_present(unsafe { native::read_entry(ps) }) {
-                        // SAFETY: as above.
-                        unsafe { pv::pte_clear(&self.backend, mm.pgd, base | (pi << 12), ps) };
-                    }
-                }
-                // SAFETY: `s` is the directory entry pointing at `pt`.
-                unsafe { pv::pmd_clear(&self.backend, s) };
-                self.pte_free_tlb(&mut tlb, pt);
             }
-        }
+            self.pv().pmd_clear(s);
+            self.free_pte_tlb(&mut tlb, pt);
+        });
         self.tlb_finish_mmu(tlb);
-        self.pgd_free(mm.pgd);
+        // SAFETY: `mm` came from `create`, is consumed here, is no longer loaded, and its user
+        // page tables were just freed.
+        unsafe { self.pgd_free(mm.pgd) };
     }
 }

@@ -1,8 +1,8 @@
 //! A processor model over emulated RAM.
 
 use crate::EmulatedRam;
-use i386_mm::walk::translate;
-use i386_mm::{Cpu, Fault, PagingMode, Pfn, PteFlags, PF_PROT, PF_WRITE};
+use i386_paging::walk::translate;
+use i386_paging::{Cpu, Fault, PagingMode, PhysAddr, Pfn, PteFlags, PF_PROT, PF_WRITE};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -48,7 +48,7 @@ impl<'r, M: PagingMode> HostCpu<'r, M> {
     }
 
     fn walk(&self, va: u32, write: bool) -> Result<u64, Fault> {
-        let root = Pfn::from_phys(self.cr3.load(Ordering::SeqCst) as u64);
+        let root = Pfn::containing(PhysAddr::new(self.cr3.load(Ordering::SeqCst) as u64));
         let err = if write { PF_WRITE } else { 0 };
         match translate::<M, _>(self.ram, root, va) {
             None => Err(Fault { vector: 14, error_code: err, addr: va }),

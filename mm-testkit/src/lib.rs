@@ -7,6 +7,12 @@
 //!   probing access with the hardware's permission rules (supervisor writes honour CR0.WP).
 //! - [`Oracle`]: an independent model of an address space (a map of virtual → physical) that
 //!   tests compare the real tables against.
+//! - [`StoreLog`]: every native entry store in order, with its address, width and value, so a
+//!   test can replay each intermediate value an entry took (what a concurrent hardware walker
+//!   could have seen).
+//!
+//! It depends on `paravirt-core` and `i386-paging` only, like the backends, so it sits below
+//! `i386-mm`.
 //!
 //! It lives in its own crate so the libraries stay `#![no_std]`.
 #![warn(missing_docs)]
@@ -15,10 +21,13 @@
 mod cpu;
 mod oracle;
 mod ram;
+mod store_log;
 
 pub use cpu::HostCpu;
+pub use i386_paging::{Pae, TwoLevel};
 pub use oracle::Oracle;
 pub use ram::EmulatedRam;
+pub use store_log::{Store, StoreLog};
 
 /// Runs each generic test body `$name::<M>()` once per paging mode, as `two_level::$name` and
 /// `pae::$name`.
@@ -26,10 +35,10 @@ pub use ram::EmulatedRam;
 macro_rules! both_modes {
     ($($name:ident),* $(,)?) => {
         mod two_level {
-            $(#[test] fn $name() { super::$name::<i386_mm::TwoLevel>() })*
+            $(#[test] fn $name() { super::$name::<$crate::TwoLevel>() })*
         }
         mod pae {
-            $(#[test] fn $name() { super::$name::<i386_mm::Pae>() })*
+            $(#[test] fn $name() { super::$name::<$crate::Pae>() })*
         }
     };
 }

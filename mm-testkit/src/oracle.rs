@@ -1,6 +1,6 @@
 //! An independent model of one address space.
 
-use i386_mm::{Pfn, PteFlags};
+use i386_paging::{Pfn, PteFlags};
 use std::collections::BTreeMap;
 
 /// What a correct address space maps: page-aligned virtual address → (frame, flags). Built
@@ -35,7 +35,7 @@ impl Oracle {
     }
     /// Where `va` (any offset) should translate to.
     pub fn lookup(&self, va: u32) -> Option<(u64, PteFlags)> {
-        self.map.get(&(va & !0xfff)).map(|&(p, f)| (p.phys() + (va & 0xfff) as u64, f))
+        self.map.get(&(va & !0xfff)).map(|&(p, f)| (p.phys().as_u64() + (va & 0xfff) as u64, f))
     }
     /// Every mapping.
     pub fn iter(&self) -> impl Iterator<Item = (u32, Pfn, PteFlags)> + '_ {

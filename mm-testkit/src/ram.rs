@@ -1,6 +1,7 @@
 //! Emulated RAM.
 
-use i386_mm::{FaultInject, Pfn, PhysMem};
+use i386_paging::{FaultInject, PhysAddr, Pfn, PhysMem};
+use std::ptr::NonNull;
 use std::cell::UnsafeCell;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,30 +68,43 @@ impl EmulatedRam {
 
     /// Whether `pfn` is currently allocated.
     pub fn is_allocated(&self, pfn: Pfn) -> bool {
-        self.alloc.lock().unwrap().used.contains(&pfn.0)
+        self.alloc.lock().unwrap().used.contains(&pfn.as_u32())
     }
 
     /// The allocated frames, in order.
     pub fn allocated(&self) -> Vec<Pfn> {
-        self.alloc.lock().unwrap().used.iter().map(|&p| Pfn(p)).collect()
+        self.alloc.lock().unwrap().used.iter().map(|&p| Pfn::new(p)).collect()
+    }
+
+    fn word(&self, pa: u64) -> *mut u32 {
+        assert!(pa % 4 == 0, "unaligned word at physical address {pa:#x}");
+        let pa = PhysAddr::new(pa);
+        self.frame_ptr(Pfn::containing(pa)).as_ptr().wrapping_add(pa.page_offset() as usize).cast::<u32>()
     }
 
     /// Reads the 32-bit word at physical address `pa`.
+    ///
+    /// # Panics
+    /// If `pa` is not 4-byte aligned or beyond emulated RAM.
     pub fn read_u32(&self, pa: u64) -> u32 {
-        let p = self.frame_ptr(Pfn::from_phys(pa)).wrapping_add((pa & 0xfff) as usize) as *const u32;
-        // SAFETY: `p` lies inside an emulated frame and is 4-byte aligned by the caller's `pa`.
-        unsafe { p.read_volatile() }
+        // SAFETY: `word` checked that the word lies inside an emulated frame and is aligned.
+        unsafe { self.word(pa).read_volatile() }
     }
 
     /// Writes the 32-bit word at physical address `pa` (behind every backend's back).
+    ///
+    /// # Panics
+    /// As for [`read_u32`](Self::read_u32).
     pub fn write_u32(&self, pa: u64, v: u32) {
-        let p = self.frame_ptr(Pfn::from_phys(pa)).wrapping_add((pa & 0xfff) as usize) as *mut u32;
         // SAFETY: as for `read_u32`.
-        unsafe { p.write_volatile(v) }
+        unsafe { self.word(pa).write_volatile(v) }
     }
 }
 
-impl PhysMem for EmulatedRam {
+// SAFETY: every frame is a 4096-aligned page of `pages`, alive as long as `self`, reached
+// only through raw pointers; `frame_ptr` panics beyond RAM; the allocator hands each frame out
+// once and counts exactly what is out.
+unsafe impl PhysMem for EmulatedRam {
     fn alloc_frame(&self) -> Option<Pfn> {
         let mut a = self.alloc.lock().unwrap();
         a.allocations += 1;
@@ -101,26 +115,29 @@ impl PhysMem for EmulatedRam {
         let p = a.free.pop_first()?;
         a.used.insert(p);
         self.in_use.fetch_add(1, Ordering::SeqCst);
-        Some(Pfn(p))
+        Some(Pfn::new(p))
     }
 
+    /// Poisons the frame, then returns it to the free set, both under the allocator's lock: a
+    /// frame is never poisoned after another thread could have allocated it again.
     fn free_frame(&self, pfn: Pfn) {
         let mut a = self.alloc.lock().unwrap();
-        assert!(a.used.remove(&pfn.0), "free of a frame that is not allocated: {pfn:?}");
-        a.free.insert(pfn.0);
+        assert!(a.used.contains(&pfn.as_u32()), "free of a frame that is not allocated: {pfn:?}");
+        // SAFETY: the frame is 4096 bytes of emulated RAM, allocated to the caller, who gives
+        // it up; no one can allocate it before it is on the free set below.
+        unsafe { std::ptr::write_bytes(self.frame_ptr(pfn).as_ptr(), POISON, 4096) };
+        a.used.remove(&pfn.as_u32());
+        a.free.insert(pfn.as_u32());
         self.in_use.fetch_sub(1, Ordering::SeqCst);
-        drop(a);
-        // SAFETY: the frame is 4096 bytes of emulated RAM, now owned by the allocator.
-        unsafe { std::ptr::write_bytes(self.frame_ptr(pfn), POISON, 4096) };
     }
 
-    fn frame_ptr(&self, pfn: Pfn) -> *mut u8 {
-        let page = self.pages.get(pfn.0 as usize).unwrap_or_else(|| panic!("{pfn:?} is beyond emulated RAM"));
-        page.0.get() as *mut u8
+    fn frame_ptr(&self, pfn: Pfn) -> NonNull<u8> {
+        let page = self.pages.get(pfn.as_usize()).unwrap_or_else(|| panic!("{pfn:?} is beyond emulated RAM"));
+        NonNull::new(page.0.get().cast::<u8>()).expect("a page of a boxed slice is not null")
     }
 
     fn max_pfn(&self) -> Pfn {
-        Pfn(self.pages.len() as u32)
+        Pfn::new(self.pages.len() as u32)
     }
 
     fn frames_in_use(&self) -> usize {
