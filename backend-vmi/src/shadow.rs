@@ -1,5 +1,5 @@
 //! Shadow tables: the tracking table (typed page → shadow frame), the pool of shadow frames,
-//! and the entry arithmetic of mirroring.
+//! and the entry arithmetic of mirroring (typed entries only, one store per entry).
 //!
 //! Every typed page has exactly one shadow frame. A shadow L1 holds the guest's PTEs as they
 //! are; a shadow L2 holds the guest's directory entries with the address of each linked page
@@ -7,12 +7,9 @@
 //! or non-present entries as they are. So the CPU, given the shadow root, walks shadow tables
 //! only and reaches the same frames with the same permissions.
 
-use crate::backend::{State, Vmi};
-use crate::stats::Check;
 use crate::types::PageType;
-use crate::violation::{Pending, Violation};
-use i386_mm::{entry_flags, entry_present, PagingMode, Pfn, PhysMem, PteFlags};
-use paravirt_core::native;
+use i386_paging::{read_entry, slot, PhysMem};
+use paravirt_core::{native, Entry, PagingMode, Pfn, Pmd, PteFlags, Pud};
 
 /// A typed page and its shadow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +29,7 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
-    const EMPTY: Tracked = Tracked { pfn: Pfn(0), ty: PageType::NORMAL, shadow: Pfn(0), links: 0, pdpt_slot: 0 };
+    const EMPTY: Tracked = Tracked { pfn: Pfn::new(0), ty: PageType::NORMAL, shadow: Pfn::new(0), links: 0, pdpt_slot: 0 };
 }
 
 /// The typed pages, sorted by guest frame (binary search on every entry write). Fixed
@@ -117,7 +114,7 @@ pub(crate) struct Pool<const MAX: usize> {
 
 impl<const MAX: usize> Pool<MAX> {
     pub(crate) const fn new() -> Self {
-        Pool { free: [Pfn(0); MAX], nfree: 0, total: 0 }
+        Pool { free: [Pfn::new(0); MAX], nfree: 0, total: 0 }
     }
 
     /// Adds a frame reserved from physical memory.
@@ -158,85 +155,88 @@ impl<const MAX: usize> Pool<MAX> {
 /// Entries in one table page (the PAE PDPT aside): 1024 in two-level mode, 512 in PAE.
 #[inline]
 pub(crate) const fn entries<M: PagingMode>() -> u32 {
-    4096 / M::ENTRY_SIZE
+    M::PTRS_PER_PTE
 }
 
-/// Reads entry `i` of the table in frame `table`.
-#[inline]
-pub(crate) fn read<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, table: Pfn, i: u32) -> u64 {
-    i386_mm::read_entry(mem, table, i, M::PAE)
-}
-
-/// Writes entry `i` of the table in frame `table` (for PAE: high half first when setting,
-/// low half first when clearing, as the native accessors do).
+/// Reads entry `index` of the table in frame `table` as an entry of level `E`.
 ///
-/// # Safety
-/// `table` must be a frame of RAM the backend owns (a shadow or the shadow PDPT), and
-/// `i < entries::<M>()`.
+/// # Panics
+/// If `table` is not a frame of `mem` or `index` is past the end of a table.
 #[inline]
-pub(crate) unsafe fn write<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, table: Pfn, i: u32, v: u64) {
-    let slot = i386_mm::slot(mem, table, i, M::PAE);
-    // SAFETY: the caller guarantees the entry lies in a frame we own.
-    unsafe {
-        if v == 0 {
-            native::clear_entry(slot)
-        } else {
-            native::set_entry(slot, v)
-        }
-    }
+pub(crate) fn load<M: PagingMode, E: Entry, P: PhysMem + ?Sized>(mem: &P, table: Pfn, index: u32) -> E {
+    read_entry::<M, E, P>(mem, table, index)
+}
+
+/// Stores `val` into entry `index` of the table in frame `table` with [`native::set`]: one
+/// store of the entry's width (64 bits in PAE), so the CPU walking that table never sees a
+/// half-written entry.
+///
+/// # Panics
+/// If `table` is not a frame of `mem` or `index` is past the end of a table.
+#[inline]
+pub(crate) fn store<M: PagingMode, E: Entry, P: PhysMem + ?Sized>(mem: &P, table: Pfn, index: u32, val: E) {
+    // SAFETY: the slot is used for this one store only, while `mem` (and so the frame) is
+    // borrowed.
+    let s = unsafe { slot::<M, E, P>(mem, table, index) };
+    native::set(s, val)
+}
+
+/// Clears entry `index` of the table in frame `table` with [`native::clear`] (one store).
+///
+/// # Panics
+/// As for [`store`].
+#[inline]
+pub(crate) fn clear<M: PagingMode, E: Entry, P: PhysMem + ?Sized>(mem: &P, table: Pfn, index: u32) {
+    // SAFETY: as in `store`.
+    let s = unsafe { slot::<M, E, P>(mem, table, index) };
+    native::clear(s)
 }
 
 /// The table a directory entry links: `Some` for a present entry that is not a large page.
 #[inline]
-pub(crate) fn linked<M: PagingMode>(e: u64) -> Option<Pfn> {
-    if entry_present(e) && !entry_flags(e).contains(PteFlags::PSE) {
-        Some(Pfn::from_phys(e & M::ADDR_MASK))
-    } else {
-        None
-    }
+pub(crate) fn linked(e: Pmd) -> Option<Pfn> {
+    (e.is_present() && !e.is_large()).then(|| e.pfn())
 }
 
-/// A directory entry rewritten to link `shadow` instead, with the guest's flags.
+/// A directory entry rewritten to link `shadow` instead, with the guest entry's flags.
 #[inline]
-pub(crate) fn relink<M: PagingMode>(e: u64, shadow: Pfn) -> u64 {
-    shadow.phys() | (e & !M::ADDR_MASK)
+pub(crate) fn relink(e: Pmd, shadow: Pfn) -> Pmd {
+    Pmd::new(shadow, e.flags())
 }
 
-impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
-    /// Sets the shadow of entry `index` of typed table `table` from guest value `g`: as is in
-    /// an L1; in an L2, a link to a page table becomes a link to its shadow (a link to
-    /// anything else is a violation and leaves the shadow entry empty). Keeps `links` right.
-    pub(crate) fn mirror(&self, st: &mut State<MAX>, pend: &mut Pending, table: Pfn, index: u32, g: u64) {
-        let Some(t) = st.pages.get(table).copied() else { return };
-        let old = read::<M, P>(&self.mem, t.shadow, index);
-        let new = if t.ty.is_l2() {
-            match linked::<M>(g) {
-                None => g,
-                Some(child) => {
-                    self.counters.check(Check::ChildAnnounced);
-                    match st.pages.get_mut(child) {
-                        Some(ch) if ch.ty.is_l1() => {
-                            ch.links += 1;
-                            relink::<M>(g, ch.shadow)
-                        }
-                        other => {
-                            let child_type = other.map_or(PageType::NORMAL, |ch| ch.ty);
-                            pend.push(Violation::UnannouncedChild { table, index, child, child_type });
-                            0
-                        }
-                    }
-                }
+/// A PDPT entry rewritten to link `shadow` instead, with the guest entry's flags.
+#[inline]
+pub(crate) fn relink_pud(e: Pud, shadow: Pfn) -> Pud {
+    Pud::new(shadow, e.flags())
+}
+
+/// The typed-entry methods the level-generic code needs, forwarding to the inherent methods of
+/// [`Pte`](paravirt_core::Pte), [`Pmd`] and [`Pud`].
+pub(crate) trait Decode: Entry {
+    /// `is_present`.
+    fn present(self) -> bool;
+    /// `flags`.
+    fn flag_bits(self) -> PteFlags;
+    /// `union`.
+    fn plus(self, f: PteFlags) -> Self;
+}
+
+macro_rules! decode {
+    ($($t:ty),*) => {$(
+        impl Decode for $t {
+            #[inline]
+            fn present(self) -> bool {
+                self.is_present()
             }
-        } else {
-            g
-        };
-        if t.ty.is_l2() {
-            if let Some(ch) = linked::<M>(old).and_then(|cs| st.pages.by_shadow_mut(cs)) {
-                ch.links = ch.links.saturating_sub(1);
+            #[inline]
+            fn flag_bits(self) -> PteFlags {
+                self.flags()
+            }
+            #[inline]
+            fn plus(self, f: PteFlags) -> Self {
+                self.union(f)
             }
         }
-        // SAFETY: `t.shadow` is our shadow frame; callers pass `index < entries`.
-        unsafe { write::<M, P>(&self.mem, t.shadow, index, new) };
-        st.mirrored += 1;
-    }
+    )*};
 }
+decode!(paravirt_core::Pte, Pmd, Pud);

@@ -2,6 +2,7 @@
 
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
+use paravirt_core::HookKind;
 
 macro_rules! named_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)* }) => {
@@ -36,50 +37,6 @@ macro_rules! named_enum {
             }
         }
     };
-}
-
-named_enum! {
-    /// A hook of `PvMmuOps`, for the per-hook call counters (Linux names).
-    HookKind {
-        /// `alloc_pt`.
-        AllocPt = "alloc_pt",
-        /// `alloc_pd`.
-        AllocPd = "alloc_pd",
-        /// `alloc_pd_clone`.
-        AllocPdClone = "alloc_pd_clone",
-        /// `release_pt`.
-        ReleasePt = "release_pt",
-        /// `release_pd`.
-        ReleasePd = "release_pd",
-        /// `set_pte`.
-        SetPte = "set_pte",
-        /// `set_pte_at`.
-        SetPteAt = "set_pte_at",
-        /// `set_pte_atomic`.
-        SetPteAtomic = "set_pte_atomic",
-        /// `set_pte_present`.
-        SetPtePresent = "set_pte_present",
-        /// `set_pmd`.
-        SetPmd = "set_pmd",
-        /// `set_pud`.
-        SetPud = "set_pud",
-        /// `pte_clear`.
-        PteClear = "pte_clear",
-        /// `pmd_clear`.
-        PmdClear = "pmd_clear",
-        /// `exit_mmap`.
-        ExitMmap = "exit_mmap",
-        /// `write_cr3`.
-        WriteCr3 = "write_cr3",
-        /// `read_cr3`.
-        ReadCr3 = "read_cr3",
-        /// `flush_tlb_user`.
-        FlushTlbUser = "flush_tlb_user",
-        /// `flush_tlb_kernel`.
-        FlushTlbKernel = "flush_tlb_kernel",
-        /// `flush_tlb_single`.
-        FlushTlbSingle = "flush_tlb_single",
-    }
 }
 
 named_enum! {
@@ -125,37 +82,42 @@ named_enum! {
     }
 }
 
-/// Lock-free counters behind [`Stats`].
-pub(crate) struct Counters {
-    calls: [AtomicU32; HookKind::COUNT],
-    checks: [AtomicU32; Check::COUNT],
+/// Evaluations per check, kept in the backend's state (every check runs under its lock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CheckCounts([u32; Check::COUNT]);
+
+impl CheckCounts {
+    pub(crate) const fn new() -> Self {
+        CheckCounts([0; Check::COUNT])
+    }
+
+    /// Counts one evaluation of `c`.
+    #[inline]
+    pub(crate) fn count(&mut self, c: Check) {
+        self.0[c.index()] = self.0[c.index()].saturating_add(1);
+    }
+
+    pub(crate) fn snapshot(&self) -> [u32; Check::COUNT] {
+        self.0
+    }
 }
 
-impl Counters {
+/// Calls per hook, counted without a lock (some hooks take none).
+pub(crate) struct CallCounts([AtomicU32; HookKind::COUNT]);
+
+impl CallCounts {
     pub(crate) const fn new() -> Self {
-        Counters {
-            calls: [const { AtomicU32::new(0) }; HookKind::COUNT],
-            checks: [const { AtomicU32::new(0) }; Check::COUNT],
-        }
+        CallCounts([const { AtomicU32::new(0) }; HookKind::COUNT])
     }
 
+    /// Counts one call of `h`.
     #[inline]
-    pub(crate) fn call(&self, h: HookKind) {
-        self.calls[h.index()].fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn count(&self, h: HookKind) {
+        self.0[h as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    #[inline]
-    pub(crate) fn check(&self, c: Check) {
-        self.checks[c.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self, calls: &mut [u32; HookKind::COUNT], checks: &mut [u32; Check::COUNT]) {
-        for (d, s) in calls.iter_mut().zip(self.calls.iter()) {
-            *d = s.load(Ordering::Relaxed);
-        }
-        for (d, s) in checks.iter_mut().zip(self.checks.iter()) {
-            *d = s.load(Ordering::Relaxed);
-        }
+    pub(crate) fn snapshot(&self) -> [u32; HookKind::COUNT] {
+        core::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
     }
 }
 
@@ -187,7 +149,7 @@ pub struct Stats {
     pub pdpt_updates: u64,
     /// Shadow entries written by mirroring.
     pub entries_mirrored: u64,
-    /// Calls per hook, indexed by [`HookKind::index`].
+    /// Calls per hook, indexed by `HookKind as usize`.
     pub calls: [u32; HookKind::COUNT],
     /// Evaluations per check, indexed by [`Check::index`].
     pub checks: [u32; Check::COUNT],
@@ -198,7 +160,7 @@ pub struct Stats {
 impl Stats {
     /// Calls of hook `h`.
     pub fn calls(&self, h: HookKind) -> u32 {
-        self.calls[h.index()]
+        self.calls[h as usize]
     }
 
     /// Evaluations of check `c`.
@@ -242,7 +204,7 @@ impl fmt::Display for Stats {
         )?;
         f.write_str("vmi hooks:")?;
         for h in HookKind::ALL {
-            let n = self.calls(*h);
+            let n = self.calls(h);
             if n != 0 {
                 write!(f, " {h}={n}")?;
             }

@@ -2,11 +2,13 @@
 //!
 //! Every hypercall the model refuses returns one of these, naming the frame (and, for an
 //! entry, the table and index) and the rule broken. The guest-side hooks report the same
-//! type when they catch the kernel breaking the hook protocol.
+//! type when they catch the kernel breaking the hook protocol. [`XenError`] is the backend's
+//! [`Rule`]: its [`origin`](Rule::origin) says whether the real Xen refuses the request
+//! ([`Origin::Hypervisor`]) or only this project's checker objects ([`Origin::Checker`]).
 
 use crate::types::PageType;
 use core::fmt;
-use paravirt_core::Pfn;
+use paravirt_core::{Origin, Pfn, Pud, Rule};
 
 /// The errno class of a refusal (Xen hypercalls return `-errno`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,7 +21,8 @@ pub enum Errno {
     NoMem,
     /// `-ENOSYS`: a command the model does not implement.
     NoSys,
-    /// `-EBUSY`: a guest-side protocol error caught by the hooks (no hypercall refused it).
+    /// `-EBUSY`: a guest-side protocol error caught by the hooks (no hypercall refused it; a
+    /// checker rule, see [`Origin::Checker`]).
     Busy,
 }
 
@@ -115,12 +118,12 @@ pub enum XenError {
     },
     /// An entry sets bits its level forbids (a PAE PDPT entry may hold only PRESENT, PWT, PCD).
     ReservedBits {
-        /// The table.
+        /// The table (a PAE root).
         table: Pfn,
         /// The entry's index.
         index: u32,
         /// The value refused.
-        val: u64,
+        val: Pud,
     },
     /// The entry index lies beyond the table (e.g. a PDPT index ≥ 4).
     BadIndex {
@@ -209,6 +212,12 @@ pub enum XenError {
         /// The root.
         pfn: Pfn,
     },
+    /// Guest side: `release_pt`/`release_pd` of a frame that was never announced with
+    /// `alloc_pt`/`alloc_pd`/`alloc_pd_clone` (or was already released).
+    ReleaseNotAnnounced {
+        /// The frame.
+        pfn: Pfn,
+    },
 }
 
 impl XenError {
@@ -221,13 +230,14 @@ impl XenError {
             XenError::AllocWhilePinned { .. }
             | XenError::AlreadyAnnounced { .. }
             | XenError::NotAnnounced { .. }
-            | XenError::ExitActiveRoot { .. } => Errno::Busy,
+            | XenError::ExitActiveRoot { .. }
+            | XenError::ReleaseNotAnnounced { .. } => Errno::Busy,
             _ => Errno::Inval,
         }
     }
 
     /// The frame the error is about (the table, for entry errors), if any.
-    pub const fn pfn(&self) -> Option<Pfn> {
+    pub const fn frame(&self) -> Option<Pfn> {
         match *self {
             XenError::ForeignFrame { pfn }
             | XenError::Capacity { pfn }
@@ -242,7 +252,8 @@ impl XenError {
             | XenError::AllocWhilePinned { pfn }
             | XenError::AlreadyAnnounced { pfn }
             | XenError::NotAnnounced { pfn, .. }
-            | XenError::ExitActiveRoot { pfn } => Some(pfn),
+            | XenError::ExitActiveRoot { pfn }
+            | XenError::ReleaseNotAnnounced { pfn } => Some(pfn),
             XenError::WritablePageTable { table, .. }
             | XenError::LargePage { table, .. }
             | XenError::ReservedBits { table, .. }
@@ -253,7 +264,7 @@ impl XenError {
     }
 
     /// The rule broken, in a few words.
-    pub const fn rule(&self) -> &'static str {
+    pub const fn summary(&self) -> &'static str {
         match self {
             XenError::ForeignFrame { .. } => "frame is not RAM of the domain",
             XenError::Capacity { .. } => "frame beyond the model's frame table",
@@ -277,13 +288,75 @@ impl XenError {
             XenError::AlreadyAnnounced { .. } => "page announced twice",
             XenError::NotAnnounced { .. } => "page table linked without alloc_pt/alloc_pd",
             XenError::ExitActiveRoot { .. } => "exit_mmap of the loaded root",
+            XenError::ReleaseNotAnnounced { .. } => "page released that was never announced",
+        }
+    }
+}
+
+impl Rule for XenError {
+    /// A short stable name (`"writable-page-table"`...).
+    fn name(&self) -> &'static str {
+        match self {
+            XenError::ForeignFrame { .. } => "foreign-frame",
+            XenError::Capacity { .. } => "capacity",
+            XenError::TypeConflict { .. } => "type-conflict",
+            XenError::MappedWritable { .. } => "mapped-writable",
+            XenError::WritablePageTable { .. } => "writable-page-table",
+            XenError::LargePage { .. } => "large-page",
+            XenError::ReservedBits { .. } => "reserved-bits",
+            XenError::BadIndex { .. } => "bad-index",
+            XenError::CountOverflow { .. } => "count-overflow",
+            XenError::AlreadyPinned { .. } => "already-pinned",
+            XenError::NotPinned { .. } => "not-pinned",
+            XenError::BadLevel { .. } => "bad-level",
+            XenError::BaseNotPinned { .. } => "base-not-pinned",
+            XenError::BadCommand { .. } => "bad-command",
+            XenError::NoLinearMap => "no-linear-map",
+            XenError::NotMapped { .. } => "not-mapped",
+            XenError::PtBaseAlreadySet { .. } => "pt-base-already-set",
+            XenError::TableModified { .. } => "table-modified",
+            XenError::AllocWhilePinned { .. } => "alloc-while-pinned",
+            XenError::AlreadyAnnounced { .. } => "already-announced",
+            XenError::NotAnnounced { .. } => "not-announced",
+            XenError::ExitActiveRoot { .. } => "exit-active-root",
+            XenError::ReleaseNotAnnounced { .. } => "release-not-announced",
+        }
+    }
+
+    /// The frame the error is about ([`frame`](XenError::frame)); pfn 0 for the few errors
+    /// about no frame (a command number, a virtual address, the missing linear map).
+    fn pfn(&self) -> Pfn {
+        match self.frame() {
+            Some(pfn) => pfn,
+            None => Pfn::new(0),
+        }
+    }
+
+    /// [`Origin::Hypervisor`] for what the real Xen refuses (its hypercalls fail the same
+    /// way); [`Origin::Checker`] for what the real Xen lets through and this project reports:
+    /// the guest-side protocol errors (`EBUSY`), a change the model's checksum caught, a pin
+    /// at a level the guest lacks (Xen ignores it), the model's own `set_pt_base`, and a new
+    /// base pointer that is merely not pinned (Xen's `new_guest_cr3` validates an unpinned
+    /// root; it refuses only a frame that holds another type).
+    fn origin(&self) -> Origin {
+        match *self {
+            XenError::AllocWhilePinned { .. }
+            | XenError::AlreadyAnnounced { .. }
+            | XenError::NotAnnounced { .. }
+            | XenError::ExitActiveRoot { .. }
+            | XenError::ReleaseNotAnnounced { .. }
+            | XenError::TableModified { .. }
+            | XenError::BadLevel { .. }
+            | XenError::PtBaseAlreadySet { .. } => Origin::Checker,
+            XenError::BaseNotPinned { want, has, .. } if has == want || has == PageType::None => Origin::Checker,
+            _ => Origin::Hypervisor,
         }
     }
 }
 
 impl fmt::Display for XenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.errno().name(), self.rule())?;
+        write!(f, "{}: {}", self.errno().name(), self.summary())?;
         match *self {
             XenError::TypeConflict { pfn, want, has, count } => {
                 write!(f, " (pfn {pfn} wanted {want}, is {has} with {count} reference(s))")
@@ -295,7 +368,7 @@ impl fmt::Display for XenError {
                 write!(f, " (l1 {table}[{index}] maps {target_type} page {target} writable)")
             }
             XenError::LargePage { table, index } => write!(f, " ({table}[{index}])"),
-            XenError::ReservedBits { table, index, val } => write!(f, " ({table}[{index}] = {val:#x})"),
+            XenError::ReservedBits { table, index, val } => write!(f, " ({table}[{index}] = {val})"),
             XenError::BadIndex { table, index } => write!(f, " ({table}[{index}])"),
             XenError::BadLevel { pfn, level } => write!(f, " (pfn {pfn} as l{level})"),
             XenError::BaseNotPinned { pfn, want, has } => {
@@ -306,7 +379,7 @@ impl fmt::Display for XenError {
             XenError::TableModified { table, level } => write!(f, " ({level} table {table})"),
             XenError::NotAnnounced { pfn, level } => write!(f, " (pfn {pfn} reached as {level})"),
             XenError::NoLinearMap => Ok(()),
-            _ => match self.pfn() {
+            _ => match self.frame() {
                 Some(p) => write!(f, " (pfn {p})"),
                 None => Ok(()),
             },

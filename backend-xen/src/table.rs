@@ -1,13 +1,18 @@
 //! Table geometry per level, entry decoding, entry stores and the content checksum.
 //!
+//! Entries are decoded only here, with the entry type of their level ([`Pte`] in an L1,
+//! [`Pmd`] in an L2, [`Pud`] in a PAE L3): [`decode`] turns a raw table word into what it
+//! references. Every store the hypervisor makes goes through [`native::set`] (one store of
+//! the entry's width: a present→present change is never visible half-written).
+//!
 //! Xen keeps validated tables consistent by construction: every change goes through a
 //! checked update. To notice a write that bypassed it (a bug the kernel demo's CPU catches
 //! with CR0.WP, but emulated RAM does not), the model keeps a checksum of each validated
 //! table, updated incrementally on every checked update and recomputed by `verify`.
 
 use crate::types::PageType;
-use i386_mm::{entry_present, read_entry, slot, PagingMode, PhysMem, PteFlags};
-use paravirt_core::{EntrySlot, Pfn};
+use i386_paging::{read_raw, slot, PagingMode, PhysMem, PteFlags, PDPT_ALLOWED};
+use paravirt_core::{native, Entry, Pfn, Pmd, Pte, Pud};
 
 /// Entries a table of type `ty` has in mode `M` (0 for a non-table type).
 #[inline]
@@ -31,75 +36,96 @@ pub(crate) fn root_type<M: PagingMode>() -> PageType {
     }
 }
 
-/// Reads entry `index` of `table`.
+/// Reads entry `index` of `table` as a raw word (one load of the entry's width).
 #[inline]
 pub(crate) fn read<M: PagingMode, P: PhysMem>(mem: &P, table: Pfn, index: u32) -> u64 {
-    read_entry(mem, table, index, M::PAE)
+    read_raw::<M, P>(mem, table, index)
 }
 
-/// The frame an entry points at.
-#[inline]
-pub(crate) fn target<M: PagingMode>(e: u64) -> Pfn {
-    Pfn::from_phys(e & M::ADDR_MASK)
+/// What an entry of a table of a given type references, decoded with its level's entry type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decoded {
+    /// Not present (or the table type has no entries).
+    Empty,
+    /// An L1 entry ([`Pte`]) mapping the frame `pfn`.
+    Page {
+        /// The frame mapped.
+        pfn: Pfn,
+        /// The mapping is writable (`_PAGE_RW`).
+        writable: bool,
+    },
+    /// An L2 entry ([`Pmd`]) mapping a large page.
+    Large,
+    /// An L2 or L3 entry ([`Pmd`], [`Pud`]) pointing at the table `pfn`.
+    Table {
+        /// The table.
+        pfn: Pfn,
+        /// A PAE L3 entry with bits a PDPT entry may not hold (anything but the address,
+        /// PRESENT, PWT and PCD).
+        reserved: bool,
+    },
 }
 
-/// Whether an entry is present.
-#[inline]
-pub(crate) fn present(e: u64) -> bool {
-    entry_present(e)
-}
-
-/// Whether an entry has the RW bit.
-#[inline]
-pub(crate) fn writable(e: u64) -> bool {
-    e & PteFlags::RW.bits() != 0
-}
-
-/// Whether a directory entry maps a large page.
-#[inline]
-pub(crate) fn large(e: u64) -> bool {
-    e & PteFlags::PSE.bits() != 0
-}
-
-/// Stores `val` into the entry at `s` in the order a hardware walker tolerates: a present
-/// value high half first (the native `set_pte`), a non-present one low half first (the
-/// native `pte_clear`), so a walker never sees a present entry with a stale high half.
-///
-/// # Safety
-/// `s.ptr` must be valid for writes of the entry's width and suitably aligned.
-#[inline]
-pub(crate) unsafe fn store_entry(s: EntrySlot, val: u64) {
-    if s.wide && !present(val) {
-        // SAFETY: the caller guarantees 8 writable, aligned bytes at `ptr`.
-        unsafe {
-            s.ptr.write_volatile(val as u32);
-            s.ptr.add(1).write_volatile((val >> 32) as u32);
+/// Decodes the raw word `raw` of a table of type `ty`.
+pub(crate) fn decode(ty: PageType, raw: u64) -> Decoded {
+    match ty {
+        PageType::L1 => {
+            let e = Pte::from_raw(raw);
+            if !e.is_present() {
+                return Decoded::Empty;
+            }
+            Decoded::Page { pfn: e.pfn(), writable: e.flags().contains(PteFlags::RW) }
         }
-    } else {
-        // SAFETY: forwarded caller contract.
-        unsafe { paravirt_core::native::set_entry(s, val) }
+        PageType::L2 => {
+            let e = Pmd::from_raw(raw);
+            if !e.is_present() {
+                Decoded::Empty
+            } else if e.is_large() {
+                Decoded::Large
+            } else {
+                Decoded::Table { pfn: e.pfn(), reserved: false }
+            }
+        }
+        PageType::L3 => {
+            let e = Pud::from_raw(raw);
+            if !e.is_present() {
+                return Decoded::Empty;
+            }
+            Decoded::Table { pfn: e.pfn(), reserved: e.with_flags(e.flags() & PDPT_ALLOWED) != e }
+        }
+        PageType::None | PageType::Writable => Decoded::Empty,
     }
 }
 
-/// The hypervisor's store into entry `index` of `table`, made with the privilege to write a
-/// page the guest's own mappings make read-only ([`PhysMem::privileged`]).
-#[inline]
-pub(crate) fn hv_store<M: PagingMode, P: PhysMem>(mem: &P, table: Pfn, index: u32, val: u64) {
-    let s = slot(mem, table, index, M::PAE);
-    mem.privileged(|| {
-        // SAFETY: `s` lies inside frame `table` of the domain's RAM (callers checked the frame
-        // and that `index` is within the table), which the hypervisor may always write.
-        unsafe { store_entry(s, val) }
-    })
+/// The hypervisor's store of the raw word `raw` into entry `index` of `table` (a table of type
+/// `ty`, or an ordinary page), made with the privilege to write a page the guest's own mappings
+/// make read-only ([`PhysMem::privileged`]). One [`native::set`] of the entry's width.
+///
+/// # Panics
+/// If `table` is not a frame of `mem` or `index` is past the end of a table (callers check
+/// both first).
+pub(crate) fn hv_store<M: PagingMode, P: PhysMem>(mem: &P, table: Pfn, ty: PageType, index: u32, raw: u64) {
+    match ty {
+        PageType::L2 => store::<M, Pmd, P>(mem, table, index, Pmd::from_raw(raw)),
+        PageType::L3 => store::<M, Pud, P>(mem, table, index, Pud::from_raw(raw)),
+        PageType::L1 | PageType::None | PageType::Writable => store::<M, Pte, P>(mem, table, index, Pte::from_raw(raw)),
+    }
 }
 
-/// One entry's contribution to a table checksum (splitmix64 of the index and value).
+fn store<M: PagingMode, E: Entry, P: PhysMem>(mem: &P, table: Pfn, index: u32, val: E) {
+    // SAFETY: the slot is used only inside this function, while `mem` is borrowed and `table`
+    // is a frame of it (`slot` panics otherwise).
+    let s = unsafe { slot::<M, E, P>(mem, table, index) };
+    mem.privileged(|| native::set(s, val));
+}
+
+/// One entry's contribution to a table checksum (splitmix64 of the index and raw value).
 ///
 /// The accessed and dirty bits are left out: the processor sets them in the tables it walks
 /// (pinned or not), and Xen lets it, so they are no change "without `mmu_update`".
 #[inline]
-pub(crate) fn mix(index: u32, val: u64) -> u64 {
-    let val = val & !(PteFlags::ACCESSED | PteFlags::DIRTY).bits();
+pub(crate) fn mix(index: u32, raw: u64) -> u64 {
+    let val = raw & !(PteFlags::ACCESSED | PteFlags::DIRTY).bits();
     let mut z = val ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);

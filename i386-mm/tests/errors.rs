@@ -32,8 +32,8 @@ fn map_rejects_bad_input_with_typed_errors<M: PagingMode>() {
         let m = || unsafe { &mut *aa };
         refused(k, ram, rec, m(), MmError::Unaligned(0x0804_8010), || k.map(m(), 0x0804_8010, g, PteFlags::USER));
         refused(k, ram, rec, m(), MmError::OutOfRange(0xC000_0000), || k.map(m(), 0xC000_0000, g, PteFlags::USER));
-        refused(k, ram, rec, m(), MmError::PfnOutOfRange(Pfn(4096)), || {
-            k.map(m(), 0x0804_9000, Pfn(4096), PteFlags::USER)
+        refused(k, ram, rec, m(), MmError::PfnOutOfRange(Pfn::new(4096)), || {
+            k.map(m(), 0x0804_9000, Pfn::new(4096), PteFlags::USER)
         });
         refused(k, ram, rec, m(), MmError::AlreadyMapped(0x0804_8000), || k.map(m(), 0x0804_8000, g, PteFlags::USER));
         refused(k, ram, rec, m(), MmError::BadFlags((PteFlags::USER | PteFlags::PSE).bits()), || {
@@ -72,7 +72,7 @@ fn kernel_range_calls_reject_bad_input<M: PagingMode>() {
             k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL)
         });
         refused(k, ram, rec, &a, MmError::AttrNotChanged(f), || k.change_page_attr(f, PAGE_KERNEL));
-        refused(k, ram, rec, &a, MmError::PfnOutOfRange(Pfn(5000)), || k.change_page_attr(Pfn(5000), PAGE_KERNEL_RO));
+        refused(k, ram, rec, &a, MmError::PfnOutOfRange(Pfn::new(5000)), || k.change_page_attr(Pfn::new(5000), PAGE_KERNEL_RO));
         refused(k, ram, rec, &a, MmError::BadFlags(PteFlags::RW.bits()), || k.change_page_attr(f, PteFlags::RW));
         assert_eq!(k.unmap_kernel_page(VMALLOC_START), Ok(f));
         k.destroy(a);
@@ -100,8 +100,8 @@ fn protect_makes_a_user_page_read_only_for_the_walker<M: PagingMode>() {
         k.cpu().write_u32(0x0804_8000, 7).unwrap();
         rec.clear();
         k.protect(&mut a, 0x0804_8000, PteFlags::USER).unwrap();
-        assert_eq!(rec.calls("set_pte_at"), 1);
-        assert_eq!(rec.calls("flush_tlb_single"), 1, "the active address space is flushed");
+        assert_eq!(rec.calls(HookKind::SetPteAt), 1);
+        assert_eq!(rec.calls(HookKind::FlushTlbSingle), 1, "the active address space is flushed");
         let fault = k.cpu().write_u32(0x0804_8000, 8).unwrap_err();
         assert_eq!(fault.error_code, PF_PROT | PF_WRITE);
         assert_eq!(k.cpu().read_u32(0x0804_8000), Ok(7));

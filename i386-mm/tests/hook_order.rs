@@ -13,31 +13,36 @@ fn pagetable_init_announces_every_table_before_linking_it<M: PagingMode>() {
         let hs = hooks(&rec);
         if M::PAE {
             // one_md_table_init: alloc_pd(pmd) then set_pgd(swapper[3], pmd | PRESENT); the PDPT itself is never announced.
-            let AllocPd(pmd) = hs[0] else { panic!("first hook {:?}", hs[0]) };
-            assert_eq!(hs[1], Hook::SetPud { table: swapper, index: 3, val: pmd.phys() | 1 });
-            assert!(!hs.contains(&Hook::AllocPd(swapper)));
+            let AllocPd { pfn: pmd } = hs[0] else { panic!("first hook {:?}", hs[0]) };
+            assert_eq!(
+                hs[1],
+                Hook::SetPud { slot: EntryRef { table: swapper, index: 3 }, val: Pud::new(pmd, PteFlags::PRESENT) }
+            );
+            assert!(!hs.contains(&Hook::AllocPd { pfn: swapper }));
         } else {
-            assert_eq!(hs[0], Hook::AllocPd(swapper), "pagetable_init announces swapper_pg_dir first");
+            assert_eq!(hs[0], Hook::AllocPd { pfn: swapper }, "pagetable_init announces swapper_pg_dir first");
         }
         let mut announced = std::collections::HashSet::new();
         for h in &hs {
             match *h {
-                Hook::AllocPt(p) | Hook::AllocPd(p) => assert!(announced.insert(p)),
-                Hook::SetPmd { val, .. } if val & PteFlags::PSE.bits() == 0 => {
-                    assert!(announced.contains(&Pfn::from_phys(val & M::ADDR_MASK)), "linked before announced: {h}")
+                Hook::AllocPt { pfn: p } | Hook::AllocPd { pfn: p } => assert!(announced.insert(p)),
+                Hook::SetPmd { val, .. } if !val.is_large() => {
+                    assert!(announced.contains(&val.pfn()), "linked before announced: {h}")
                 }
-                Hook::SetPte { table, .. } => assert!(announced.contains(&table), "write into unannounced {table:?}"),
+                Hook::SetPte { slot, .. } => {
+                    assert!(announced.contains(&slot.table), "write into unannounced {:?}", slot.table)
+                }
                 _ => {}
             }
         }
-        let tables = rec.calls("alloc_pt");
+        let tables = rec.calls(HookKind::AllocPt);
         let per_table = M::PTRS_PER_PTE * 4096;
         if pse {
             assert_eq!(tables, 0, "8 MiB is a whole number of large pages");
-            assert_eq!(rec.calls("set_pmd"), (8 << 20) / M::LARGE_PAGE_SIZE);
+            assert_eq!(rec.calls(HookKind::SetPmd), (8 << 20) / M::LARGE_PAGE_SIZE);
         } else {
             assert_eq!(tables, (8 << 20) / per_table);
-            assert_eq!(rec.calls("set_pte"), 2048);
+            assert_eq!(rec.calls(HookKind::SetPte), 2048);
         }
         assert_eq!(rec.dropped(), 0);
         assert_eq!(ram.frames_in_use(), 1 + M::PAE as usize + tables as usize);
@@ -61,12 +66,18 @@ fn pgd_alloc_sequence_matches_the_seed<M: PagingMode>() {
         let pmds = pae_user_pmds(ram, pgd);
         let want: Vec<Hook> = (0..3)
             .flat_map(|i| {
-                [Hook::AllocPd(pmds[i]), Hook::SetPud { table: pgd, index: i as u32, val: pmds[i].phys() | 1 }]
+                [
+                    Hook::AllocPd { pfn: pmds[i] },
+                    Hook::SetPud {
+                        slot: EntryRef { table: pgd, index: i as u32 },
+                        val: Pud::new(pmds[i], PteFlags::PRESENT),
+                    },
+                ]
             })
             .collect();
         assert_eq!(ev.iter().map(|e| e.hook).collect::<Vec<_>>(), want);
         assert!(ev.iter().all(|e| !e.probe), "PAE pgd_alloc takes no pgd_lock");
-        let mut list = [Pfn(0); 4];
+        let mut list = [Pfn::new(0); 4];
         assert_eq!(k.pgd_list(&mut list), 0, "PAE pgds are not on pgd_list");
     } else {
         let swapper = k.swapper_pg_dir();
@@ -78,32 +89,32 @@ fn pgd_alloc_sequence_matches_the_seed<M: PagingMode>() {
             }],
             "one alloc_pd_clone, made while pgd_lock is held"
         );
-        let mut list = [Pfn(0); 4];
+        let mut list = [Pfn::new(0); 4];
         assert_eq!(k.pgd_list(&mut list), 1);
         assert_eq!(list[0], pgd);
         // The kernel part is a copy of swapper_pg_dir, the user part is zero.
         for i in 0..1024 {
-            let want = if i < 768 { 0 } else { read_entry(ram, swapper, i, false) };
-            assert_eq!(read_entry(ram, pgd, i, false), want, "entry {i}");
+            let want = if i < 768 { 0 } else { raw::<M>(ram, swapper, i) };
+            assert_eq!(raw::<M>(ram, pgd, i), want, "entry {i}");
         }
     }
     rec.clear();
     k.destroy(a);
     let ev: Vec<Event> = rec.with_events(|e| e.to_vec());
-    assert_eq!(ev[0].hook, Hook::ExitMmap(pgd));
-    let pt: Vec<Event> = ev.into_iter().filter(|e| e.hook.is_page_type_hook()).collect();
+    assert_eq!(ev[0].hook, Hook::ExitMmap { mm: pgd });
+    let pt: Vec<Event> = ev.into_iter().filter(|e| e.hook.kind().is_page_type_hook()).collect();
     if M::PAE {
         let pmds = pae_user_pmds(ram, pgd);
         let _ = pmds; // freed frames are poisoned; compare against what pgd_alloc installed instead
         assert_eq!(pt.len(), 3);
-        assert!(pt.iter().all(|e| matches!(e.hook, Hook::ReleasePd(_)) && !e.probe));
+        assert!(pt.iter().all(|e| matches!(e.hook, Hook::ReleasePd { .. }) && !e.probe));
     } else {
         assert_eq!(
             pt,
-            vec![Event { hook: Hook::ReleasePd(pgd), probe: false }],
-            "pgd_dtor releases before taking pgd_lock"
+            vec![Event { hook: Hook::ReleasePd { pfn: pgd }, probe: false }],
+            "pgd_dtor releases after dropping pgd_lock"
         );
-        let mut list = [Pfn(0); 4];
+        let mut list = [Pfn::new(0); 4];
         assert_eq!(k.pgd_list(&mut list), 0);
     }
 }
@@ -118,10 +129,10 @@ fn pgd_free_releases_each_pmd_before_freeing_it<M: PagingMode>() {
         k.destroy(a);
         let pt = page_type_hooks(rec);
         if M::PAE {
-            assert_eq!(pt, pmds.iter().map(|&p| Hook::ReleasePd(p)).collect::<Vec<_>>());
+            assert_eq!(pt, pmds.iter().map(|&p| Hook::ReleasePd { pfn: p }).collect::<Vec<_>>());
             assert_eq!(ram.frames_in_use(), before - 4);
         } else {
-            assert_eq!(pt, vec![Hook::ReleasePd(pgd)]);
+            assert_eq!(pt, vec![Hook::ReleasePd { pfn: pgd }]);
             assert_eq!(ram.frames_in_use(), before - 1);
         }
         for p in pmds.iter().chain([&pgd]) {
@@ -137,19 +148,18 @@ fn pmd_populate_announces_then_links_then_writes<M: PagingMode>() {
         rec.clear();
         k.map(&mut a, 0x0804_8000, f, PteFlags::RW | PteFlags::USER).unwrap();
         let hs = hooks(rec);
-        let Hook::AllocPt(pt) = hs[0] else { panic!("{:?}", hs) };
+        let Hook::AllocPt { pfn: pt } = hs[0] else { panic!("{:?}", hs) };
         let (dir, idx) = walk::pmd_table::<M, _>(ram, a.pgd(), 0x0804_8000).unwrap();
         assert_eq!(
             hs,
             vec![
-                Hook::AllocPt(pt),
-                Hook::SetPmd { table: dir, index: idx, val: pt.phys() | PAGE_TABLE.bits() },
+                Hook::AllocPt { pfn: pt },
+                Hook::SetPmd { slot: EntryRef { table: dir, index: idx }, val: Pmd::new(pt, PAGE_TABLE) },
                 Hook::SetPteAt {
                     mm: a.pgd(),
                     addr: 0x0804_8000,
-                    table: pt,
-                    index: M::pte_index(0x0804_8000),
-                    val: f.phys() | (PteFlags::PRESENT | PteFlags::RW | PteFlags::USER).bits()
+                    slot: EntryRef { table: pt, index: M::pte_index(0x0804_8000) },
+                    val: Pte::new(f, PteFlags::PRESENT | PteFlags::RW | PteFlags::USER)
                 },
             ]
         );
@@ -158,7 +168,7 @@ fn pmd_populate_announces_then_links_then_writes<M: PagingMode>() {
         let g = ram.alloc_frame().unwrap();
         k.map(&mut a, 0x0804_9000, g, PteFlags::USER).unwrap();
         assert!(page_type_hooks(rec).is_empty());
-        assert_eq!(rec.calls("set_pte_at"), 1);
+        assert_eq!(rec.calls(HookKind::SetPteAt), 1);
         k.unmap(&mut a, 0x0804_8000).unwrap();
         k.unmap(&mut a, 0x0804_9000).unwrap();
         k.destroy(a);
@@ -173,8 +183,8 @@ fn unmapping_the_last_page_releases_the_table_before_freeing_it<M: PagingMode>()
         k.activate(&a);
         let (pmd, pte) = {
             let (dir, idx) = walk::pmd_table::<M, _>(ram, a.pgd(), 0x4000_0000).unwrap();
-            let e = read_entry(ram, dir, idx, M::PAE);
-            ((dir, idx), Pfn::from_phys(e & M::ADDR_MASK))
+            let e: Pmd = read_entry::<M, _, _>(ram, dir, idx);
+            ((dir, idx), e.pfn())
         };
         rec.clear();
         assert_eq!(k.unmap(&mut a, 0x4000_0000), Ok(f));
@@ -182,11 +192,11 @@ fn unmapping_the_last_page_releases_the_table_before_freeing_it<M: PagingMode>()
         assert_eq!(
             hs,
             vec![
-                Hook::PteClear { mm: a.pgd(), addr: 0x4000_0000, table: pte, index: 0 },
-                Hook::FlushTlbSingle(0x4000_0000),
-                Hook::PmdClear { table: pmd.0, index: pmd.1 },
-                Hook::ReleasePt(pte),
-                Hook::FlushTlbUser,
+                Hook::PteClear { mm: a.pgd(), addr: 0x4000_0000, slot: EntryRef { table: pte, index: 0 } },
+                Hook::FlushTlbSingle { addr: 0x4000_0000 },
+                Hook::PmdClear { slot: EntryRef { table: pmd.0, index: pmd.1 } },
+                Hook::ReleasePt { pfn: pte },
+                Hook::FlushTlbUser {},
             ]
         );
         assert!(!ram.is_allocated(pte), "table freed after the flush");
@@ -202,19 +212,19 @@ fn destroy_calls_exit_mmap_then_releases_every_table<M: PagingMode>() {
             k.map(&mut a, 0x1000_0000 * i as u32 + 0x1000, *f, PteFlags::USER).unwrap();
         }
         let tables: Vec<Pfn> = rec.with_events(|e| {
-            e.iter().filter_map(|e| if let Hook::AllocPt(p) = e.hook { Some(p) } else { None }).collect()
+            e.iter().filter_map(|e| if let Hook::AllocPt { pfn: p } = e.hook { Some(p) } else { None }).collect()
         });
         assert_eq!(tables.len(), 4);
         rec.clear();
         let pgd = a.pgd();
         k.destroy(a);
         let hs = hooks(rec);
-        assert_eq!(hs[0], Hook::ExitMmap(pgd));
+        assert_eq!(hs[0], Hook::ExitMmap { mm: pgd });
         let released: Vec<Pfn> =
-            hs.iter().filter_map(|h| if let Hook::ReleasePt(p) = h { Some(*p) } else { None }).collect();
+            hs.iter().filter_map(|h| if let Hook::ReleasePt { pfn: p } = h { Some(*p) } else { None }).collect();
         assert_eq!(released, tables);
-        assert_eq!(rec.calls("pte_clear"), 4);
-        assert_eq!(rec.calls("pmd_clear"), 4);
+        assert_eq!(rec.calls(HookKind::PteClear), 4);
+        assert_eq!(rec.calls(HookKind::PmdClear), 4);
         for t in tables {
             assert!(!ram.is_allocated(t));
         }
@@ -231,7 +241,7 @@ fn dyn_ops_table_makes_the_same_calls_as_static_dispatch<M: PagingMode>() {
         let rec: &'static Rec = Box::leak(Box::new(Recorder::new(Native)));
         let cpu = HostCpu::<M>::new(&ram);
         let ops = paravirt_core::ParavirtOps::from_backend("recorder", rec);
-        let script = |k: &KernelMm<M, &dyn PvMmuOps, &EmulatedRam, &HostCpu<'_, M>>| {
+        let script = |k: &KernelMm<M, &dyn PvMmuOps<M>, &EmulatedRam, &HostCpu<'_, M>>| {
             let mut a = k.create().unwrap();
             let f = ram.alloc_frame().unwrap();
             k.map(&mut a, 0x2000, f, PteFlags::USER).unwrap();
@@ -239,7 +249,7 @@ fn dyn_ops_table_makes_the_same_calls_as_static_dispatch<M: PagingMode>() {
             k.unmap(&mut a, 0x2000).unwrap();
             k.destroy(a);
         };
-        let b: &dyn PvMmuOps = if dynamic { &ops } else { rec };
+        let b: &dyn PvMmuOps<M> = if dynamic { &ops } else { rec };
         let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, b, &cpu, InitOptions::default()).unwrap();
         script(&k);
         hooks(rec)

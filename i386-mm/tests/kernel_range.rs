@@ -13,7 +13,7 @@ fn kernel_range_update_reaches_every_pgd<M: PagingMode>() {
         rec.clear();
         k.map_kernel_page(va, f, PAGE_KERNEL).unwrap();
         let hs = hooks(rec);
-        let Hook::AllocPt(pt) = hs[0] else { panic!("{hs:?}") };
+        let Hook::AllocPt { pfn: pt } = hs[0] else { panic!("{hs:?}") };
         let linked: Vec<Pfn> = hs
             .iter()
             .filter_map(|h| match h {
@@ -41,7 +41,7 @@ fn kernel_range_update_reaches_every_pgd<M: PagingMode>() {
         rec.clear();
         assert_eq!(k.unmap_kernel_page(va), Ok(f));
         let hs = hooks(rec);
-        let rel = hs.iter().position(|h| *h == Hook::ReleasePt(pt)).unwrap();
+        let rel = hs.iter().position(|h| *h == Hook::ReleasePt { pfn: pt }).unwrap();
         let clears = hs[..rel].iter().filter(|h| matches!(h, Hook::PmdClear { .. })).count();
         assert_eq!(clears, if M::PAE { 1 } else { 5 });
         assert!(!ram.is_allocated(pt));

@@ -39,7 +39,7 @@ fn ram() -> &'static EmulatedRam {
 }
 
 fn boot(ram: &'static EmulatedRam) -> Arc<Kern> {
-    let opts = InitOptions { pse: true, lowmem_end: Some(Pfn(256)) };
+    let opts = InitOptions { pse: true, lowmem_end: Some(Pfn::new(256)) };
     Arc::new(KernelMm::pagetable_init(ram, Native, NullCpu, opts).unwrap())
 }
 

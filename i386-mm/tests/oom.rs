@@ -14,16 +14,16 @@ fn pae_pgd_alloc_oom_releases_every_pmd<M: PagingMode>() {
             let pt = page_type_hooks(rec);
             // Every pmd announced was released, in reverse order (`out_oom`).
             let allocs: Vec<Pfn> =
-                pt.iter().filter_map(|h| if let Hook::AllocPd(p) = h { Some(*p) } else { None }).collect();
+                pt.iter().filter_map(|h| if let Hook::AllocPd { pfn: p } = h { Some(*p) } else { None }).collect();
             let releases: Vec<Pfn> =
-                pt.iter().filter_map(|h| if let Hook::ReleasePd(p) = h { Some(*p) } else { None }).collect();
+                pt.iter().filter_map(|h| if let Hook::ReleasePd { pfn: p } = h { Some(*p) } else { None }).collect();
             assert_eq!(allocs.len(), (n as usize).saturating_sub(2));
             assert_eq!(releases, allocs.iter().rev().copied().collect::<Vec<_>>());
-            assert!(!pt.iter().any(|h| matches!(h, Hook::AllocPdClone { .. } | Hook::ReleasePt(_))) || !M::PAE);
+            assert!(!pt.iter().any(|h| matches!(h, Hook::AllocPdClone { .. } | Hook::ReleasePt { pfn: _ })) || !M::PAE);
             for p in &allocs {
                 assert!(!ram.is_allocated(*p));
             }
-            let mut list = [Pfn(0); 4];
+            let mut list = [Pfn::new(0); 4];
             assert_eq!(k.pgd_list(&mut list), 0, "a failed pgd is not left on pgd_list");
             assert_eq!(k.live_address_spaces(), 0);
         }
@@ -70,8 +70,8 @@ fn pagetable_init_oom_at_every_allocation_leaks_nothing<M: PagingMode>() {
                     assert_eq!(e, MmError::OutOfMemory);
                     assert_eq!(ram.frames_in_use(), 0, "pse={pse}: leak after failing allocation {n}");
                     let pt = page_type_hooks(&rec);
-                    let allocs = pt.iter().filter(|h| matches!(h, Hook::AllocPt(_) | Hook::AllocPd(_))).count();
-                    let releases = pt.iter().filter(|h| matches!(h, Hook::ReleasePt(_) | Hook::ReleasePd(_))).count();
+                    let allocs = pt.iter().filter(|h| matches!(h, Hook::AllocPt { pfn: _ } | Hook::AllocPd { pfn: _ })).count();
+                    let releases = pt.iter().filter(|h| matches!(h, Hook::ReleasePt { pfn: _ } | Hook::ReleasePd { pfn: _ })).count();
                     assert_eq!(allocs, releases, "pse={pse}: every announced table released (n={n})");
                 }
             }

@@ -108,8 +108,8 @@ fn linear_map_translates_every_low_page<M: PagingMode>() {
         with_kernel::<M, _>(pse, |k, _, _| {
             let root = k.swapper_pg_dir();
             for pfn in (0..k.lowmem_end().0).step_by(7) {
-                let t = k.translate_root(root, lowmem_va(Pfn(pfn)) + 4).unwrap();
-                assert_eq!(t.pa, Pfn(pfn).phys() + 4);
+                let t = k.translate_root(root, lowmem_va(Pfn::new(pfn)) + 4).unwrap();
+                assert_eq!(t.pa, Pfn::new(pfn).phys() + 4);
                 assert_eq!(t.large, pse);
                 assert!(t.flags.contains(PteFlags::RW) && !t.flags.contains(PteFlags::USER));
             }

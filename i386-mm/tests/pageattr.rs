@@ -11,7 +11,7 @@ fn split_then_revert_round_trip<M: PagingMode>() {
         rec.clear();
         k.change_page_attr(f, PAGE_KERNEL_RO).unwrap();
         let hs = hooks(rec);
-        let Hook::AllocPt(split) = hs[0] else { panic!("split_large_page announces first: {hs:?}") };
+        let Hook::AllocPt { pfn: split } = hs[0] else { panic!("split_large_page announces first: {hs:?}") };
         // All PTRS_PER_PTE entries are written into the announced table before it is linked.
         let writes = &hs[1..1 + M::PTRS_PER_PTE as usize];
         assert!(writes.iter().all(|h| matches!(h, Hook::SetPte { table, .. } if *table == split)));
@@ -46,7 +46,7 @@ fn split_then_revert_round_trip<M: PagingMode>() {
         rec.clear();
         k.change_page_attr(f, PAGE_KERNEL).unwrap();
         let hs = hooks(rec);
-        let rel = hs.iter().position(|h| *h == Hook::ReleasePt(split)).expect("released");
+        let rel = hs.iter().position(|h| *h == Hook::ReleasePt { pfn: split }).expect("released");
         let reverts: Vec<usize> = hs
             .iter()
             .enumerate()
@@ -79,12 +79,12 @@ fn split_table_reverts_only_when_its_last_changed_page_is_restored<M: PagingMode
         rec.clear();
         k.change_page_attr(g, PAGE_KERNEL_RO).unwrap();
         assert!(page_type_hooks(rec).is_empty(), "second page reuses the split table");
-        assert_eq!(rec.calls("set_pte_atomic"), 1);
+        assert_eq!(rec.calls(HookKind::SetPteAtomic), 1);
         k.change_page_attr(f, PAGE_KERNEL).unwrap();
         assert_eq!(k.split_tables(), 1);
-        assert_eq!(rec.calls("release_pt"), 0);
+        assert_eq!(rec.calls(HookKind::ReleasePt), 0);
         k.change_page_attr(g, PAGE_KERNEL).unwrap();
-        assert_eq!(rec.calls("release_pt"), 1);
+        assert_eq!(rec.calls(HookKind::ReleasePt), 1);
         k.global_flush_tlb();
         assert_eq!(k.split_tables(), 0);
         assert_eq!(k.change_page_attr(g, PAGE_KERNEL), Err(MmError::AttrNotChanged(g)));
@@ -98,7 +98,7 @@ fn without_large_pages_the_pte_changes_in_place<M: PagingMode>() {
         k.change_page_attr(f, PAGE_KERNEL_RO).unwrap();
         k.global_flush_tlb();
         assert!(page_type_hooks(rec).is_empty());
-        assert_eq!(rec.calls("set_pte_atomic"), 1);
+        assert_eq!(rec.calls(HookKind::SetPteAtomic), 1);
         assert_eq!(ram.frames_in_use(), frames);
         assert!(k.cpu().write_u32(lowmem_va(f), 1).is_err());
         k.change_page_attr(f, PAGE_KERNEL).unwrap();

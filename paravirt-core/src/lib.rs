@@ -64,7 +64,7 @@ pub use inspect::Inspect;
 pub use mode::{Pae, PagingMode, TwoLevel, PAGE_OFFSET, TASK_SIZE};
 pub use native_ops::NativeOps;
 pub use ops::PvMmuOps;
-pub use record::{Event, Hex, Hook, HookKind, Recorded, Recorder, UnknownHook};
+pub use record::{Event, Hook, HookKind, Recorded, Recorder, UnknownHook};
 pub use report::{Origin, Policy, Rule, Violation, Violations};
 pub use slot::{native, EntryRef, PmdSlot, PteSlot, PudSlot, Slot};
 pub use table::ParavirtOps;

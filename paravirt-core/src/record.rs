@@ -16,6 +16,10 @@ pub trait Recorded: Copy {
     type As: Copy + fmt::Debug + fmt::Display + PartialEq + Eq;
     /// Converts the argument.
     fn recorded(self) -> Self::As;
+    /// Writes the recorded form in a trace line.
+    fn write(v: &Self::As, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{v}")
+    }
 }
 
 macro_rules! recorded_as_itself {
@@ -31,22 +35,15 @@ macro_rules! recorded_as_itself {
 }
 recorded_as_itself!(Pfn, Pte, Pmd, Pud);
 
-/// Addresses, counts and CR3 values are shown in hex.
+/// Addresses, counts and CR3 values are kept as they are and shown in hex.
 impl Recorded for u32 {
-    type As = Hex;
+    type As = u32;
     #[inline(always)]
-    fn recorded(self) -> Hex {
-        Hex(self)
+    fn recorded(self) -> u32 {
+        self
     }
-}
-
-/// A `u32` hook argument (address, index, count, CR3 value), shown in hex.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct Hex(pub u32);
-
-impl fmt::Display for Hex {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#x}", self.0)
+    fn write(v: &u32, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{v:#x}")
     }
 }
 
@@ -145,7 +142,7 @@ macro_rules! gen_hook_types {
                                 f.write_str(", ")?;
                             }
                             first = false;
-                            write!(f, "{}", $arg)?;
+                            <$ty as Recorded>::write($arg, f)?;
                         )*
                         let _ = first;
                         f.write_str(")")

@@ -4,7 +4,7 @@
 pub use backend_native::Native;
 pub use i386_mm::*;
 pub use mm_testkit::{EmulatedRam, HostCpu, Oracle};
-pub use paravirt_core::{Event, Hook, Recorder};
+pub use paravirt_core::{EntryRef, Event, Hook, HookKind, Recorder};
 
 /// Events a test can record.
 pub const LOG: usize = 4096;
@@ -32,13 +32,25 @@ pub fn hooks(rec: &Rec) -> Vec<Hook> {
 
 /// The recorded seed hooks only (alloc_*, release_*).
 pub fn page_type_hooks(rec: &Rec) -> Vec<Hook> {
-    rec.with_events(|e| e.iter().map(|e| e.hook).filter(|h| h.is_page_type_hook()).collect())
+    rec.with_events(|e| e.iter().map(|e| e.hook).filter(|h| h.kind().is_page_type_hook()).collect())
 }
 
 /// The pmd frames of a PAE pgd's user slots.
 pub fn pae_user_pmds(ram: &EmulatedRam, pgd: Pfn) -> Vec<Pfn> {
-    (0..3).map(|i| Pfn::from_phys(read_entry(ram, pgd, i, true) & Pae::ADDR_MASK)).collect()
+    (0..3).map(|i| read_entry::<Pae, Pud, _>(ram, pgd, i).pfn()).collect()
 }
 
 /// Each test body runs once per paging mode.
 pub use mm_testkit::both_modes;
+
+/// The slot of entry `index` of table `table` in `ram`, for a test that drives a low-level
+/// call site directly.
+pub fn test_slot<M: PagingMode, E: Entry>(ram: &EmulatedRam, table: Pfn, index: u32) -> Slot<E> {
+    // SAFETY: `ram` outlives every test body that uses the slot.
+    unsafe { slot::<M, E, _>(ram, table, index) }
+}
+
+/// A raw entry of mode `M`'s width, read from `ram`.
+pub fn raw<M: PagingMode>(ram: &EmulatedRam, table: Pfn, index: u32) -> u64 {
+    read_raw::<M, _>(ram, table, index)
+}
