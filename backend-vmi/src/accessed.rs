@@ -2,64 +2,69 @@
 //! `_PAGE_DIRTY` there, never in the guest's tables. A shadow-paging hypervisor copies them
 //! back so the guest's page reclaim and writeback see them.
 
-use crate::backend::Vmi;
-use crate::root::pdpt_entry;
-use crate::shadow::{self, entries, linked, relink};
-use i386_mm::{entry_present, PagingMode, PhysMem, PteFlags};
-use paravirt_core::native;
+use crate::shadow::{self, entries, linked, relink, Decode};
+use crate::state::State;
+use i386_paging::PhysMem;
+use paravirt_core::{PagingMode, Pfn, Pmd, Pte, PteFlags, Pud};
 
 /// The bits a hardware walker sets by itself.
-const HW_BITS: u64 = PteFlags::ACCESSED.bits() | PteFlags::DIRTY.bits();
+const HW_BITS: PteFlags = PteFlags::ACCESSED.union(PteFlags::DIRTY);
 
-impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
-    /// Copies the accessed/dirty bits the CPU set in shadow entries into the matching guest
-    /// entries, and drops the `ACCESSED` bit some walkers (QEMU's) set in the shadow PDPT,
-    /// where real processors never write. Returns the guest entries updated.
-    ///
-    /// Only an entry whose shadow agrees with the guest except for those bits is touched, so
-    /// a divergence (or a table freed behind the backend's back) is left for
-    /// [`verify_each`](Self::verify_each) to report. `Inspect::verify` calls it
-    /// first; on the host simulator nothing sets these bits.
-    pub fn sync_accessed_dirty(&self) -> usize {
-        let st = self.state.lock();
-        let mem = &self.mem;
+/// The guest entry `g` with the accessed/dirty bits the CPU set in its shadow `s`, if `s`
+/// sets one that `g` lacks and otherwise agrees with `expected` (what `g` mirrors to).
+fn with_hw_bits<E: Decode>(g: E, s: E, expected: E) -> Option<E> {
+    let new = (s.flag_bits() & HW_BITS) - g.flag_bits();
+    (g.present() && s.present() && !new.is_empty() && s.plus(HW_BITS) == expected.plus(HW_BITS)).then(|| g.plus(new))
+}
+
+impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+    /// See [`Vmi::sync_accessed_dirty`](crate::Vmi::sync_accessed_dirty). Returns the guest
+    /// entries updated.
+    pub(crate) fn sync_accessed_dirty<P: PhysMem + ?Sized>(&self, mem: &P) -> usize {
         let mut updated = 0;
-        for t in st.pages.iter() {
+        for t in self.pages.iter() {
             for i in 0..entries::<M>() {
-                let s = shadow::read::<M, P>(mem, t.shadow, i);
-                let g = shadow::read::<M, P>(mem, t.pfn, i);
-                if !entry_present(s) || !entry_present(g) || s & HW_BITS & !g == 0 {
-                    continue;
-                }
-                let expected = match linked::<M>(g).filter(|_| t.ty.is_l2()) {
-                    None => g,
-                    Some(child) => match st.pages.get(child) {
-                        Some(c) if c.ty.is_l1() => relink::<M>(g, c.shadow),
-                        _ => continue,
-                    },
-                };
-                if (s | HW_BITS) != (expected | HW_BITS) {
-                    continue;
-                }
-                let slot = i386_mm::slot(mem, t.pfn, i, M::PAE);
-                // SAFETY: entry `i` of a typed guest table, a frame of RAM that still holds
-                // the table (its entry agrees with the shadow); under the backend's lock no
-                // hook writes it concurrently.
-                unsafe { native::set_entry(slot, g | (s & HW_BITS)) };
-                updated += 1;
+                let done = if t.ty.is_l2() { self.sync_dir_entry(mem, t.pfn, t.shadow, i) } else { sync_pte::<M, P>(mem, t.pfn, t.shadow, i) };
+                updated += done as usize;
             }
         }
-        if let (true, Some(frame), Some(l)) = (M::PAE, st.pdpt, st.loaded) {
+        if let (true, Some(frame), Some(l)) = (M::PAE, self.pdpt, self.loaded) {
             for i in 0..4 {
-                let s = i386_mm::read_entry(mem, frame, i, true);
-                let g = i386_mm::read_entry(mem, l.root, l.base + i, true);
-                let accessed = PteFlags::ACCESSED.bits();
-                if s & accessed != 0 && pdpt_entry::<M, MAX>(&st, g).is_ok_and(|(e, _)| e == s & !accessed) {
-                    // SAFETY: the shadow PDPT is our frame, `i < 4`.
-                    unsafe { shadow::write::<M, P>(mem, frame, i, s & !accessed) };
+                let s: Pud = shadow::load::<M, _, P>(mem, frame, i);
+                let g: Pud = shadow::load::<M, _, P>(mem, l.root, l.base + i);
+                let cleaned = s.with_flags(s.flags() - PteFlags::ACCESSED);
+                if s != cleaned && self.pdpt_entry(g).is_ok_and(|(e, _)| e == cleaned) {
+                    shadow::store::<M, _, P>(mem, frame, i, cleaned);
                 }
             }
         }
         updated
     }
+
+    /// Entry `i` of the L2 `table` whose shadow is `sh`: copies the A/D bits back if the
+    /// shadow agrees otherwise (a link to something that is not a typed L1 is left alone).
+    fn sync_dir_entry<P: PhysMem + ?Sized>(&self, mem: &P, table: Pfn, sh: Pfn, i: u32) -> bool {
+        let s: Pmd = shadow::load::<M, _, P>(mem, sh, i);
+        let g: Pmd = shadow::load::<M, _, P>(mem, table, i);
+        let expected = match linked(g) {
+            None => g,
+            Some(child) => match self.pages.get(child) {
+                Some(c) if c.ty.is_l1() => relink(g, c.shadow),
+                _ => return false,
+            },
+        };
+        let Some(new) = with_hw_bits(g, s, expected) else { return false };
+        shadow::store::<M, _, P>(mem, table, i, new);
+        true
+    }
+}
+
+/// Entry `i` of the L1 `table` whose shadow is `sh`: copies the A/D bits back if the shadow
+/// agrees otherwise.
+fn sync_pte<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, table: Pfn, sh: Pfn, i: u32) -> bool {
+    let s: Pte = shadow::load::<M, _, P>(mem, sh, i);
+    let g: Pte = shadow::load::<M, _, P>(mem, table, i);
+    let Some(new) = with_hw_bits(g, s, g) else { return false };
+    shadow::store::<M, _, P>(mem, table, i, new);
+    true
 }

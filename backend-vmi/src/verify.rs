@@ -1,14 +1,16 @@
 //! Cross-checking shadows against the guest: entry by entry, then translation by translation
-//! through `i386_mm::walk`.
+//! through `i386_paging::walk`, which starts at any table (a PAE pmd is walked on its own).
+//!
+//! Entry values in a [`Divergence`] are raw entries (`pte_t`, `pmd_t` or a PDPT entry, by the
+//! table's level), as they would be printed by a page-table dump.
 
-use crate::backend::{State, Vmi};
-use crate::root::pdpt_entry;
 use crate::shadow::{self, entries, linked, relink};
+use crate::state::State;
 use crate::types::PageType;
-use core::cell::UnsafeCell;
 use core::fmt;
-use i386_mm::walk::{translate, visit, Visit};
-use i386_mm::{entry_present, PagingMode, Pfn, PhysMem, Translation};
+use i386_paging::walk::{translate_from, visit_pmd, Level, Visit};
+use i386_paging::{PhysMem, Translation};
+use paravirt_core::{PagingMode, Pfn, Pmd, Pte, Pud};
 
 /// One way a shadow disagrees with its guest table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,8 +60,8 @@ pub enum Divergence {
         expected: u64,
     },
     /// Translating `va` through the guest root and through the shadow root differs. In PAE
-    /// each pmd is walked alone, at the PDPT slot a `set_pud` last linked it at (slot 0 if
-    /// none did), and the loaded PDPT as a whole.
+    /// each pmd is walked alone, at the addresses of the PDPT slot a `set_pud` last linked it
+    /// at (slot 0 if none did), and the loaded PDPT as a whole.
     Translation {
         /// The guest root (two-level pgd, PAE pmd or loaded PDPT).
         root: Pfn,
@@ -113,100 +115,64 @@ impl fmt::Display for Divergence {
     }
 }
 
-/// Fake frames standing for the two 4-entry PDPTs of [`Overlay`].
-const GUEST_ROOT: Pfn = Pfn(u32::MAX);
-const SHADOW_ROOT: Pfn = Pfn(u32::MAX - 1);
-
-/// Physical memory plus two PDPTs that live in the overlay itself, so the PAE walker can walk
-/// a lone pmd (or a PDPT that is not frame-aligned). Only read by the walker.
-struct Overlay<'a, P: PhysMem> {
-    inner: &'a P,
-    roots: UnsafeCell<[[u64; 4]; 2]>,
-}
-
-impl<P: PhysMem> PhysMem for Overlay<'_, P> {
-    fn alloc_frame(&self) -> Option<Pfn> {
-        None
-    }
-    fn free_frame(&self, pfn: Pfn) {
-        self.inner.free_frame(pfn)
-    }
-    fn frame_ptr(&self, pfn: Pfn) -> *mut u8 {
-        let roots = self.roots.get() as *mut [u64; 4];
-        match pfn {
-            GUEST_ROOT => roots as *mut u8,
-            SHADOW_ROOT => roots.wrapping_add(1) as *mut u8,
-            _ => self.inner.frame_ptr(pfn),
-        }
-    }
-    fn max_pfn(&self) -> Pfn {
-        self.inner.max_pfn()
-    }
-    fn frames_in_use(&self) -> usize {
-        self.inner.frames_in_use()
-    }
-}
-
-impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
-    /// Cross-checks every shadow against its guest table and calls `f` with each
-    /// [`Divergence`]; returns how many there were (0: the shadows are exact).
-    ///
-    /// First entry by entry: every typed table against its shadow (directory entries modulo
-    /// the guest→shadow mapping of the tables they link), and in PAE the per-vCPU shadow
-    /// PDPT against the loaded guest PDPT. Then translation by translation with
-    /// `i386_mm::walk`: for every root the backend knows (two-level: every L2; PAE: every
-    /// pmd, and the loaded PDPT), every address mapped through the guest root translates the
-    /// same through the shadow root, and the shadow maps nothing more. A tree whose guest or
-    /// shadow side links an unshadowed table is not walked (the entry check named it).
-    ///
-    /// Runs under the backend's lock: `f` must not call the backend.
-    pub fn verify_each(&self, f: &mut dyn FnMut(&Divergence)) -> usize {
-        let st = self.state.lock();
-        let mut n = 0;
-        let mut emit = |d: Divergence| {
-            n += 1;
-            f(&d);
-        };
-        self.check_entries(&st, &mut emit);
-        self.check_translations(&st, &mut emit);
-        n
+impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+    /// See [`Vmi::verify_each`](crate::Vmi::verify_each): calls `emit` with each divergence.
+    pub(crate) fn verify<P: PhysMem + ?Sized>(&self, mem: &P, emit: &mut dyn FnMut(Divergence)) {
+        self.check_entries(mem, emit);
+        self.check_translations(mem, emit);
     }
 
-    fn check_entries(&self, st: &State<MAX>, emit: &mut dyn FnMut(Divergence)) {
-        let mem = &self.mem;
-        for t in st.pages.iter() {
+    fn check_entries<P: PhysMem + ?Sized>(&self, mem: &P, emit: &mut dyn FnMut(Divergence)) {
+        for t in self.pages.iter() {
             for index in 0..entries::<M>() {
-                let guest = shadow::read::<M, P>(mem, t.pfn, index);
-                let shadow_value = shadow::read::<M, P>(mem, t.shadow, index);
-                let expected = match linked::<M>(guest).filter(|_| t.ty.is_l2()) {
-                    None => guest,
-                    Some(child) => match st.pages.get(child) {
-                        Some(c) if c.ty.is_l1() => relink::<M>(guest, c.shadow),
-                        other => {
-                            let child_type = other.map_or(PageType::NORMAL, |c| c.ty);
-                            emit(Divergence::UnshadowedLink { table: t.pfn, index, guest, child, child_type });
-                            continue;
-                        }
-                    },
+                let (guest, shadow_value, expected) = if t.ty.is_l2() {
+                    let guest: Pmd = shadow::load::<M, _, P>(mem, t.pfn, index);
+                    let shadow_value: Pmd = shadow::load::<M, _, P>(mem, t.shadow, index);
+                    let expected = match linked(guest) {
+                        None => guest,
+                        Some(child) => match self.pages.get(child) {
+                            Some(c) if c.ty.is_l1() => relink(guest, c.shadow),
+                            other => {
+                                let child_type = other.map_or(PageType::NORMAL, |c| c.ty);
+                                let guest = guest.raw();
+                                emit(Divergence::UnshadowedLink { table: t.pfn, index, guest, child, child_type });
+                                continue;
+                            }
+                        },
+                    };
+                    (guest.raw(), shadow_value.raw(), expected.raw())
+                } else {
+                    let guest: Pte = shadow::load::<M, _, P>(mem, t.pfn, index);
+                    let shadow_value: Pte = shadow::load::<M, _, P>(mem, t.shadow, index);
+                    (guest.raw(), shadow_value.raw(), guest.raw())
                 };
                 if shadow_value != expected {
                     emit(Divergence::Entry { table: t.pfn, shadow: t.shadow, index, guest, shadow_value, expected });
                 }
             }
         }
-        if let (true, Some(frame), Some(l)) = (M::PAE, st.pdpt, st.loaded) {
+        if let (true, Some(frame), Some(l)) = (M::PAE, self.pdpt, self.loaded) {
             for i in 0..4 {
                 let index = l.base + i;
-                let guest = i386_mm::read_entry(mem, l.root, index, true);
-                let shadow_value = i386_mm::read_entry(mem, frame, i, true);
-                match pdpt_entry::<M, MAX>(st, guest) {
-                    Ok((expected, _)) if expected != shadow_value => {
-                        emit(Divergence::Pdpt { pdpt: l.root, index, guest, shadow_value, expected })
-                    }
+                let guest: Pud = shadow::load::<M, _, P>(mem, l.root, index);
+                let shadow_value: Pud = shadow::load::<M, _, P>(mem, frame, i);
+                let (guest_raw, shadow_raw) = (guest.raw(), shadow_value.raw());
+                match self.pdpt_entry(guest) {
+                    Ok((expected, _)) if expected != shadow_value => emit(Divergence::Pdpt {
+                        pdpt: l.root,
+                        index,
+                        guest: guest_raw,
+                        shadow_value: shadow_raw,
+                        expected: expected.raw(),
+                    }),
                     Ok(_) => {}
-                    Err((child, child_type)) => {
-                        emit(Divergence::UnshadowedLink { table: l.root, index, guest, child, child_type })
-                    }
+                    Err((child, child_type)) => emit(Divergence::UnshadowedLink {
+                        table: l.root,
+                        index,
+                        guest: guest_raw,
+                        child,
+                        child_type,
+                    }),
                 }
             }
         }
@@ -214,78 +180,77 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
 
     /// Whether every link of directory `table` (guest side, or shadow side when `shadow`)
     /// reaches a typed L1 (or its shadow), so the walker only reads tables the backend knows.
-    fn walkable_l2(&self, st: &State<MAX>, table: Pfn, shadow: bool) -> bool {
-        (0..entries::<M>()).all(|i| match linked::<M>(shadow::read::<M, P>(&self.mem, table, i)) {
+    fn walkable_l2<P: PhysMem + ?Sized>(&self, mem: &P, table: Pfn, shadow: bool) -> bool {
+        (0..entries::<M>()).all(|i| match linked(shadow::load::<M, _, P>(mem, table, i)) {
             None => true,
-            Some(p) if shadow => st.pages.by_shadow(p).is_some_and(|t| t.ty.is_l1()),
-            Some(p) => st.pages.get(p).is_some_and(|t| t.ty.is_l1()),
+            Some(p) if shadow => self.pages.by_shadow(p).is_some_and(|t| t.ty.is_l1()),
+            Some(p) => self.pages.get(p).is_some_and(|t| t.ty.is_l1()),
         })
     }
 
     /// PAE: whether every present entry of a 4-entry PDPT reaches a walkable L2.
-    fn walkable_pdpt(&self, st: &State<MAX>, pdpt: &[u64; 4], shadow: bool) -> bool {
-        pdpt.iter().filter(|e| entry_present(**e)).all(|&e| {
-            let p = Pfn::from_phys(e & M::ADDR_MASK);
-            let t = if shadow { st.pages.by_shadow(p) } else { st.pages.get(p) };
-            t.is_some_and(|t| t.ty.is_l2() && self.walkable_l2(st, p, shadow))
+    fn walkable_pdpt<P: PhysMem + ?Sized>(&self, mem: &P, pdpt: &[Pud; 4], shadow: bool) -> bool {
+        pdpt.iter().filter(|e| e.is_present()).all(|e| {
+            let p = e.pfn();
+            let t = if shadow { self.pages.by_shadow(p) } else { self.pages.get(p) };
+            t.is_some_and(|t| t.ty.is_l2() && self.walkable_l2(mem, p, shadow))
         })
     }
 
-    fn check_translations(&self, st: &State<MAX>, emit: &mut dyn FnMut(Divergence)) {
-        if !M::PAE {
-            for t in st.pages.iter().filter(|t| t.ty.is_l2()) {
-                if self.walkable_l2(st, t.pfn, false) && self.walkable_l2(st, t.shadow, true) {
-                    compare::<M, P>(&self.mem, t.pfn, t.shadow, t.pfn, emit);
+    fn check_translations<P: PhysMem + ?Sized>(&self, mem: &P, emit: &mut dyn FnMut(Divergence)) {
+        for t in self.pages.iter().filter(|t| t.ty.is_l2()) {
+            if self.walkable_l2(mem, t.pfn, false) && self.walkable_l2(mem, t.shadow, true) {
+                // Two-level: the L2 is a root covering everything. PAE: a pmd covers the 1 GiB
+                // of the PDPT slot it was last linked at.
+                let base = if M::PAE { (t.pdpt_slot as u32 % 4) << M::PGDIR_SHIFT } else { 0 };
+                compare::<M, P>(mem, Some(t.pfn), Some(t.shadow), base, t.pfn, emit);
+            }
+        }
+        if let (true, Some(frame), Some(l)) = (M::PAE, self.pdpt, self.loaded) {
+            let g: [Pud; 4] = core::array::from_fn(|i| shadow::load::<M, _, P>(mem, l.root, l.base + i as u32));
+            let s: [Pud; 4] = core::array::from_fn(|i| shadow::load::<M, _, P>(mem, frame, i as u32));
+            if self.walkable_pdpt(mem, &g, false) && self.walkable_pdpt(mem, &s, true) {
+                for (i, (g, s)) in (0u32..).zip(g.iter().zip(s.iter())) {
+                    let present = |e: &Pud| e.is_present().then(|| e.pfn());
+                    compare::<M, P>(mem, present(g), present(s), i << M::PGDIR_SHIFT, l.root, emit);
                 }
-            }
-            return;
-        }
-        let overlay = Overlay { inner: &self.mem, roots: UnsafeCell::new([[0; 4]; 2]) };
-        let set = |g: [u64; 4], s: [u64; 4]| {
-            // SAFETY: nothing else accesses the overlay's roots while they are replaced (the
-            // walker only runs between calls).
-            unsafe { *overlay.roots.get() = [g, s] };
-        };
-        for t in st.pages.iter().filter(|t| t.ty.is_l2()) {
-            if self.walkable_l2(st, t.pfn, false) && self.walkable_l2(st, t.shadow, true) {
-                let (mut g, mut s) = ([0; 4], [0; 4]);
-                g[t.pdpt_slot as usize % 4] = t.pfn.phys() | 1;
-                s[t.pdpt_slot as usize % 4] = t.shadow.phys() | 1;
-                set(g, s);
-                compare::<M, _>(&overlay, GUEST_ROOT, SHADOW_ROOT, t.pfn, emit);
-            }
-        }
-        if let (Some(frame), Some(l)) = (st.pdpt, st.loaded) {
-            let mut g = [0u64; 4];
-            let mut s = [0u64; 4];
-            for i in 0..4 {
-                g[i] = i386_mm::read_entry(&self.mem, l.root, l.base + i as u32, true);
-                s[i] = i386_mm::read_entry(&self.mem, frame, i as u32, true);
-            }
-            if self.walkable_pdpt(st, &g, false) && self.walkable_pdpt(st, &s, true) {
-                set(g, s);
-                compare::<M, _>(&overlay, GUEST_ROOT, SHADOW_ROOT, l.root, emit);
             }
         }
     }
 }
 
-/// Every mapping under `guest` translates the same under `shadow`, and `shadow` maps nothing
-/// `guest` does not.
-fn compare<M: PagingMode, Q: PhysMem>(mem: &Q, guest: Pfn, shadow: Pfn, root: Pfn, emit: &mut dyn FnMut(Divergence)) {
-    visit::<M, Q>(mem, guest, 0, u32::MAX, &mut |v| {
-        if let Visit::Map { va, t, .. } = v {
-            let s = translate::<M, Q>(mem, shadow, va);
-            if s != Some(t) {
-                emit(Divergence::Translation { root, va, guest: Some(t), shadow: s });
+/// Compares two directory-entry tables covering the same addresses from `base` (the pgd in
+/// two-level mode, with `base` 0; a PAE pmd, with `base` the start of its 1 GiB): every
+/// mapping under `guest` translates the same under `shadow`, and `shadow` maps nothing
+/// `guest` does not. A missing table (`None`, a PDPT entry not present) maps nothing. `root`
+/// names the guest root in the report.
+fn compare<M: PagingMode, P: PhysMem + ?Sized>(
+    mem: &P,
+    guest: Option<Pfn>,
+    shadow: Option<Pfn>,
+    base: u32,
+    root: Pfn,
+    emit: &mut dyn FnMut(Divergence),
+) {
+    let hi = if M::PAE { base | ((1 << M::PGDIR_SHIFT) - 1) } else { u32::MAX };
+    let through = |table: Option<Pfn>, va: u32| table.and_then(|t| translate_from::<M, P>(mem, Level::Pmd, t, va));
+    if let Some(g) = guest {
+        visit_pmd::<M, P>(mem, g, base, base, hi, &mut |v| {
+            if let Visit::Map { va, t, .. } = v {
+                let s = through(shadow, va);
+                if s != Some(t) {
+                    emit(Divergence::Translation { root, va, guest: Some(t), shadow: s });
+                }
             }
-        }
-    });
-    visit::<M, Q>(mem, shadow, 0, u32::MAX, &mut |v| {
-        if let Visit::Map { va, t, .. } = v {
-            if translate::<M, Q>(mem, guest, va).is_none() {
-                emit(Divergence::Translation { root, va, guest: None, shadow: Some(t) });
+        });
+    }
+    if let Some(s) = shadow {
+        visit_pmd::<M, P>(mem, s, base, base, hi, &mut |v| {
+            if let Visit::Map { va, t, .. } = v {
+                if through(guest, va).is_none() {
+                    emit(Divergence::Translation { root, va, guest: None, shadow: Some(t) });
+                }
             }
-        }
-    });
+        });
+    }
 }

@@ -1,4 +1,4 @@
-//! The hypervisor side: Xen's frame table with page types, type counts and pins, and the
+//! The hypervisor's state: Xen's frame table with page types, type counts and pins, and the
 //! validation that keeps every table in use consistent with them.
 //!
 //! This mirrors `xen/arch/x86/mm.c`: [`HvState::get_page_type`] / [`HvState::put_page_type`]
@@ -8,16 +8,16 @@
 //! checked entry update of `mod_l1_entry` / `mod_l2_entry` / `mod_l3_entry`, pinning
 //! (`MMUEXT_PIN_*`, `MMUEXT_UNPIN_TABLE`) and the base pointer (`new_guest_cr3`).
 //!
-//! Everything here runs under the frame table's hypervisor lock; the hypercall layer
-//! ([`crate::hypercall`]) is the only way in.
+//! Everything here runs under the hypervisor lock of a [`Hypervisor`](crate::Hypervisor),
+//! whose hypercalls are the only way in.
 
 use crate::error::XenError;
 use crate::stats::HvStats;
-use crate::table::{checksum, entries, hv_store, large, mix, present, read, root_type, target, writable};
+use crate::table::{checksum, decode, entries, hv_store, mix, read, root_type, Decoded};
 use crate::trace::Trace;
 use crate::types::{PageInfo, PageType, PinnedCounts};
 use core::fmt::Write;
-use i386_mm::{lowmem_va, walk, PagingMode, PhysMem, PteFlags, PDPT_ALLOWED};
+use i386_paging::{lowmem_va, read_entry, walk, PagingMode, PhysMem, Pmd, Pte, PteFlags};
 use paravirt_core::Pfn;
 
 /// One frame's hypervisor state: its type information plus the checksum of its contents
@@ -68,15 +68,15 @@ impl<const N: usize> HvState<N> {
         if pfn >= mem.max_pfn() {
             return Err(XenError::ForeignFrame { pfn });
         }
-        if pfn.0 as usize >= N {
+        if pfn.as_usize() >= N {
             return Err(XenError::Capacity { pfn });
         }
-        Ok(pfn.0 as usize)
+        Ok(pfn.as_usize())
     }
 
     /// A frame's type information (all zero beyond the table).
     pub(crate) fn info(&self, pfn: Pfn) -> PageInfo {
-        self.frames.get(pfn.0 as usize).map_or(PageInfo::default(), |f| f.info)
+        self.frames.get(pfn.as_usize()).map_or(PageInfo::default(), |f| f.info)
     }
 
     /// Whether `pfn` is a validated table (a page-table type with references).
@@ -174,8 +174,8 @@ impl<const N: usize> HvState<N> {
         Ok(sum)
     }
 
-    /// The references entry `e` at `table[index]` must hold in a validated table of type
-    /// `ty` (`get_page_from_l1e` / `l2e` / `l3e`).
+    /// The references the raw entry `e` at `table[index]` must hold in a validated table of
+    /// type `ty` (`get_page_from_l1e` / `l2e` / `l3e`).
     fn get_entry<M: PagingMode, P: PhysMem>(
         &mut self,
         mem: &P,
@@ -184,50 +184,41 @@ impl<const N: usize> HvState<N> {
         index: u32,
         e: u64,
     ) -> Result<(), XenError> {
-        if !present(e) {
-            return Ok(());
-        }
-        let t = target::<M>(e);
-        match ty {
-            PageType::L1 => {
-                self.check_frame(mem, t)?;
-                if writable(e) {
-                    return self.get_page_type::<M, P>(mem, t, PageType::Writable).map_err(|err| match err {
-                        XenError::TypeConflict { has, .. } => {
-                            XenError::WritablePageTable { table, index, target: t, target_type: has }
-                        }
-                        other => other,
-                    });
+        match decode(ty, e) {
+            Decoded::Empty => Ok(()),
+            Decoded::Page { pfn, writable } => {
+                self.check_frame(mem, pfn)?;
+                if !writable {
+                    return Ok(());
                 }
-                Ok(())
+                self.get_page_type::<M, P>(mem, pfn, PageType::Writable).map_err(|err| match err {
+                    XenError::TypeConflict { has, .. } => {
+                        XenError::WritablePageTable { table, index, target: pfn, target_type: has }
+                    }
+                    other => other,
+                })
             }
-            PageType::L2 => {
-                if large(e) {
-                    return Err(XenError::LargePage { table, index });
-                }
-                self.get_page_type::<M, P>(mem, t, PageType::L1)
+            Decoded::Large => Err(XenError::LargePage { table, index }),
+            Decoded::Table { reserved: true, .. } => {
+                Err(XenError::ReservedBits { table, index, val: paravirt_core::Pud::from_raw(e) })
             }
-            PageType::L3 => {
-                if e & !(M::ADDR_MASK | PDPT_ALLOWED.bits()) != 0 {
-                    return Err(XenError::ReservedBits { table, index, val: e });
-                }
-                self.get_page_type::<M, P>(mem, t, PageType::L2)
-            }
-            _ => Ok(()),
+            Decoded::Table { pfn, reserved: false } => match ty.child() {
+                Some(child) => self.get_page_type::<M, P>(mem, pfn, child),
+                None => Ok(()),
+            },
         }
     }
 
-    /// Drops the references entry `e` of a validated table of type `ty` held.
+    /// Drops the references the raw entry `e` of a validated table of type `ty` held.
     fn put_entry<M: PagingMode, P: PhysMem>(&mut self, mem: &P, ty: PageType, e: u64) {
-        if !present(e) {
-            return;
-        }
-        let t = target::<M>(e);
-        match ty {
-            PageType::L1 if writable(e) => self.put_page_type::<M, P>(mem, t, PageType::Writable),
-            PageType::L2 if !large(e) => self.put_page_type::<M, P>(mem, t, PageType::L1),
-            PageType::L3 => self.put_page_type::<M, P>(mem, t, PageType::L2),
-            _ => {}
+        match decode(ty, e) {
+            Decoded::Page { pfn, writable: true } => self.put_page_type::<M, P>(mem, pfn, PageType::Writable),
+            Decoded::Table { pfn, .. } => {
+                if let Some(child) = ty.child() {
+                    self.put_page_type::<M, P>(mem, pfn, child)
+                }
+            }
+            Decoded::Empty | Decoded::Large | Decoded::Page { writable: false, .. } => {}
         }
     }
 
@@ -246,9 +237,9 @@ impl<const N: usize> HvState<N> {
         }
         let old = read::<M, P>(mem, table, index);
         self.get_entry::<M, P>(mem, table, ty, index, val)?;
-        hv_store::<M, P>(mem, table, index, val);
+        hv_store::<M, P>(mem, table, ty, index, val);
         self.put_entry::<M, P>(mem, ty, old);
-        let f = &mut self.frames[table.0 as usize];
+        let f = &mut self.frames[table.as_usize()];
         f.sum = f.sum.wrapping_sub(mix(index, old)).wrapping_add(mix(index, val));
         Ok(())
     }
@@ -314,14 +305,14 @@ impl<const N: usize> HvState<N> {
     pub(crate) fn linear_slot<M: PagingMode, P: PhysMem>(&self, mem: &P, va: u32) -> Result<(Pfn, u32), XenError> {
         let root = self.pt_base.ok_or(XenError::NoLinearMap)?;
         let (dir, idx) = walk::pmd_table::<M, P>(mem, root, va).ok_or(XenError::NotMapped { va })?;
-        let pde = read::<M, P>(mem, dir, idx);
-        if !present(pde) {
+        let pde: Pmd = read_entry::<M, _, P>(mem, dir, idx);
+        if !pde.is_present() {
             return Err(XenError::NotMapped { va });
         }
-        if large(pde) {
+        if pde.is_large() {
             return Err(XenError::LargePage { table: dir, index: idx });
         }
-        let l1 = target::<M>(pde);
+        let l1 = pde.pfn();
         self.check_frame(mem, l1)?;
         Ok((l1, M::pte_index(va)))
     }
@@ -355,9 +346,9 @@ impl<const N: usize> HvState<N> {
             }
             lines += 1;
         };
-        let limit = (mem.max_pfn().0 as usize).min(N);
+        let limit = mem.max_pfn().as_usize().min(N);
         for (i, f) in self.frames.iter().enumerate().take(limit) {
-            let pfn = Pfn(i as u32);
+            let pfn = Pfn::new(i as u32);
             let ty = f.info.ty;
             if f.info.pinned && !ty.is_table() {
                 say(format_args!("xen: pfn {pfn} is pinned but has type {ty}"));
@@ -374,16 +365,16 @@ impl<const N: usize> HvState<N> {
             }
             for idx in 0..entries::<M>(ty) {
                 let e = read::<M, P>(mem, pfn, idx);
-                if let Some(rule) = self.entry_rule::<M, P>(mem, ty, e) {
+                if let Some(rule) = self.entry_rule::<P>(mem, ty, e) {
                     say(format_args!("xen: {ty} table {pfn}[{idx}] = {e:#x}: {rule}"));
                 }
             }
             if f.info.pinned {
                 if let Ok((l1, idx)) = self.linear_slot::<M, P>(mem, lowmem_va(pfn)) {
-                    let pte = read::<M, P>(mem, l1, idx);
-                    if present(pte) && writable(pte) {
+                    let pte: Pte = read_entry::<M, _, P>(mem, l1, idx);
+                    if pte.is_present() && pte.flags().contains(PteFlags::RW) {
                         say(format_args!(
-                            "xen: pinned {ty} table {pfn} is mapped writable by linear-map l1 {l1}[{idx}] = {pte:#x}"
+                            "xen: pinned {ty} table {pfn} is mapped writable by linear-map l1 {l1}[{idx}] = {pte}"
                         ));
                     }
                 }
@@ -398,29 +389,27 @@ impl<const N: usize> HvState<N> {
         ok
     }
 
-    /// Whether entry `e` of a validated table of type `ty` breaks its rule under the current
-    /// types (a read-only check, used by `verify`).
-    fn entry_rule<M: PagingMode, P: PhysMem>(&self, mem: &P, ty: PageType, e: u64) -> Option<&'static str> {
-        if !present(e) {
-            return None;
-        }
-        let t = target::<M>(e);
+    /// Whether the raw entry `e` of a validated table of type `ty` breaks its rule under the
+    /// current types (a read-only check, used by `verify`).
+    fn entry_rule<P: PhysMem>(&self, mem: &P, ty: PageType, e: u64) -> Option<&'static str> {
+        let (t, writable) = match decode(ty, e) {
+            Decoded::Empty => return None,
+            Decoded::Large => return Some("large page in a PV directory"),
+            Decoded::Table { reserved: true, .. } => return Some("reserved bits set"),
+            Decoded::Page { pfn, writable } => (pfn, writable),
+            Decoded::Table { pfn, reserved: false } => (pfn, false),
+        };
         if self.check_frame(mem, t).is_err() {
             return Some("references a frame outside the domain");
         }
         let ti = self.info(t);
         match ty {
-            PageType::L1 if writable(e) && ti.ty != PageType::Writable => {
+            PageType::L1 if writable && ti.ty != PageType::Writable => {
                 Some("writable mapping not counted (a page-table page mapped writable?)")
             }
-            PageType::L2 if large(e) => Some("large page in a PV directory"),
             PageType::L2 if ti.ty != PageType::L1 => Some("references a page that is not a validated l1"),
-            PageType::L3 if e & !(M::ADDR_MASK | PDPT_ALLOWED.bits()) != 0 => Some("reserved bits set"),
             PageType::L3 if ti.ty != PageType::L2 => Some("references a page that is not a validated l2"),
             _ => None,
         }
     }
 }
-
-/// The PTE flags the guest toggles to make a page read-only or writable.
-pub(crate) const RW: u64 = PteFlags::RW.bits();

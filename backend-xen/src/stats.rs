@@ -3,8 +3,8 @@
 use crate::error::Errno;
 use crate::hypercall::MMUEXT_OPS;
 use crate::types::PinnedCounts;
-use core::fmt::{self, Write};
-use paravirt_core::Hook;
+use core::fmt;
+use paravirt_core::HookKind;
 
 /// Hypervisor-side counters (kept under the hypervisor lock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl HvStats {
 /// Guest-side counters (kept under the guest lock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct GuestStats {
-    pub(crate) hooks: [u64; Hook::COUNT],
+    pub(crate) hooks: [u64; HookKind::COUNT],
     pub(crate) direct_writes: u64,
     pub(crate) read_only: u64,
     pub(crate) max_read_only: u64,
@@ -45,11 +45,15 @@ pub(crate) struct GuestStats {
 
 impl GuestStats {
     pub(crate) const fn new() -> Self {
-        GuestStats { hooks: [0; Hook::COUNT], direct_writes: 0, read_only: 0, max_read_only: 0 }
+        GuestStats { hooks: [0; HookKind::COUNT], direct_writes: 0, read_only: 0, max_read_only: 0 }
     }
 }
 
-/// A snapshot of everything the model counts.
+/// A snapshot of everything the model counts, hypervisor and guest side.
+///
+/// Its [`Display`](fmt::Display) is what [`Inspect::write_stats`](paravirt_core::Inspect::write_stats)
+/// prints: pins by level, read-only pages, hypercalls by kind, refusals by errno class, hook
+/// calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct XenStats {
     /// `mmu_update` requests (each `MMU_NORMAL_PT_UPDATE`), refused ones included.
@@ -58,7 +62,8 @@ pub struct XenStats {
     pub mmuext: [u64; MMUEXT_OPS],
     /// `update_va_mapping` calls.
     pub update_va_mapping: u64,
-    /// Refused hypercalls and guest-side protocol errors by errno class ([`Errno::index`]).
+    /// Refused hypercalls and guest-side protocol errors (`EBUSY`) by errno class
+    /// ([`Errno::index`]).
     pub refusals: [u64; Errno::COUNT],
     /// Pins made so far, by level (L1, L2, L3).
     pub pins: [u64; 3],
@@ -70,8 +75,8 @@ pub struct XenStats {
     pub max_pinned: u64,
     /// Tables pinned now.
     pub pinned: PinnedCounts,
-    /// Hook calls, indexed like [`Hook::NAMES`].
-    pub hooks: [u64; Hook::COUNT],
+    /// Hook calls, indexed by [`HookKind`] (`kind as usize`); see [`calls`](Self::calls).
+    pub hooks: [u64; HookKind::COUNT],
     /// Entry writes made directly (the table was not pinned).
     pub direct_writes: u64,
     /// Pages the guest made read-only that still are.
@@ -91,13 +96,15 @@ impl XenStats {
         self.refusals.iter().sum()
     }
 
-    /// Calls of the hook named `name` (a [`Hook::NAMES`] entry).
-    pub fn hook(&self, name: &str) -> u64 {
-        Hook::NAMES.iter().position(|n| *n == name).map_or(0, |i| self.hooks[i])
+    /// Calls of hook `kind`.
+    pub fn calls(&self, kind: HookKind) -> u64 {
+        self.hooks[kind as usize]
     }
+}
 
-    /// Writes the statistics, one line per group.
-    pub fn write(&self, out: &mut dyn Write) -> fmt::Result {
+/// One line per group, each prefixed `xen:`.
+impl fmt::Display for XenStats {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             out,
             "xen: pinned now l1 {} l2 {} l3 {} (peak {}); pins made l1 {} l2 {} l3 {}; read-only pages {} (peak {})",
@@ -132,9 +139,10 @@ impl XenStats {
             self.validations, self.devalidations, self.direct_writes
         )?;
         write!(out, "xen: hooks:")?;
-        for (i, name) in Hook::NAMES.iter().enumerate() {
-            if self.hooks[i] != 0 {
-                write!(out, " {}={}", name, self.hooks[i])?;
+        for kind in HookKind::ALL {
+            let n = self.calls(kind);
+            if n != 0 {
+                write!(out, " {kind}={n}")?;
             }
         }
         writeln!(out)

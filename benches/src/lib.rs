@@ -9,7 +9,8 @@
 #![warn(missing_docs)]
 
 use backend_native::Native;
-use i386_mm::{BootMem, Cpu, EntrySlot, Fault, KernelMm, MmError, MmuGather, Pae, Pfn, PteFlags, TwoLevel};
+use i386_mm::{BootMem, CpaFlush, Cpu, Fault, KernelMm, MmError, MmuGather, Pae, Pfn, PmdSlot, PteFlags, TwoLevel};
+use paravirt_core::ParavirtOps;
 
 /// A processor whose privileged operations are opaque calls, so the probes keep them.
 pub struct ExternCpu;
@@ -56,20 +57,28 @@ impl Cpu for ExternCpu {
 
 /// The two-level kernel over Linux-style run-time dispatch (a `paravirt_ops` table), the
 /// baseline the static probes are compared with.
-pub type KernelOps2 = KernelMm<TwoLevel, paravirt_core::ParavirtOps, BootMem, ExternCpu>;
+pub type KernelOps2 = KernelMm<TwoLevel, ParavirtOps<TwoLevel>, BootMem, ExternCpu>;
 
 /// `pmd_populate` through the run-time ops table: what static dispatch saves.
+///
+/// # Safety
+/// As for [`KernelMm::pmd_populate`].
 #[no_mangle]
 #[inline(never)]
-pub fn ops_pmd_populate_2level(k: &KernelOps2, pmd: EntrySlot, pte: Pfn) {
-    k.pmd_populate(pmd, pte)
+pub unsafe fn ops_pmd_populate_2level(k: &KernelOps2, pmd: PmdSlot, pte: Pfn) {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { k.pmd_populate(pmd, pte) }
 }
 
 /// `pgd_ctor` through the run-time ops table.
+///
+/// # Safety
+/// As for [`KernelMm::pgd_ctor`].
 #[no_mangle]
 #[inline(never)]
-pub fn ops_pgd_ctor_2level(k: &KernelOps2, pgd: Pfn) -> Result<(), MmError> {
-    k.pgd_ctor(pgd)
+pub unsafe fn ops_pgd_ctor_2level(k: &KernelOps2, pgd: Pfn) -> Result<(), MmError> {
+    // SAFETY: forwarded from this function's contract.
+    unsafe { k.pgd_ctor(pgd) }
 }
 
 /// The two-level kernel the probes use.
@@ -78,31 +87,59 @@ pub type Kernel2 = KernelMm<TwoLevel, Native, BootMem, ExternCpu>;
 pub type Kernel3 = KernelMm<Pae, Native, BootMem, ExternCpu>;
 
 macro_rules! probes {
-    ($($name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block)*) => {
+    ($(
+        $(#[doc = $safety:literal])?
+        $name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block
+    )*) => {
         $(
-            #[doc = concat!("Probe `", stringify!($name), "`.")]
-            #[no_mangle]
-            #[inline(never)]
-            pub fn $name($($arg: $t),*) -> $ret $body
+            probes!(@one $(#[doc = $safety])? $name ($($arg: $t),*) -> $ret $body);
         )*
         /// Names of every probe, for the assembly comparison.
         pub const PROBES: &[&str] = &[$(stringify!($name)),*];
     };
+    // A Linux-named call site that is an `unsafe fn`: the probe is one too, with its contract.
+    (@one #[doc = $safety:literal] $name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block) => {
+        #[doc = concat!("Probe `", stringify!($name), "`.")]
+        ///
+        /// # Safety
+        #[doc = concat!("As for [`KernelMm::", $safety, "`].")]
+        #[no_mangle]
+        #[inline(never)]
+        pub unsafe fn $name($($arg: $t),*) -> $ret {
+            // SAFETY: forwarded from this probe's contract (that of the call site it wraps).
+            unsafe { $body }
+        }
+    };
+    // A safe call site.
+    (@one $name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block) => {
+        #[doc = concat!("Probe `", stringify!($name), "`.")]
+        #[no_mangle]
+        #[inline(never)]
+        pub fn $name($($arg: $t),*) -> $ret $body
+    };
 }
 
 probes! {
-    probe_pmd_populate_2level(k: &Kernel2, pmd: EntrySlot, pte: Pfn) -> () { k.pmd_populate(pmd, pte) }
-    probe_pmd_populate_pae(k: &Kernel3, pmd: EntrySlot, pte: Pfn) -> () { k.pmd_populate(pmd, pte) }
+    #[doc = "pmd_populate"]
+    probe_pmd_populate_2level(k: &Kernel2, pmd: PmdSlot, pte: Pfn) -> () { k.pmd_populate(pmd, pte) }
+    #[doc = "pmd_populate"]
+    probe_pmd_populate_pae(k: &Kernel3, pmd: PmdSlot, pte: Pfn) -> () { k.pmd_populate(pmd, pte) }
+    #[doc = "pte_free_tlb"]
     probe_pte_free_tlb_2level(k: &Kernel2, tlb: &mut MmuGather, pte: Pfn) -> () { k.pte_free_tlb(tlb, pte) }
+    #[doc = "pgd_ctor"]
     probe_pgd_ctor_2level(k: &Kernel2, pgd: Pfn) -> Result<(), MmError> { k.pgd_ctor(pgd) }
+    #[doc = "pgd_dtor"]
     probe_pgd_dtor_2level(k: &Kernel2, pgd: Pfn) -> () { k.pgd_dtor(pgd) }
     probe_pgd_alloc_pae(k: &Kernel3) -> Result<Pfn, MmError> { k.pgd_alloc() }
+    #[doc = "pgd_free"]
     probe_pgd_free_pae(k: &Kernel3, pgd: Pfn) -> () { k.pgd_free(pgd) }
+    #[doc = "split_large_page"]
     probe_split_large_page_2level(k: &Kernel2, va: u32) -> Result<Pfn, MmError> {
         k.split_large_page(va, PteFlags::PRESENT, PteFlags::PRESENT | PteFlags::RW)
     }
-    probe_one_page_table_init_pae(k: &Kernel3, pmd: EntrySlot) -> Result<Pfn, MmError> { k.one_page_table_init(pmd) }
-    probe_change_page_attr_2level(k: &Kernel2, pfn: Pfn) -> Result<(), MmError> {
+    #[doc = "one_page_table_init"]
+    probe_one_page_table_init_pae(k: &Kernel3, pmd: PmdSlot) -> Result<Pfn, MmError> { k.one_page_table_init(pmd) }
+    probe_change_page_attr_2level(k: &Kernel2, pfn: Pfn) -> Result<CpaFlush, MmError> {
         k.change_page_attr(pfn, i386_mm::PAGE_KERNEL_RO)
     }
 }

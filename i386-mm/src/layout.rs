@@ -1,6 +1,6 @@
 //! The kernel's virtual layout above `PAGE_OFFSET`.
 
-use paravirt_core::{PagingMode, Pae, TwoLevel, PAGE_OFFSET};
+use paravirt_core::{Pae, PagingMode, TwoLevel, PAGE_OFFSET};
 
 /// Start of the kernel's vmalloc-style area used by
 /// [`KernelMm::map_kernel_page`](crate::KernelMm::map_kernel_page): kernel-range mappings

@@ -63,8 +63,8 @@ mod vmalloc;
 pub use bootmem::{BootMem, BOOTMEM_MAX_FRAMES};
 pub use error::MmError;
 pub use i386_paging::{
-    alloc_zeroed, lowmem_va, read_entry, read_raw, slot, walk, zero_frame, Cpu, Entry, Fault, FaultInject, Level,
-    PagingMode, Pae, PhysAddr, PhysMem, Pfn, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, Slot, Translation,
+    alloc_zeroed, lowmem_va, read_entry, read_raw, slot, walk, zero_frame, Cpu, Entry, Fault, FaultInject, Level, Pae,
+    PagingMode, Pfn, PhysAddr, PhysMem, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, Slot, Translation,
     TwoLevel, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_OFFSET, PAGE_SIZE, PAGE_TABLE, PDPT_ALLOWED, PF_PROT, PF_USER,
     PF_WRITE, TASK_SIZE,
 };

@@ -16,7 +16,9 @@ use crate::error::MmError;
 use crate::flags::leaf_flags_allowed;
 use crate::kernel::{CpaTable, KernelMm, KernelRange};
 use i386_paging::{alloc_zeroed, lowmem_va, Cpu, PhysMem};
-use paravirt_core::{PagingMode, PhysAddr, Pfn, Pmd, PmdSlot, Pte, PteFlags, PteSlot, PvMmuOps, PAGE_KERNEL, PAGE_OFFSET};
+use paravirt_core::{
+    PagingMode, Pfn, PhysAddr, Pmd, PmdSlot, Pte, PteFlags, PteSlot, PvMmuOps, PAGE_KERNEL, PAGE_OFFSET,
+};
 
 /// Where `lookup_address` found a kernel address.
 #[derive(Clone, Copy, Debug)]
@@ -30,7 +32,7 @@ pub enum Kpte {
 /// The TLB flush `change_page_attr` leaves to its caller (Linux: "call `global_flush_tlb()`
 /// afterwards"), as a value that must be used, like `x86_64`'s `MapperFlushAll`.
 #[must_use = "the change is not visible on every CPU, and reverted tables are not freed, until global_flush_tlb runs: call flush(), or ignore() if a later flush covers it"]
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct CpaFlush(());
 
 impl CpaFlush {

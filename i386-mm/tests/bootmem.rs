@@ -24,7 +24,7 @@ fn hands_out_only_usable_frames_and_takes_them_back() {
     assert_eq!(mem.total_frames(), 14);
     assert_eq!(mem.max_pfn(), Pfn::new(24));
     let got: Vec<Pfn> = std::iter::from_fn(|| mem.alloc_frame()).collect();
-    let want: Vec<Pfn> = (2..12).chain(20..24).map(Pfn).collect();
+    let want: Vec<Pfn> = (2..12).chain(20..24).map(Pfn::new).collect();
     assert_eq!(got, want, "lowest first, never the hole");
     assert_eq!(mem.frames_in_use(), 14);
     assert_eq!(mem.free_frames(), 0);

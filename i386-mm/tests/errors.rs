@@ -3,13 +3,13 @@ mod common;
 use common::*;
 
 /// Runs `bad` and checks it failed with `want` without a hook, a frame or a mapping changing.
-fn refused<M: PagingMode>(
+fn refused<M: PagingMode, T: std::fmt::Debug + PartialEq>(
     k: &K<'_, M>,
     ram: &EmulatedRam,
     rec: &Rec,
     a: &AddressSpace<M>,
     want: MmError,
-    bad: impl FnOnce() -> Result<(), MmError>,
+    bad: impl FnOnce() -> Result<T, MmError>,
 ) {
     let frames = ram.frames_in_use();
     let before: Vec<_> = (0..8).map(|i| k.translate(a, 0x0804_8000 + i * 0x1000)).collect();
@@ -72,7 +72,9 @@ fn kernel_range_calls_reject_bad_input<M: PagingMode>() {
             k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL)
         });
         refused(k, ram, rec, &a, MmError::AttrNotChanged(f), || k.change_page_attr(f, PAGE_KERNEL));
-        refused(k, ram, rec, &a, MmError::PfnOutOfRange(Pfn::new(5000)), || k.change_page_attr(Pfn::new(5000), PAGE_KERNEL_RO));
+        refused(k, ram, rec, &a, MmError::PfnOutOfRange(Pfn::new(5000)), || {
+            k.change_page_attr(Pfn::new(5000), PAGE_KERNEL_RO)
+        });
         refused(k, ram, rec, &a, MmError::BadFlags(PteFlags::RW.bits()), || k.change_page_attr(f, PteFlags::RW));
         assert_eq!(k.unmap_kernel_page(VMALLOC_START), Ok(f));
         k.destroy(a);
@@ -129,7 +131,50 @@ fn pgd_list_full_is_a_typed_error_and_leaks_nothing() {
     assert_eq!(ram.frames_in_use(), 0);
 }
 
+/// `shutdown` frees `swapper_pg_dir`: while CR3 holds it (or any root this kernel built), it is
+/// refused with a typed error and nothing changes.
+fn shutdown_is_refused_while_a_root_it_built_is_loaded<M: PagingMode>() {
+    let ram = EmulatedRam::sixteen_mib();
+    let cpu = HostCpu::<M>::new(&ram);
+    let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, Native, &cpu, InitOptions::default()).unwrap();
+    k.activate_swapper();
+    let frames = ram.frames_in_use();
+    let (k, e) = k.shutdown().err().expect("refused");
+    assert_eq!(e, MmError::RootLoaded(k.swapper_pg_dir()));
+    assert_eq!(ram.frames_in_use(), frames, "nothing freed");
+    assert_eq!(cpu.read_u32(PAGE_OFFSET), Ok(0), "the loaded root still walks");
+    k.load_boot_root();
+    k.shutdown().map_err(|e| e.1).unwrap();
+    assert_eq!(ram.frames_in_use(), 0);
+}
+
+/// `one_md_table_init` exists only in PAE: in two-level mode it is refused before it allocates,
+/// announces or writes anything.
+fn one_md_table_init_is_pae_only<M: PagingMode>() {
+    with_kernel::<M, _>(true, |k, ram, rec| {
+        let pgd = k.swapper_pg_dir();
+        let frames = ram.frames_in_use();
+        let before = raw::<M>(ram, pgd, 1);
+        let s: PudSlot = test_slot::<M, _>(ram, pgd, 1);
+        // SAFETY: entry 1 of swapper_pg_dir is an empty user slot nothing else touches.
+        let got = unsafe { k.one_md_table_init(s) };
+        if M::PAE {
+            let pmd = got.unwrap();
+            assert_eq!(hooks(rec)[0], Hook::AllocPd { pfn: pmd });
+            k.mem().free_frame(pmd); // (the test owns the slot: undo by hand)
+            ram.write_u32(s.phys().as_u64(), 0);
+        } else {
+            assert_eq!(got, Err(MmError::WrongMode));
+            assert!(hooks(rec).is_empty());
+            assert_eq!(ram.frames_in_use(), frames);
+            assert_eq!(raw::<M>(ram, pgd, 1), before);
+        }
+    });
+}
+
 both_modes!(
+    shutdown_is_refused_while_a_root_it_built_is_loaded,
+    one_md_table_init_is_pae_only,
     map_rejects_bad_input_with_typed_errors,
     kernel_range_calls_reject_bad_input,
     shutdown_is_refused_while_address_spaces_live,

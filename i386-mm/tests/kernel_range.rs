@@ -8,7 +8,7 @@ fn kernel_range_update_reaches_every_pgd<M: PagingMode>() {
         let spaces: Vec<_> = (0..3).map(|_| k.create().unwrap()).collect();
         let f = ram.alloc_frame().unwrap();
         // SAFETY: the frame is allocated to this test.
-        unsafe { (ram.frame_ptr(f) as *mut u32).write(0xABCD) };
+        unsafe { ram.frame_ptr(f).cast::<u32>().as_ptr().write(0xABCD) };
         let va = VMALLOC_START + 0x0123_4000;
         rec.clear();
         k.map_kernel_page(va, f, PAGE_KERNEL).unwrap();
@@ -17,7 +17,7 @@ fn kernel_range_update_reaches_every_pgd<M: PagingMode>() {
         let linked: Vec<Pfn> = hs
             .iter()
             .filter_map(|h| match h {
-                Hook::SetPmd { table, val, .. } if *val == pt.phys() | PAGE_TABLE.bits() => Some(*table),
+                Hook::SetPmd { slot, val } if *val == Pmd::new(pt, PAGE_TABLE) => Some(slot.table),
                 _ => None,
             })
             .collect();

@@ -70,8 +70,12 @@ fn pagetable_init_oom_at_every_allocation_leaks_nothing<M: PagingMode>() {
                     assert_eq!(e, MmError::OutOfMemory);
                     assert_eq!(ram.frames_in_use(), 0, "pse={pse}: leak after failing allocation {n}");
                     let pt = page_type_hooks(&rec);
-                    let allocs = pt.iter().filter(|h| matches!(h, Hook::AllocPt { pfn: _ } | Hook::AllocPd { pfn: _ })).count();
-                    let releases = pt.iter().filter(|h| matches!(h, Hook::ReleasePt { pfn: _ } | Hook::ReleasePd { pfn: _ })).count();
+                    let allocs =
+                        pt.iter().filter(|h| matches!(h, Hook::AllocPt { pfn: _ } | Hook::AllocPd { pfn: _ })).count();
+                    let releases = pt
+                        .iter()
+                        .filter(|h| matches!(h, Hook::ReleasePt { pfn: _ } | Hook::ReleasePd { pfn: _ }))
+                        .count();
                     assert_eq!(allocs, releases, "pse={pse}: every announced table released (n={n})");
                 }
             }

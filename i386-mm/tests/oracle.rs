@@ -20,7 +20,7 @@ impl Rng {
 fn check_against_oracle<M: PagingMode>(k: &K<'_, M>, a: &AddressSpace<M>, o: &Oracle, probes: &[u32]) {
     for (va, pfn, flags) in o.iter() {
         let t = k.translate(a, va + 0x123).unwrap_or_else(|| panic!("{va:#x} missing"));
-        assert_eq!(t.pa, pfn.phys() + 0x123);
+        assert_eq!(t.pa, pfn.phys().as_u64() + 0x123);
         assert_eq!(
             t.flags & (PteFlags::RW | PteFlags::USER | PteFlags::PRESENT),
             flags & (PteFlags::RW | PteFlags::USER | PteFlags::PRESENT)
@@ -86,7 +86,7 @@ fn random_map_unmap_protect_agrees_with_the_oracle<M: PagingMode>() {
             k.activate(a);
             for (va, pfn, _) in o.iter() {
                 // SAFETY: the frame is allocated to this test.
-                unsafe { (ram.frame_ptr(pfn) as *mut u32).write(va ^ 0x55AA) };
+                unsafe { ram.frame_ptr(pfn).cast::<u32>().as_ptr().write(va ^ 0x55AA) };
                 assert_eq!(k.cpu().read_u32(va), Ok(va ^ 0x55AA));
             }
         }
@@ -107,9 +107,9 @@ fn linear_map_translates_every_low_page<M: PagingMode>() {
     for pse in [true, false] {
         with_kernel::<M, _>(pse, |k, _, _| {
             let root = k.swapper_pg_dir();
-            for pfn in (0..k.lowmem_end().0).step_by(7) {
+            for pfn in (0..k.lowmem_end().as_u32()).step_by(7) {
                 let t = k.translate_root(root, lowmem_va(Pfn::new(pfn)) + 4).unwrap();
-                assert_eq!(t.pa, Pfn::new(pfn).phys() + 4);
+                assert_eq!(t.pa, Pfn::new(pfn).phys().as_u64() + 4);
                 assert_eq!(t.large, pse);
                 assert!(t.flags.contains(PteFlags::RW) && !t.flags.contains(PteFlags::USER));
             }
@@ -124,7 +124,7 @@ fn every_address_space_sees_the_kernel_linear_map<M: PagingMode>() {
         let spaces: Vec<_> = (0..3).map(|_| k.create().unwrap()).collect();
         let f = ram.alloc_frame().unwrap();
         // SAFETY: the frame is allocated to this test.
-        unsafe { (ram.frame_ptr(f) as *mut u32).write(0xFEED) };
+        unsafe { ram.frame_ptr(f).cast::<u32>().as_ptr().write(0xFEED) };
         for a in &spaces {
             k.activate(a);
             assert_eq!(k.cpu().read_u32(lowmem_va(f)), Ok(0xFEED));

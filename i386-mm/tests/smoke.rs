@@ -18,6 +18,10 @@ fn run<M: PagingMode>() {
     assert_eq!(k.unmap(&mut a, 0x4000_0000).unwrap(), f);
     k.destroy(a);
     ram.free_frame(f);
+    let swapper = k.swapper_pg_dir();
+    let (k, e) = k.shutdown().err().expect("swapper_pg_dir is loaded: refused");
+    assert_eq!(e, MmError::RootLoaded(swapper));
+    k.load_boot_root();
     k.shutdown().map_err(|e| e.1).unwrap();
     assert_eq!(ram.frames_in_use(), 0);
 }

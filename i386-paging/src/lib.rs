@@ -20,7 +20,7 @@ pub mod walk;
 
 pub use cpu::{Cpu, Fault, PF_PROT, PF_USER, PF_WRITE};
 pub use paravirt_core::{
-    Entry, PagingMode, Pae, PhysAddr, Pfn, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, Slot, TwoLevel,
+    Entry, Pae, PagingMode, Pfn, PhysAddr, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, Slot, TwoLevel,
     PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PAGE_TABLE, PDPT_ALLOWED, TASK_SIZE,
 };
 pub use phys::{alloc_zeroed, lowmem_va, read_entry, read_raw, slot, zero_frame, FaultInject, PhysMem};

@@ -17,6 +17,8 @@
 //! handler prints the backend's report (the rule and the pfn) before exiting
 //! QEMU with the failure status.
 
+#[cfg(all(any(feature = "vmi", feature = "xen"), not(feature = "boot-select")))]
+use paravirt_core::Policy;
 use paravirt_core::{Inspect, PvMmuOps};
 
 #[cfg(not(feature = "boot-select"))]
@@ -24,17 +26,17 @@ use crate::phys::KernelPhys;
 
 /// The paging mode: PAE (three-level) with the `pae` feature.
 #[cfg(feature = "pae")]
-pub type Mode = i386_mm::Pae;
+pub type Mode = i386_paging::Pae;
 /// The paging mode: two-level (non-PAE) without the `pae` feature.
 #[cfg(not(feature = "pae"))]
-pub type Mode = i386_mm::TwoLevel;
+pub type Mode = i386_paging::TwoLevel;
 
 /// Something to run with the backend (the backend's type differs per build).
 pub trait WithBackend {
     /// What the run produces.
     type Output;
-    /// Runs with `backend`.
-    fn run<B: PvMmuOps + Inspect>(self, backend: &B) -> Self::Output;
+    /// Runs with `backend`, which serves this kernel's paging mode.
+    fn run<B: PvMmuOps<Mode> + Inspect>(self, backend: &B) -> Self::Output;
 }
 
 /// Creates the native backend (wrapped in a recorder that counts the hook calls
@@ -58,7 +60,7 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 /// If memory cannot supply the shadow frames, or the teardown is refused.
 #[cfg(all(feature = "vmi", not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
-    let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, backend_vmi::Policy::Panic).unwrap_or_else(|e| panic!("{e}"));
+    let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, Policy::Panic).unwrap_or_else(|e| panic!("{e}"));
     let out = w.run(&vmi);
     if vmi.typed_pages() == 0 {
         if let Err(v) = vmi.teardown() {
@@ -79,7 +81,6 @@ static FRAME_TABLE: backend_xen::FrameTable = backend_xen::FrameTable::new();
 /// dropped from the real TLB), and runs `w` with it.
 #[cfg(all(feature = "xen", not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
-    let xen =
-        backend_xen::Xen::<Mode, _>::new(&FRAME_TABLE, mem, backend_xen::Policy::Panic).with_invlpg(crate::cpu::invlpg);
+    let xen = backend_xen::Xen::<Mode, _>::new(&FRAME_TABLE, mem, Policy::Panic).with_invlpg(crate::cpu::invlpg);
     w.run(&xen)
 }

@@ -5,12 +5,31 @@
 //!
 //! `Inspect` is what the scenario asks a backend about itself (cross-check,
 //! pages held, statistics); it is not a hook, so it is not in the table.
+//!
+//! This module only names the types; [`crate::paravirt_ops`] creates the
+//! chosen backend and fills the table (it depends on this module, never the
+//! other way round).
 
 use core::fmt::{self, Write};
 
-use paravirt_core::{Inspect, ParavirtOps, WithInspect};
+use backend_native::Native;
+use backend_vmi::Vmi;
+use backend_xen::Xen;
+use paravirt_core::{Inspect, ParavirtOps, Recorder, WithInspect};
 
-use crate::paravirt_ops::{NativeHooks, VmiBackend, XenBackend};
+use crate::backend::Mode;
+use crate::phys::KernelPhys;
+
+/// Events kept in the native recorder's log: none, only the per-hook counts.
+const HOOK_LOG: usize = 0;
+
+/// The native backend as the image runs it: wrapped in a recorder that counts
+/// the hook calls for the statistics (the backend itself keeps no state).
+pub type NativeHooks = Recorder<Native, HOOK_LOG>;
+/// The VMI backend over the kernel's RAM.
+pub type VmiBackend = Vmi<Mode, KernelPhys>;
+/// The Xen PV MMU model over the kernel's RAM.
+pub type XenBackend = Xen<'static, Mode, KernelPhys>;
 
 /// The backend chosen at boot, for [`Inspect`] only.
 #[derive(Clone, Copy)]
@@ -58,4 +77,4 @@ impl Inspect for Chosen {
 /// The ops table plus the chosen backend's [`Inspect`]: what the kernel's
 /// `KernelMm` runs with in a `boot-select` image. Every hook is forwarded to
 /// the table, so each one is an indirect call through a function pointer.
-pub type TableBackend = WithInspect<&'static ParavirtOps, Chosen>;
+pub type TableBackend = WithInspect<&'static ParavirtOps<Mode>, Chosen>;

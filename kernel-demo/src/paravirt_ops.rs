@@ -14,25 +14,14 @@
 use backend_native::Native;
 use backend_vmi::Vmi;
 use backend_xen::{FrameTable, Xen};
-use paravirt_core::{ParavirtOps, Recorder};
+use paravirt_core::{ParavirtOps, Policy, Recorder};
 use spin::Once;
 
 use crate::backend::{Mode, WithBackend};
-use crate::dispatch::{Chosen, TableBackend};
+use crate::dispatch::{Chosen, NativeHooks, TableBackend, VmiBackend, XenBackend};
 use crate::kprintln;
 use crate::phys::KernelPhys;
 use crate::select::BackendKind;
-
-/// Events kept in the native recorder's log: none, only the per-hook counts.
-const HOOK_LOG: usize = 0;
-
-/// The native backend as the image runs it: wrapped in a recorder that counts
-/// the hook calls for the statistics (the backend itself keeps no state).
-pub type NativeHooks = Recorder<Native, HOOK_LOG>;
-/// The VMI backend over the kernel's RAM.
-pub type VmiBackend = Vmi<Mode, KernelPhys>;
-/// The Xen PV MMU model over the kernel's RAM.
-pub type XenBackend = Xen<'static, Mode, KernelPhys>;
 
 /// The native backend's slot, filled if the command line chose it.
 static NATIVE: Once<NativeHooks> = Once::new();
@@ -46,7 +35,7 @@ static FRAME_TABLE: FrameTable = FrameTable::new();
 static XEN: Once<XenBackend> = Once::new();
 
 /// The kernel's ops table (Linux's `paravirt_ops`), filled once at boot.
-pub static PARAVIRT_OPS: Once<ParavirtOps> = Once::new();
+pub static PARAVIRT_OPS: Once<ParavirtOps<Mode>> = Once::new();
 
 /// Creates the backend `kind` in its static slot and fills [`PARAVIRT_OPS`]
 /// with it.
@@ -63,14 +52,12 @@ fn fill(kind: BackendKind) -> TableBackend {
             (ParavirtOps::from_backend(name, native), Chosen::Native(native))
         }
         BackendKind::Vmi => {
-            let vmi =
-                VMI.call_once(|| Vmi::new(KernelPhys, backend_vmi::Policy::Panic).unwrap_or_else(|e| panic!("{e}")));
+            let vmi = VMI.call_once(|| Vmi::new(KernelPhys, Policy::Panic).unwrap_or_else(|e| panic!("{e}")));
             (ParavirtOps::from_backend(name, vmi), Chosen::Vmi(vmi))
         }
         BackendKind::Xen => {
-            let xen = XEN.call_once(|| {
-                Xen::new(&FRAME_TABLE, KernelPhys, backend_xen::Policy::Panic).with_invlpg(crate::cpu::invlpg)
-            });
+            let xen =
+                XEN.call_once(|| Xen::new(&FRAME_TABLE, KernelPhys, Policy::Panic).with_invlpg(crate::cpu::invlpg));
             (ParavirtOps::from_backend(name, xen), Chosen::Xen(xen))
         }
     };

@@ -1,11 +1,15 @@
 //! Physical memory as `i386-mm` and the backends see it: the kernel's frame
 //! allocator (`i386_mm::BootMem` over the memory map's usable RAM) behind
-//! [`i386_mm::PhysMem`], with
-//! [`i386_mm::FaultInject`] for the scenario's out-of-memory checks.
+//! [`PhysMem`], with [`FaultInject`] for the scenario's out-of-memory checks.
 //!
-//! Every frame the allocator hands out lies below [`BOOT_MAP_SIZE`], so it is
-//! reachable at `PAGE_OFFSET + pa` both through the boot tables and through
-//! the linear map `i386-mm` builds (which covers `0..max_pfn`).
+//! The allocator manages only frames above everything the kernel and the
+//! loader placed in memory (its base is the first frame past `reserved_end`,
+//! known at boot), so [`PhysMem::frame_ptr`] panics for a frame of the kernel
+//! image, its statics or its stack: no pointer it returns can alias memory a
+//! Rust reference points into. Every frame it manages lies below
+//! [`BOOT_MAP_SIZE`], so it is reachable at `PAGE_OFFSET + pa` both through
+//! the boot tables and through the linear map `i386-mm` builds (which covers
+//! `0..max_pfn`).
 //!
 //! [`PhysMem::privileged`] is the hypervisor model's write path: under the
 //! Xen backend pinned page tables are read-only in the kernel's linear map and
@@ -13,30 +17,53 @@
 //! (`mmu_update`) clears CR0.WP for the duration of the store, exactly the
 //! privilege a real hypervisor has over the guest's page tables.
 
-use i386_mm::{BootMem, FaultInject, Pfn, PhysMem};
+use core::ptr::NonNull;
+
+use i386_mm::BootMem;
+use i386_paging::{FaultInject, Pfn, PhysMem};
+use spin::Once;
 
 use crate::cpu;
 use crate::layout::{BOOT_MAP_SIZE, PAGE_OFFSET, PAGE_SHIFT};
 use crate::multiboot::BootInfo;
 
 /// The usable RAM, managed by `i386-mm`'s boot-time allocator and reached
-/// through the linear map at `PAGE_OFFSET`.
-static RAM: BootMem = BootMem::new(Pfn(0), PAGE_OFFSET as usize);
+/// through the linear map at `PAGE_OFFSET`; created by [`init`], whose
+/// `reserved_end` is its base.
+static RAM: Once<BootMem> = Once::new();
 
-/// Hands the usable RAM of the memory map above `reserved_end` (kernel image
-/// end, loader structures) and below the boot map limit to the allocator;
-/// returns the frames added.
+/// The allocator.
+///
+/// # Panics
+/// If [`init`] has not run.
+fn ram() -> &'static BootMem {
+    RAM.get().expect("phys::init has not run: no frame allocator yet")
+}
+
+/// Creates the allocator with its base at `reserved_end` (kernel image end,
+/// loader structures), hands it the usable RAM of the memory map above that
+/// and below the boot map limit, and returns the frames added.
+///
+/// # Panics
+/// If called twice.
 pub fn init(boot: &BootInfo, reserved_end: u32) -> usize {
+    assert!(!RAM.is_completed(), "phys::init runs once");
+    let base = u64::from(reserved_end).div_ceil(1 << PAGE_SHIFT) as u32;
+    let ram = RAM.call_once(|| BootMem::new(Pfn::new(base), PAGE_OFFSET as usize));
     let mut added = 0;
     for region in boot.regions().iter().filter(|r| r.is_usable()) {
         let start = region.base.max(u64::from(reserved_end)).div_ceil(1 << PAGE_SHIFT);
         let end = region.end().min(u64::from(BOOT_MAP_SIZE)) >> PAGE_SHIFT;
         if start < end {
-            // SAFETY: the firmware reports the range as usable RAM, it lies above
-            // everything the kernel and the loader placed in memory, and below
-            // BOOT_MAP_SIZE, so both the boot tables and the linear map i386-mm
-            // builds map it at PAGE_OFFSET + pa.
-            added += unsafe { RAM.add_range(Pfn(start as u32), Pfn(end as u32)) };
+            // SAFETY: the firmware reports the range as usable RAM; it lies above
+            // everything the kernel and the loader placed in memory (the allocator's
+            // base, `reserved_end`, is past the image, its statics and stack, and the
+            // multiboot structures) and below BOOT_MAP_SIZE, so both the boot tables
+            // and the linear map i386-mm builds map it writable at PAGE_OFFSET + pa.
+            // The same holds for any hole between the base and the end of the highest
+            // range: firmware-reserved memory below BOOT_MAP_SIZE, which no Rust
+            // reference points into.
+            added += unsafe { ram.add_range(Pfn::new(start as u32), Pfn::new(end as u32)) };
         }
     }
     added
@@ -44,27 +71,38 @@ pub fn init(boot: &BootInfo, reserved_end: u32) -> usize {
 
 /// The kernel's physical memory, handed to `i386-mm` and the backend: the
 /// boot allocator, plus the hypervisor model's write path.
+///
+/// Every method panics if [`init`] has not run.
 pub struct KernelPhys;
 
-impl PhysMem for KernelPhys {
+// SAFETY: every method except `privileged` forwards to the `BootMem` created by
+// `init`, which upholds the contract: its `frame_ptr` panics outside
+// `[base, max_pfn)` (the base being past the kernel image, statics, stack and
+// loader structures, so it never points into memory a Rust reference covers) and
+// otherwise returns the page-aligned linear-map address of a RAM frame, writable
+// through the boot tables and every table i386-mm builds; `init` upheld
+// `add_range`'s contract; the bitmaps hand each frame out once and count exactly
+// what is out. `privileged` only toggles CR0.WP around `f`, which changes no
+// mapping and no allocation.
+unsafe impl PhysMem for KernelPhys {
     fn alloc_frame(&self) -> Option<Pfn> {
-        RAM.alloc_frame()
+        ram().alloc_frame()
     }
 
     fn free_frame(&self, pfn: Pfn) {
-        RAM.free_frame(pfn)
+        ram().free_frame(pfn)
     }
 
-    fn frame_ptr(&self, pfn: Pfn) -> *mut u8 {
-        RAM.frame_ptr(pfn)
+    fn frame_ptr(&self, pfn: Pfn) -> NonNull<u8> {
+        ram().frame_ptr(pfn)
     }
 
     fn max_pfn(&self) -> Pfn {
-        RAM.max_pfn()
+        ram().max_pfn()
     }
 
     fn frames_in_use(&self) -> usize {
-        RAM.frames_in_use()
+        ram().frames_in_use()
     }
 
     /// Runs `f` with CR0.WP clear, so supervisor writes ignore read-only
@@ -81,15 +119,15 @@ impl PhysMem for KernelPhys {
 
 impl FaultInject for KernelPhys {
     fn fail_nth_alloc(&self, n: u64) {
-        RAM.fail_nth_alloc(n)
+        ram().fail_nth_alloc(n)
     }
 
     fn clear_fault(&self) {
-        RAM.clear_fault()
+        ram().clear_fault()
     }
 }
 
 /// Frames free right now.
 pub fn frames_free() -> usize {
-    RAM.free_frames()
+    ram().free_frames()
 }

@@ -15,7 +15,7 @@
 //! faults the scenario provoked and the CPU raised.
 
 use i386_mm::scenario::{self, Config, ScenarioError, Summary};
-use i386_mm::{PagingMode, PhysMem};
+use i386_paging::{PagingMode, PhysMem};
 use paravirt_core::{Inspect, PvMmuOps};
 
 #[cfg(not(feature = "boot-select"))]
@@ -39,7 +39,7 @@ struct Scenario<'a> {
 impl WithBackend for Scenario<'_> {
     type Output = Result<Summary, ScenarioError>;
 
-    fn run<B: PvMmuOps + Inspect>(self, backend: &B) -> Self::Output {
+    fn run<B: PvMmuOps<Mode> + Inspect>(self, backend: &B) -> Self::Output {
         scenario::run::<Mode, _, _, _>(self.phys, backend, self.cpu, self.cfg, &mut Serial)
     }
 }
@@ -76,8 +76,8 @@ fn run_with(
         "scenario: backend {}, {} paging, linear map 0..{:#x} ({} MiB)",
         backend,
         Mode::NAME,
-        u64::from(phys.max_pfn().0) << 12,
-        phys.max_pfn().0 >> 8
+        phys.max_pfn().phys().as_u64(),
+        phys.max_pfn().as_u32() >> 8
     );
     let frames_at_start = phys.frames_in_use();
     let result = with_backend(&phys, Scenario { phys: &phys, cpu: &cpu, cfg: &cfg });

@@ -1,4 +1,4 @@
-//! The real processor behind [`i386_mm::Cpu`]: CR3 loads, TLB maintenance and
+//! The real processor behind [`i386_paging::Cpu`]: CR3 loads, TLB maintenance and
 //! fault-tolerant accesses through whatever tables CR3 points at.
 //!
 //! Under the native and Xen backends CR3 holds the guest's own tables; under
@@ -19,7 +19,7 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use i386_mm::{Cpu, Fault};
+use i386_paging::{Cpu, Fault};
 
 use crate::layout::{phys_to_virt, PAGE_OFFSET};
 use crate::{boot, cpu, probe};

@@ -2,7 +2,7 @@
 
 use crate::EmulatedRam;
 use i386_paging::walk::translate;
-use i386_paging::{Cpu, Fault, PagingMode, PhysAddr, Pfn, PteFlags, PF_PROT, PF_WRITE};
+use i386_paging::{Cpu, Fault, PagingMode, Pfn, PhysAddr, PteFlags, PF_PROT, PF_WRITE};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 

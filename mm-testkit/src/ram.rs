@@ -1,9 +1,9 @@
 //! Emulated RAM.
 
-use i386_paging::{FaultInject, PhysAddr, Pfn, PhysMem};
-use std::ptr::NonNull;
+use i386_paging::{FaultInject, Pfn, PhysAddr, PhysMem};
 use std::cell::UnsafeCell;
 use std::collections::BTreeSet;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 

@@ -5,7 +5,7 @@
 //! raw 64-bit value (two-level entries use the low 32 bits); decoding happens here and nowhere
 //! else.
 
-use crate::{PagingMode, PhysAddr, Pfn, PteFlags};
+use crate::{PagingMode, Pfn, PhysAddr, PteFlags};
 use core::fmt;
 
 /// Physical-address bits of an entry naming a 4 KiB frame, in either mode (a two-level entry

@@ -57,7 +57,7 @@ mod slot;
 mod table;
 mod with_inspect;
 
-pub use addr::{PhysAddr, Pfn, PAGE_SHIFT, PAGE_SIZE};
+pub use addr::{Pfn, PhysAddr, PAGE_SHIFT, PAGE_SIZE};
 pub use entry::{Entry, Pmd, Pte, Pud};
 pub use flags::{PteFlags, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_TABLE, PDPT_ALLOWED};
 pub use inspect::Inspect;

@@ -1,7 +1,7 @@
 //! The hook trait, generated from the one hook list in `hooks.rs`.
 
 use crate::hooks::for_each_hook;
-use crate::{PagingMode, Pfn, PmdSlot, Pmd, PteSlot, Pte, PudSlot, Pud};
+use crate::{PagingMode, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot};
 
 macro_rules! gen_trait {
     ([] $(

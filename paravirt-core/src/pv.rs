@@ -13,7 +13,7 @@
 //! two builds is identical (the workspace's `asm-check` compares it).
 
 use crate::hooks::for_each_hook;
-use crate::{PagingMode, Pfn, PmdSlot, Pmd, PteSlot, Pte, PudSlot, Pud, PvMmuOps};
+use crate::{PagingMode, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot, PvMmuOps};
 use core::marker::PhantomData;
 
 /// Whether hook calls reach the backend in this build (Linux's `CONFIG_PARAVIRT`).

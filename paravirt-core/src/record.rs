@@ -4,7 +4,7 @@
 //! are generated from the one hook list.
 
 use crate::hooks::for_each_hook;
-use crate::{EntryRef, Inspect, PagingMode, Pfn, PmdSlot, Pmd, PteSlot, Pte, PudSlot, Pud, PvMmuOps};
+use crate::{EntryRef, Inspect, PagingMode, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot, PvMmuOps};
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 use spin::Mutex;

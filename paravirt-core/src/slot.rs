@@ -1,6 +1,6 @@
 //! Where a page-table entry lives, and the native (bare-metal) way to store into it.
 
-use crate::{Entry, PhysAddr, Pfn, Pmd, Pte, Pud};
+use crate::{Entry, Pfn, PhysAddr, Pmd, Pte, Pud};
 use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;

@@ -2,7 +2,7 @@
 //! from the one hook list.
 
 use crate::hooks::for_each_hook;
-use crate::{NativeOps, PagingMode, Pfn, PmdSlot, Pmd, PteSlot, Pte, PudSlot, Pud, PvMmuOps};
+use crate::{NativeOps, PagingMode, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot, PvMmuOps};
 use core::marker::PhantomData;
 
 type Ctx = *const ();

@@ -2,7 +2,7 @@
 
 use crate::hooks::for_each_hook;
 use crate::ops::gen_forward;
-use crate::{Inspect, PagingMode, Pfn, PmdSlot, Pmd, PteSlot, Pte, PudSlot, Pud, PvMmuOps};
+use crate::{Inspect, PagingMode, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot, PvMmuOps};
 use core::fmt::{self, Write};
 use core::ops::Deref;
 

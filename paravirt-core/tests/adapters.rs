@@ -1,22 +1,27 @@
-//! The recording adapter and the run-time ops table.
-use paravirt_core::{native, EntrySlot, Hook, Inspect, ParavirtOps, Pfn, PvMmuOps, Recorder};
+//! The recording adapter, the run-time ops table and the native stores.
+use paravirt_core::{
+    native, EntryRef, Hook, HookKind, Inspect, ParavirtOps, Pfn, Pmd, PmdSlot, Pte, PteSlot, PvMmuOps, Recorder, Slot,
+    TwoLevel,
+};
+use std::ptr::NonNull;
 use std::sync::Mutex;
+
+type M = TwoLevel;
 
 /// A backend that logs what reaches it, to check forwarding.
 #[derive(Default)]
 struct Log(Mutex<Vec<String>>);
 
-impl PvMmuOps for Log {
+impl PvMmuOps<M> for Log {
     fn alloc_pt(&self, pfn: Pfn) {
         self.0.lock().unwrap().push(format!("alloc_pt {pfn}"));
     }
     fn alloc_pd_clone(&self, pfn: Pfn, clone_pfn: Pfn, start: u32, count: u32) {
         self.0.lock().unwrap().push(format!("clone {pfn} {clone_pfn} {start} {count}"));
     }
-    unsafe fn set_pmd(&self, slot: EntrySlot, val: u64) {
-        self.0.lock().unwrap().push(format!("set_pmd {}[{}]={val:#x}", slot.table, slot.index));
-        // SAFETY: forwarded caller contract.
-        unsafe { native::set_entry(slot, val) }
+    fn set_pmd(&self, slot: PmdSlot, val: Pmd) {
+        self.0.lock().unwrap().push(format!("set_pmd {}={val}", slot.id()));
+        native::set(slot, val)
     }
     fn write_cr3(&self, cr3: u32) -> u32 {
         cr3 + 0x1000
@@ -32,53 +37,69 @@ impl Inspect for Log {
     }
 }
 
-fn slot(buf: &mut [u32; 4], wide: bool) -> EntrySlot {
-    EntrySlot { ptr: buf.as_mut_ptr(), table: Pfn(9), index: 0, wide }
+/// A slot over `buf` (8-byte aligned, room for either width), table 0x9, index 0.
+fn slot<E: paravirt_core::Entry>(buf: &mut [u64; 2], wide: bool) -> Slot<E> {
+    // SAFETY: `buf` outlives every use of the slot in these tests and is 8-byte aligned.
+    unsafe { Slot::new(NonNull::from(&mut buf[0]).cast::<u32>(), Pfn::new(9), 0, wide) }
 }
 
 #[test]
 fn recorder_logs_in_call_order_and_forwards_every_call() {
     let rec: Recorder<Log, 16> = Recorder::new(Log::default());
-    let mut buf = [0u32; 4];
-    rec.alloc_pt(Pfn(1));
-    rec.alloc_pd_clone(Pfn(2), Pfn(3), 768, 256);
-    // SAFETY: `buf` has room for an 8-byte entry.
-    unsafe { rec.set_pmd(slot(&mut buf, true), 0x1_0000_2067) };
+    let mut buf = [0u64; 2];
+    rec.alloc_pt(Pfn::new(1));
+    rec.alloc_pd_clone(Pfn::new(2), Pfn::new(3), 768, 256);
+    rec.set_pmd(slot(&mut buf, true), Pmd::from_raw(0x1_0000_2067));
     assert_eq!(rec.write_cr3(0x5000), 0x6000, "return values come from the backend");
     let hooks: Vec<Hook> = rec.with_events(|e| e.iter().map(|e| e.hook).collect());
     assert_eq!(
         hooks,
         vec![
-            Hook::AllocPt(Pfn(1)),
-            Hook::AllocPdClone { pfn: Pfn(2), clone_pfn: Pfn(3), start: 768, count: 256 },
-            Hook::SetPmd { table: Pfn(9), index: 0, val: 0x1_0000_2067 },
-            Hook::WriteCr3(0x5000),
+            Hook::AllocPt { pfn: Pfn::new(1) },
+            Hook::AllocPdClone { pfn: Pfn::new(2), clone_pfn: Pfn::new(3), start: 768, count: 256 },
+            Hook::SetPmd { slot: EntryRef { table: Pfn::new(9), index: 0 }, val: Pmd::from_raw(0x1_0000_2067) },
+            Hook::WriteCr3 { cr3: 0x5000 },
         ]
     );
     assert_eq!(rec.inner().0.lock().unwrap().len(), 3);
-    assert_eq!(buf, [0x2067, 1, 0, 0], "the backend performed the store");
+    assert_eq!(buf[0], 0x1_0000_2067, "the backend performed the store");
     assert_eq!(rec.pages_held(), 3, "Inspect is forwarded");
-    assert_eq!(hooks[1].to_string(), "alloc_pd_clone(0x2, 0x3, 768, 256)");
+    assert_eq!(hooks[1].to_string(), "alloc_pd_clone(0x2, 0x3, 0x300, 0x100)");
+    assert_eq!(hooks[2].to_string(), "set_pmd(0x9[0], 0x100002067)");
 }
 
 #[test]
 fn recorder_counts_calls_beyond_its_capacity() {
     let rec: Recorder<Log, 2> = Recorder::new(Log::default());
     for i in 0..5 {
-        rec.alloc_pt(Pfn(i));
+        rec.alloc_pt(Pfn::new(i));
     }
-    rec.release_pt(Pfn(0));
+    PvMmuOps::<M>::release_pt(&rec, Pfn::new(0));
     assert_eq!(rec.len(), 2);
     assert_eq!(rec.dropped(), 4);
-    assert_eq!(rec.calls("alloc_pt"), 5);
-    assert_eq!(rec.calls("release_pt"), 1);
+    assert_eq!(rec.calls(HookKind::AllocPt), 5);
+    assert_eq!(rec.calls(HookKind::ReleasePt), 1);
     rec.set_enabled(false);
-    rec.alloc_pt(Pfn(9));
-    assert_eq!(rec.calls("alloc_pt"), 5, "disabled recording still forwards but does not count");
+    rec.alloc_pt(Pfn::new(9));
+    assert_eq!(rec.calls(HookKind::AllocPt), 5, "disabled recording still forwards but does not count");
     assert_eq!(rec.inner().0.lock().unwrap().len(), 6);
     rec.clear();
     assert!(rec.is_empty());
-    assert_eq!(rec.calls("alloc_pt"), 0);
+    assert_eq!(rec.calls(HookKind::AllocPt), 0);
+}
+
+#[test]
+fn hook_kinds_are_the_one_list_in_order_with_linux_names() {
+    assert_eq!(HookKind::COUNT, 19);
+    assert_eq!(HookKind::ALL[0].name(), "alloc_pt");
+    assert_eq!("release_pd".parse::<HookKind>(), Ok(HookKind::ReleasePd));
+    assert!("release_pte".parse::<HookKind>().is_err(), "a typo is an error, not a silent zero");
+    for (i, k) in HookKind::ALL.iter().enumerate() {
+        assert_eq!(*k as usize, i);
+        assert_eq!(k.name().parse::<HookKind>(), Ok(*k));
+    }
+    let seed: Vec<&str> = HookKind::ALL.iter().filter(|k| k.is_page_type_hook()).map(|k| k.name()).collect();
+    assert_eq!(seed, ["alloc_pt", "alloc_pd", "alloc_pd_clone", "release_pt", "release_pd"]);
 }
 
 #[test]
@@ -86,9 +107,9 @@ fn recorder_stores_the_probe_answer_with_each_event() {
     static FLAG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let rec: Recorder<Log, 8> = Recorder::new(Log::default());
     rec.set_probe(&|| FLAG.load(std::sync::atomic::Ordering::SeqCst));
-    rec.alloc_pt(Pfn(1));
+    rec.alloc_pt(Pfn::new(1));
     FLAG.store(true, std::sync::atomic::Ordering::SeqCst);
-    rec.alloc_pt(Pfn(2));
+    rec.alloc_pt(Pfn::new(2));
     let probes: Vec<bool> = rec.with_events(|e| e.iter().map(|e| e.probe).collect());
     assert_eq!(probes, vec![false, true]);
 }
@@ -96,13 +117,12 @@ fn recorder_stores_the_probe_answer_with_each_event() {
 #[test]
 fn ops_table_dispatches_to_the_backend_chosen_at_run_time() {
     let log: &'static Log = Box::leak(Box::default());
-    let ops = ParavirtOps::from_backend("log", log);
+    let ops: ParavirtOps<M> = ParavirtOps::from_backend("log", log);
     assert_eq!(ops.name(), "log");
-    ops.alloc_pt(Pfn(7));
-    ops.alloc_pd_clone(Pfn(8), Pfn(1), 3, 1);
-    let mut buf = [0u32; 4];
-    // SAFETY: `buf` has room for a 4-byte entry.
-    unsafe { ops.set_pmd(slot(&mut buf, false), 0x3067) };
+    ops.alloc_pt(Pfn::new(7));
+    ops.alloc_pd_clone(Pfn::new(8), Pfn::new(1), 3, 1);
+    let mut buf = [0u64; 2];
+    ops.set_pmd(slot(&mut buf, false), Pmd::from_raw(0x3067));
     assert_eq!(ops.write_cr3(0x1000), 0x2000);
     assert_eq!(*log.0.lock().unwrap(), vec!["alloc_pt 0x7", "clone 0x8 0x1 3 1", "set_pmd 0x9[0]=0x3067"]);
     assert_eq!(buf[0], 0x3067);
@@ -110,51 +130,40 @@ fn ops_table_dispatches_to_the_backend_chosen_at_run_time() {
 
 #[test]
 fn native_ops_table_is_bare_metal() {
-    let ops = ParavirtOps::native();
-    let mut buf = [0u32; 4];
-    ops.alloc_pt(Pfn(1));
-    ops.release_pd(Pfn(1));
-    // SAFETY: `buf` has room for an 8-byte entry.
-    unsafe {
-        ops.set_pte(slot(&mut buf, true), 0x8000_0000_0000_1063);
-    }
-    assert_eq!(buf, [0x1063, 0x8000_0000, 0, 0]);
-    // SAFETY: as above.
-    unsafe { ops.pte_clear(Pfn(0), 0, slot(&mut buf, true)) };
-    assert_eq!(buf, [0; 4]);
+    let ops = ParavirtOps::<M>::native();
+    let mut buf = [0u64; 2];
+    ops.alloc_pt(Pfn::new(1));
+    ops.release_pd(Pfn::new(1));
+    let s: PteSlot = slot(&mut buf, true);
+    ops.set_pte(s, Pte::from_raw(0x8000_0000_0000_1063));
+    assert_eq!(s.read(), Pte::from_raw(0x8000_0000_0000_1063));
+    ops.pte_clear(Pfn::new(0), 0, s);
+    assert_eq!(buf, [0; 2]);
     assert_eq!(ops.write_cr3(0x4000), 0x4000);
     assert_eq!(ops.read_cr3(0x4000), 0x4000);
     assert!(ops.allows_large_pages());
 }
 
 #[test]
-fn pae_store_order_is_high_half_first_and_clear_low_half_first() {
-    // Watches the other half at each step to see the order of the 32-bit stores.
-    let mut buf = [0xFFFF_FFFFu32, 0xFFFF_FFFF, 0, 0];
-    let s = slot(&mut buf, true);
-    // SAFETY: `buf` has room for an 8-byte entry.
-    unsafe { native::set_entry(s, 0x0000_0001_0000_0063) };
-    assert_eq!(buf[..2], [0x63, 1]);
-    // A reader that sees the low half present must see the new high half: write a new value
-    // whose high half differs and check the intermediate state the reader could observe.
-    let mut half = [0u32; 4];
-    let s = slot(&mut half, true);
-    // SAFETY: as above.
-    unsafe {
-        s.ptr.add(1).write_volatile(0x2); // what set_entry does first
-        assert_eq!(native::read_entry(s) & 1, 0, "not present until the low half lands");
-        native::set_entry(s, 0x0000_0002_0000_1063);
-        assert_eq!(native::read_entry(s), 0x0000_0002_0000_1063);
-        native::clear_entry(s);
-    }
-    assert_eq!(half, [0; 4]);
+fn pae_entries_are_written_with_one_store() {
+    let mut buf = [0xFFFF_FFFF_FFFF_FFFFu64, 0];
+    let s: PteSlot = slot(&mut buf, true);
+    native::set(s, Pte::from_raw(0x0000_0001_0000_0063));
+    assert_eq!(buf[0], 0x0000_0001_0000_0063);
+    native::set(s, Pte::from_raw(0x8000_0002_0000_1063));
+    assert_eq!(s.read().raw(), 0x8000_0002_0000_1063);
+    native::clear(s);
+    assert_eq!(buf, [0; 2]);
+    let t: PteSlot = slot(&mut buf, false);
+    native::set(t, Pte::from_raw(0x1063));
+    assert_eq!(buf[0], 0x1063, "a two-level entry is the low 4 bytes");
 }
 
 #[test]
 fn pv_layer_reports_whether_hooks_are_compiled_in() {
     assert_eq!(paravirt_core::pv::ENABLED, cfg!(feature = "paravirt"));
     let log = Log::default();
-    paravirt_core::pv::paravirt_alloc_pt(&log, Pfn(4));
+    paravirt_core::pv::Pv::<M, _>::new(&log).alloc_pt(Pfn::new(4));
     let expected = if paravirt_core::pv::ENABLED { 1 } else { 0 };
     assert_eq!(log.0.lock().unwrap().len(), expected, "with paravirt off the hook is do {{ }} while (0)");
 }
@@ -162,10 +171,10 @@ fn pv_layer_reports_whether_hooks_are_compiled_in() {
 #[test]
 fn with_inspect_takes_hooks_from_the_table_and_inspect_from_the_backend() {
     let log: &'static Log = Box::leak(Box::default());
-    let ops: &'static ParavirtOps = Box::leak(Box::new(ParavirtOps::from_backend("log", log)));
+    let ops: &'static ParavirtOps<M> = Box::leak(Box::new(ParavirtOps::from_backend("log", log)));
     let both = paravirt_core::WithInspect { hooks: ops, inspect: log };
-    both.alloc_pt(Pfn(3));
-    assert_eq!(both.write_cr3(0x1000), 0x2000);
+    PvMmuOps::<M>::alloc_pt(&both, Pfn::new(3));
+    assert_eq!(PvMmuOps::<M>::write_cr3(&both, 0x1000), 0x2000);
     assert_eq!(*log.0.lock().unwrap(), vec!["alloc_pt 0x3"]);
     assert_eq!(both.backend_name(), "log");
     assert_eq!(both.pages_held(), 1);
