@@ -24,7 +24,11 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         let mut updated = 0;
         for t in self.pages.iter() {
             for i in 0..entries::<M>() {
-                let done = if t.ty.is_l2() { self.sync_dir_entry(mem, t.pfn, t.shadow, i) } else { sync_pte::<M, P>(mem, t.pfn, t.shadow, i) };
+                let done = if t.ty.is_l2() {
+                    self.sync_dir_entry(mem, t.pfn, t.shadow, i)
+                } else {
+                    sync_pte::<M, P>(mem, t.pfn, t.shadow, i)
+                };
                 updated += done as usize;
             }
         }

@@ -1,13 +1,15 @@
-//! The backend type: its state, construction and teardown, accessors, and how violations
-//! are reported.
+//! The backend type: construction and teardown, the ROM calls, accessors, and the lock every
+//! operation on the state runs under.
 
-use crate::shadow::{Pool, Tracker};
-use crate::stats::{Check, Counters, Stats};
+use crate::rom::CloneArgs;
+use crate::rule::{Found, Log, VmiRule, RECORDED_VIOLATIONS};
+use crate::state::State;
+use crate::stats::{CallCounts, Stats};
 use crate::types::PageType;
-use crate::violation::{Pending, Policy, Violation, ViolationLog};
+use crate::verify::Divergence;
 use core::fmt;
-use core::marker::PhantomData;
-use i386_mm::{zero_frame, PagingMode, Pfn, PhysMem};
+use i386_paging::{zero_frame, PhysMem};
+use paravirt_core::{HookKind, PagingMode, Pfn, Policy, Violation, Violations};
 use spin::Mutex;
 
 /// Pages a [`Vmi`] tracks unless told otherwise (and shadow frames it reserves).
@@ -19,7 +21,8 @@ pub enum InitError {
     /// Physical memory could not supply the shadow-frame pool or the per-vCPU PDPT; every
     /// frame taken was given back.
     OutOfMemory,
-    /// The per-vCPU shadow PDPT landed above 4 GiB, where a 32-bit CR3 cannot reach it.
+    /// The per-vCPU shadow PDPT landed above 4 GiB (physical), where a 32-bit CR3 cannot
+    /// reach it; every frame taken was given back.
     PdptAbove4G,
 }
 
@@ -32,67 +35,118 @@ impl fmt::Display for InitError {
     }
 }
 
-/// The root loaded with `write_cr3` (guest view).
+impl core::error::Error for InitError {}
+
+/// Why [`Vmi::teardown`] refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Loaded {
-    /// Frame of the guest root (L2 in two-level mode, PDPT in PAE).
-    pub(crate) root: Pfn,
-    /// PAE: index (in 8-byte entries) of the PDPT's first entry inside its frame.
-    pub(crate) base: u32,
-    /// The guest's CR3 value.
-    pub(crate) cr3: u32,
+pub struct TeardownError {
+    /// Pages still typed.
+    pub typed: usize,
 }
 
-/// Everything behind the backend's lock.
-pub(crate) struct State<const MAX: usize> {
-    pub(crate) pages: Tracker<MAX>,
-    pub(crate) pool: Pool<MAX>,
-    /// The per-vCPU shadow PDPT frame (PAE, until teardown).
-    pub(crate) pdpt: Option<Pfn>,
-    /// The guest pmd each shadow PDPT entry links (each counted in that pmd's `links`).
-    pub(crate) pdpt_links: [Option<Pfn>; 4],
-    pub(crate) loaded: Option<Loaded>,
-    pub(crate) created: u64,
-    pub(crate) freed: u64,
-    pub(crate) peak: usize,
-    pub(crate) pdpt_updates: u64,
-    pub(crate) mirrored: u64,
+impl fmt::Display for TeardownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vmi: teardown with typed pages: {} page(s) still typed", self.typed)
+    }
 }
+
+impl core::error::Error for TeardownError {}
 
 /// The VMI backend: VMware's page-type protocol with its debug checks, over real shadow page
 /// tables that the CPU walks.
 ///
-/// Generic over the paging mode `M`, physical memory `P` (shadow frames come from it) and the
-/// number of pages it can track, `MAX` (that many shadow frames are reserved at
-/// construction). Hooks take `&self`; the state sits behind one [`spin::Mutex`]. Hand
-/// `&Vmi` to `i386_mm::KernelMm` as its backend, and call [`teardown`](Self::teardown) at
-/// the end to give the reserved frames back (dropping the backend without it leaks them).
+/// Generic over the paging mode `M` (it implements `PvMmuOps<M>` for that mode only),
+/// physical memory `P` (shadow frames come from it) and the number of pages it can track,
+/// `MAX` (that many shadow frames are reserved at construction). Hooks take `&self`; the
+/// state sits behind one [`spin::Mutex`]. Hand `&Vmi` to `i386_mm::KernelMm` as its backend,
+/// and call [`teardown`](Self::teardown) at the end to give the reserved frames back
+/// (dropping the backend without it leaks them).
+///
+/// Units: a [`Pfn`] names a 4 KiB physical frame; CR3 values are physical addresses; nothing
+/// here takes a virtual address except the walks of [`verify_each`](Self::verify_each).
+///
+/// # Example
+///
+/// A backend over a tiny physical memory of eight static frames, one page table announced,
+/// written through the hook and mirrored into its shadow:
+///
+/// ```
+/// use backend_vmi::{PageType, Vmi};
+/// use core::ptr::NonNull;
+/// use core::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+/// use i386_paging::{alloc_zeroed, read_entry, slot, PhysMem};
+/// use paravirt_core::{Inspect, Pfn, Policy, Pte, PvMmuOps, TwoLevel, PAGE_KERNEL};
+///
+/// #[repr(C, align(4096))]
+/// struct Frames(core::cell::UnsafeCell<[[u8; 4096]; 8]>);
+/// // SAFETY: the frames are reached only through raw pointers (PhysMem's contract).
+/// unsafe impl Sync for Frames {}
+///
+/// /// Eight frames, handed out once each (enough for a backend of capacity 4 and two pages).
+/// struct Tiny { frames: &'static Frames, next: AtomicUsize, freed: AtomicUsize }
+///
+/// // SAFETY: `frame_ptr` returns page-aligned, writable frames of `frames` and panics for any
+/// // other pfn; nothing references them; a frame is handed out at most once.
+/// unsafe impl PhysMem for Tiny {
+///     fn alloc_frame(&self) -> Option<Pfn> {
+///         let n = self.next.fetch_add(1, Relaxed);
+///         (n < 8).then(|| Pfn::new(n as u32))
+///     }
+///     fn free_frame(&self, _pfn: Pfn) {
+///         self.freed.fetch_add(1, Relaxed);
+///     }
+///     fn frame_ptr(&self, pfn: Pfn) -> NonNull<u8> {
+///         assert!(pfn.as_usize() < 8, "not a frame of this memory");
+///         let base = self.frames.0.get().cast::<[u8; 4096]>();
+///         NonNull::new(base.wrapping_add(pfn.as_usize()).cast()).unwrap()
+///     }
+///     fn max_pfn(&self) -> Pfn {
+///         Pfn::new(8)
+///     }
+///     fn frames_in_use(&self) -> usize {
+///         self.next.load(Relaxed).min(8) - self.freed.load(Relaxed)
+///     }
+/// }
+///
+/// static FRAMES: Frames = Frames(core::cell::UnsafeCell::new([[0; 4096]; 8]));
+/// let mem = Tiny { frames: &FRAMES, next: AtomicUsize::new(0), freed: AtomicUsize::new(0) };
+/// let vmi: Vmi<TwoLevel, &Tiny, 4> = Vmi::new(&mem, Policy::Panic)?; // reserves 4 frames
+///
+/// let pt = alloc_zeroed(&mem).unwrap();
+/// vmi.alloc_pt(pt); // VMI's `vmi_allocate_pt`: typed L1, shadowed
+/// assert_eq!(vmi.page_type(pt), PageType::L1);
+///
+/// let page = alloc_zeroed(&mem).unwrap();
+/// // SAFETY: entry 3 of `pt`, a frame of `mem`, which outlives the slot.
+/// let s = unsafe { slot::<TwoLevel, Pte, _>(&mem, pt, 3) };
+/// vmi.set_pte(s, Pte::new(page, PAGE_KERNEL));
+/// let shadow = vmi.shadow_of(pt).unwrap();
+/// assert_eq!(read_entry::<TwoLevel, Pte, _>(&mem, shadow, 3), Pte::new(page, PAGE_KERNEL));
+///
+/// assert!(vmi.verify(&mut String::new()));
+/// vmi.release_pt(pt);
+/// vmi.teardown()?; // the 4 reserved frames go back
+/// assert_eq!(mem.frames_in_use(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Vmi<M: PagingMode, P: PhysMem, const MAX: usize = DEFAULT_CAPACITY> {
     pub(crate) mem: P,
-    policy: Policy,
-    pub(crate) state: Mutex<State<MAX>>,
-    log: Mutex<ViolationLog>,
-    pub(crate) counters: Counters,
-    _mode: PhantomData<M>,
+    pub(crate) state: Mutex<State<M, MAX>>,
+    pub(crate) log: Log,
+    pub(crate) calls: CallCounts,
 }
 
 impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// Builds the backend over `mem`: reserves `MAX` shadow frames and, in PAE, the per-vCPU
-    /// shadow PDPT frame (zeroed). Violations are handled according to `policy`.
+    /// shadow PDPT frame (zeroed). Violations caught in the hooks are reported under
+    /// `policy`.
+    ///
+    /// # Errors
+    /// [`InitError::OutOfMemory`] if `mem` cannot supply the frames, [`InitError::PdptAbove4G`]
+    /// if the PDPT frame is not below 4 GiB; every frame taken is given back either way.
     pub fn new(mem: P, policy: Policy) -> Result<Self, InitError> {
-        let mut st = State {
-            pages: Tracker::new(),
-            pool: Pool::new(),
-            pdpt: None,
-            pdpt_links: [None; 4],
-            loaded: None,
-            created: 0,
-            freed: 0,
-            peak: 0,
-            pdpt_updates: 0,
-            mirrored: 0,
-        };
-        let give_back = |st: &mut State<MAX>, mem: &P| {
+        let mut st = State::<M, MAX>::new();
+        let give_back = |st: &mut State<M, MAX>, mem: &P| {
             while let Some(f) = st.pool.drain_one() {
                 mem.free_frame(f);
             }
@@ -103,11 +157,12 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         if M::PAE {
             let Some(f) = mem.alloc_frame() else { return Err(InitError::OutOfMemory) };
             st.pdpt = Some(f);
-            if f.phys() > u32::MAX as u64 {
+            if f.phys().as_u64() > u32::MAX as u64 {
                 give_back(&mut st, &mem);
                 return Err(InitError::PdptAbove4G);
             }
-            zero_frame(&mem, f);
+            // SAFETY: the frame was just allocated: the backend owns it alone.
+            unsafe { zero_frame(&mem, f) };
         }
         for _ in 0..MAX {
             let Some(f) = mem.alloc_frame() else {
@@ -116,41 +171,113 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             };
             st.pool.add(f);
         }
-        Ok(Vmi {
-            mem,
-            policy,
-            state: Mutex::new(st),
-            log: Mutex::new(ViolationLog::new()),
-            counters: Counters::new(),
-            _mode: PhantomData,
-        })
+        Ok(Vmi { mem, state: Mutex::new(st), log: Violations::new("vmi", policy), calls: CallCounts::new() })
     }
 
-    /// Gives back the shadow-frame pool and the per-vCPU shadow PDPT. Allowed only once no
-    /// page is typed (after `KernelMm::shutdown`); otherwise reports
-    /// [`Violation::TeardownWithLivePages`] and keeps everything. After it, any allocation is
-    /// refused for lack of capacity and a PAE `write_cr3` for lack of a PDPT.
-    pub fn teardown(&self) -> Result<(), Violation> {
-        self.locked(|st, pend| {
-            let typed = st.pages.len();
-            if typed != 0 {
-                pend.push(Violation::TeardownWithLivePages { pages: typed });
-                return;
-            }
-            self.unload(st);
-            if let Some(f) = st.pdpt.take() {
-                self.mem.free_frame(f);
-            }
-            while let Some(f) = st.pool.drain_one() {
-                self.mem.free_frame(f);
-            }
-        })
-        .1
+    /// Gives back the shadow-frame pool and the per-vCPU shadow PDPT. After it, any allocation
+    /// is refused for lack of capacity and a PAE `write_cr3` for lack of a PDPT.
+    ///
+    /// # Errors
+    /// [`TeardownError`] if pages are still typed (call it after `KernelMm::shutdown`); then
+    /// everything is kept. Not a hook: nothing is logged, whatever the policy.
+    pub fn teardown(&self) -> Result<(), TeardownError> {
+        let mut st = self.state.lock();
+        let typed = st.pages.len();
+        if typed != 0 {
+            return Err(TeardownError { typed });
+        }
+        st.unload(&self.mem);
+        if let Some(f) = st.pdpt.take() {
+            self.mem.free_frame(f);
+        }
+        while let Some(f) = st.pool.drain_one() {
+            self.mem.free_frame(f);
+        }
+        Ok(())
+    }
+
+    /// VMI's ROM call `AllocatePage(pfn, flags, clone_pfn, start, count)`: types the frame
+    /// `pfn` and builds its shadow. The `alloc_*` hooks call it with the flags of their level
+    /// (and report what it finds under the policy); called directly it takes any flags (so
+    /// tests can build sequences the hooks never produce) and logs nothing.
+    ///
+    /// Checks, in order (each refusal leaves the page untyped): the flags name `PT` or `PD`
+    /// (`PDP` is refused: the PAE PDPT is never typed); the page is in RAM and untyped and is
+    /// not the loaded PDPT; with `CLONE`, `clone_pfn` is an L2 with the same `PAE` bit and
+    /// entries `[start, start + count)` fit; with `ZEROED`, the page is zero (with `CLONE`
+    /// only its user entries `[0, USER_PTRS_PER_PGD)`: reported, not refused); a tracking
+    /// slot is free. The shadow then starts as the guest page mirrored, except that with
+    /// `CLONE` entries `[start, start + count)` are copied from the source's *shadow*.
+    ///
+    /// # Errors
+    /// The first rule broken. Only [`VmiRule::NotZeroed`] and [`VmiRule::UnannouncedChild`]
+    /// (a non-zero directory linking an unannounced table) leave the page typed.
+    #[doc(alias = "vmi_allocate_page")]
+    pub fn allocate_page(
+        &self,
+        pfn: Pfn,
+        flags: PageType,
+        clone_pfn: Pfn,
+        start: u32,
+        count: u32,
+    ) -> Result<(), VmiRule> {
+        let clone = CloneArgs { source: clone_pfn, start, count };
+        self.locked(None, |st, found| st.allocate(&self.mem, found, pfn, flags, clone)).1
+    }
+
+    /// VMI's ROM call `ReleasePage(pfn, flags)`: the frame `pfn` goes back to `NORMAL` and its
+    /// shadow is freed. Called directly it logs nothing.
+    ///
+    /// # Errors
+    /// The rule broken, the page then staying typed: it must be typed
+    /// ([`VmiRule::ReleaseUntyped`]), `flags` must name its level or none
+    /// ([`VmiRule::ReleaseWrongLevel`]), it must not be the loaded root
+    /// ([`VmiRule::ReleaseLoaded`]) and no shadow entry may link it
+    /// ([`VmiRule::ReleaseLinked`]).
+    #[doc(alias = "vmi_release_page")]
+    pub fn release_page(&self, pfn: Pfn, flags: PageType) -> Result<(), VmiRule> {
+        self.locked(None, |st, found| st.release(&self.mem, found, pfn, flags)).1
+    }
+
+    /// Copies the accessed/dirty bits the CPU set in shadow entries into the matching guest
+    /// entries, and drops the `ACCESSED` bit some walkers (QEMU's) set in the shadow PDPT,
+    /// where real processors never write. Returns the guest entries updated.
+    ///
+    /// Only an entry whose shadow agrees with the guest except for those bits is touched, so
+    /// a divergence (or a table freed behind the backend's back) is left for
+    /// [`verify_each`](Self::verify_each) to report. `Inspect::verify` calls it first; on the
+    /// host simulator nothing sets these bits. Every store is one [`paravirt_core::native`]
+    /// store.
+    pub fn sync_accessed_dirty(&self) -> usize {
+        self.state.lock().sync_accessed_dirty(&self.mem)
+    }
+
+    /// Cross-checks every shadow against its guest table and calls `f` with each
+    /// [`Divergence`]; returns how many there were (0: the shadows are exact).
+    ///
+    /// First entry by entry: every typed table against its shadow (directory entries modulo
+    /// the guest→shadow mapping of the tables they link), and in PAE the per-vCPU shadow
+    /// PDPT against the loaded guest PDPT. Then translation by translation, for virtual
+    /// addresses, with `i386_paging::walk` starting at any table: for every root the backend
+    /// knows (two-level: every L2; PAE: every pmd, and the loaded PDPT), every address mapped
+    /// through the guest side translates the same through the shadow side, and the shadow
+    /// maps nothing more. A tree whose guest or shadow side links an unshadowed table is not
+    /// walked (the entry check named it).
+    ///
+    /// Runs under the backend's lock: `f` must not call the backend.
+    pub fn verify_each(&self, f: &mut dyn FnMut(&Divergence)) -> usize {
+        let st = self.state.lock();
+        let mut n = 0;
+        st.verify(&self.mem, &mut |d| {
+            n += 1;
+            f(&d);
+        });
+        n
     }
 
     /// The policy chosen at construction.
     pub fn policy(&self) -> Policy {
-        self.policy
+        self.log.policy()
     }
 
     /// Physical memory the shadows live in.
@@ -163,22 +290,22 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         MAX
     }
 
-    /// The type of `pfn` (`NORMAL` when untyped).
+    /// The type of the frame `pfn` (`NORMAL` when untyped).
     pub fn page_type(&self, pfn: Pfn) -> PageType {
         self.state.lock().pages.get(pfn).map_or(PageType::NORMAL, |t| t.ty)
     }
 
-    /// The shadow of `pfn`, if it is typed.
+    /// The frame holding the shadow of the frame `pfn`, if it is typed.
     pub fn shadow_of(&self, pfn: Pfn) -> Option<Pfn> {
         self.state.lock().pages.get(pfn).map(|t| t.shadow)
     }
 
-    /// Shadow entries that link the shadow of `pfn` (`None` if untyped).
+    /// Shadow entries that link the shadow of the frame `pfn` (`None` if untyped).
     pub fn links_to(&self, pfn: Pfn) -> Option<u32> {
         self.state.lock().pages.get(pfn).map(|t| t.links)
     }
 
-    /// The guest root last loaded with `write_cr3`, if it is still loaded.
+    /// The frame of the guest root last loaded with `write_cr3`, if it is still loaded.
     pub fn loaded_root(&self) -> Option<Pfn> {
         self.state.lock().loaded.map(|l| l.root)
     }
@@ -196,7 +323,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// A snapshot of the state and counters.
     pub fn stats(&self) -> Stats {
         let st = self.state.lock();
-        let mut s = Stats {
+        let s = Stats {
             typed_l1: st.pages.iter().filter(|t| t.ty.is_l1()).count(),
             typed_l2: st.pages.iter().filter(|t| t.ty.is_l2()).count(),
             typed_clone: st.pages.iter().filter(|t| t.ty.contains(PageType::CLONE)).count(),
@@ -209,56 +336,53 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             shadow_pdpt: st.pdpt.is_some(),
             pdpt_updates: st.pdpt_updates,
             entries_mirrored: st.mirrored,
-            calls: [0; crate::stats::HookKind::COUNT],
-            checks: [0; Check::COUNT],
+            calls: self.calls.snapshot(),
+            checks: st.checks.snapshot(),
             violations: 0,
         };
         drop(st);
-        self.counters.snapshot(&mut s.calls, &mut s.checks);
-        s.violations = self.violation_count();
-        s
+        Stats { violations: self.violation_count(), ..s }
     }
 
-    /// Violations detected so far (all of them, recorded or not).
+    /// Violations reported by the hooks so far (all of them, kept in full or not).
     pub fn violation_count(&self) -> usize {
-        self.log.lock().total()
+        self.log.total()
     }
 
-    /// The `i`th violation recorded (the first [`RECORDED_VIOLATIONS`] are kept).
-    ///
-    /// [`RECORDED_VIOLATIONS`]: crate::RECORDED_VIOLATIONS
-    pub fn violation(&self, i: usize) -> Option<Violation> {
-        self.log.lock().get(i)
+    /// The `i`th violation reported by the hooks (the first [`RECORDED_VIOLATIONS`] are kept).
+    pub fn violation(&self, i: usize) -> Option<Violation<VmiRule>> {
+        self.log.get(i)
     }
 
-    /// Forgets every violation recorded.
+    /// The shared violation log the hooks report to (`Violations::iter`, `checker_total`,
+    /// `write_all`...).
+    pub fn violation_log(&self) -> &Violations<VmiRule, RECORDED_VIOLATIONS> {
+        &self.log
+    }
+
+    /// Forgets every violation reported.
     pub fn clear_violations(&self) {
-        self.log.lock().clear()
+        self.log.clear()
     }
 
-    /// Runs `f` under the state lock, then reports what it found (after the lock is dropped,
-    /// so a panic never leaves it held). Returns `f`'s result and the first violation.
-    pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut State<MAX>, &mut Pending) -> R) -> (R, Result<(), Violation>) {
-        let mut pend = Pending::new();
+    /// Runs `f` under the state lock, the rules it finds reported with `hook` (or only
+    /// returned, outside a hook). Returns `f`'s result and the first rule broken.
+    ///
+    /// # Panics
+    /// Under [`Policy::Panic`], inside a hook, once the lock is dropped, if a rule was broken.
+    pub(crate) fn locked<R>(
+        &self,
+        hook: Option<HookKind>,
+        f: impl FnOnce(&mut State<M, MAX>, &mut Found<'_>) -> R,
+    ) -> (R, Result<(), VmiRule>) {
+        let mut found = match hook {
+            Some(h) => Found::in_hook(&self.log, h),
+            None => Found::returned(),
+        };
         let r = {
             let mut st = self.state.lock();
-            f(&mut st, &mut pend)
+            f(&mut st, &mut found)
         };
-        (r, self.report(&pend))
-    }
-
-    fn report(&self, pend: &Pending) -> Result<(), Violation> {
-        let Some(first) = pend.first() else { return Ok(()) };
-        match self.policy {
-            Policy::Panic => panic!("{first}"),
-            Policy::Record => {
-                let mut log = self.log.lock();
-                for v in pend.iter() {
-                    log.push(v);
-                }
-                log.count_more(pend.overflow());
-            }
-        }
-        Err(first)
+        (r, found.finish())
     }
 }

@@ -2,8 +2,8 @@
 
 use crate::backend::Vmi;
 use core::fmt::{self, Write};
-use i386_mm::{PagingMode, PhysMem};
-use paravirt_core::Inspect;
+use i386_paging::PhysMem;
+use paravirt_core::{Inspect, PagingMode};
 
 /// Divergences [`Inspect::verify`] writes out in full (the rest are counted).
 pub const VERIFY_REPORT_LINES: usize = 16;
@@ -19,6 +19,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Inspect for Vmi<M, P, MAX> {
         2 * self.typed_pages()
     }
 
+    /// Violations the hooks reported (see [`Vmi::violation_log`]).
     fn violations(&self) -> usize {
         self.violation_count()
     }
@@ -43,6 +44,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Inspect for Vmi<M, P, MAX> {
         n == 0
     }
 
+    /// The [`Stats`](crate::Stats) snapshot, through its `Display`.
     fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
         write!(out, "{}", self.stats())
     }

@@ -88,8 +88,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         if flags.contains(PageType::ZEROED) {
             self.checks.count(Check::Zeroed);
             let limit = if flags.contains(PageType::CLONE) { M::USER_PTRS_PER_PGD.min(n) } else { n };
-            if let Some((index, value)) =
-                (0..limit).map(|i| (i, read_raw::<M, P>(mem, pfn, i))).find(|&(_, v)| v != 0)
+            if let Some((index, value)) = (0..limit).map(|i| (i, read_raw::<M, P>(mem, pfn, i))).find(|&(_, v)| v != 0)
             {
                 found.push(VmiRule::NotZeroed { pfn, index, value });
             }

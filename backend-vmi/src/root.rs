@@ -14,7 +14,7 @@ use crate::state::{Loaded, State};
 use crate::stats::Check;
 use crate::types::PageType;
 use i386_paging::PhysMem;
-use paravirt_core::{PagingMode, PhysAddr, Pfn, Pud, PDPT_ALLOWED};
+use paravirt_core::{PagingMode, Pfn, PhysAddr, Pud, PDPT_ALLOWED};
 
 impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     /// What guest PDPT entry `g` becomes in the shadow PDPT: `Ok((entry, linked pmd))`, or

@@ -332,6 +332,8 @@ impl fmt::Display for VmiRule {
     }
 }
 
+impl core::error::Error for VmiRule {}
+
 /// The rules one call broke, found while the state lock is held.
 ///
 /// Inside a hook, each rule is reported to the log with that hook: at once under

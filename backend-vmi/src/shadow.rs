@@ -29,7 +29,8 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
-    const EMPTY: Tracked = Tracked { pfn: Pfn::new(0), ty: PageType::NORMAL, shadow: Pfn::new(0), links: 0, pdpt_slot: 0 };
+    const EMPTY: Tracked =
+        Tracked { pfn: Pfn::new(0), ty: PageType::NORMAL, shadow: Pfn::new(0), links: 0, pdpt_slot: 0 };
 }
 
 /// The typed pages, sorted by guest frame (binary search on every entry write). Fixed

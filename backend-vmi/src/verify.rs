@@ -166,13 +166,9 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
                         expected: expected.raw(),
                     }),
                     Ok(_) => {}
-                    Err((child, child_type)) => emit(Divergence::UnshadowedLink {
-                        table: l.root,
-                        index,
-                        guest: guest_raw,
-                        child,
-                        child_type,
-                    }),
+                    Err((child, child_type)) => {
+                        emit(Divergence::UnshadowedLink { table: l.root, index, guest: guest_raw, child, child_type })
+                    }
                 }
             }
         }

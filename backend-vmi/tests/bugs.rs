@@ -41,17 +41,19 @@ fn table_linked_without_alloc_pt_is_caught_at_the_linking_write<M: PagingMode>()
     let dir = dir_slot::<M>(&ram, a.pgd(), VA);
     // pmd_populate without paravirt_alloc_pt (i386-mm's `bug-missing-alloc-pt`).
     let pt = zeroed(&ram);
-    // SAFETY: `dir` is an entry of a live directory.
-    unsafe { v.set_pmd(dir, table_entry(pt)) };
-    let caught =
-        Violation::UnannouncedChild { table: dir.table, index: dir.index, child: pt, child_type: PageType::NORMAL };
-    assert_eq!(violations(&v), [caught], "caught at the linking write, not later");
+    v.set_pmd(dir, table_entry(pt));
+    let rule =
+        VmiRule::UnannouncedChild { table: dir.table(), index: dir.index(), child: pt, child_type: PageType::NORMAL };
+    assert_eq!(violations(&v), [Violation { hook: HookKind::SetPmd, rule }], "caught at the linking write, not later");
     // The kernel carries on: its PTE write goes into a table the backend never heard of.
     let f = ram.alloc_frame().unwrap();
     m.k.map(&mut a, VA, f, PteFlags::RW | PteFlags::USER).unwrap();
     assert_eq!(
         v.violation(1),
-        Some(Violation::WriteUntyped { table: pt, index: M::pte_index(VA), hook: "set_pte_at" })
+        Some(Violation {
+            hook: HookKind::SetPteAt,
+            rule: VmiRule::WriteUntyped { table: pt, index: M::pte_index(VA) }
+        })
     );
     // The guest tables map VA, but the CPU walks the shadows: a real page fault.
     assert!(m.k.translate(&a, VA).is_some());
@@ -59,15 +61,15 @@ fn table_linked_without_alloc_pt_is_caught_at_the_linking_write<M: PagingMode>()
     let fault = cpu.read_u32(VA).unwrap_err();
     assert_eq!((fault.vector, fault.addr), (14, VA));
     assert!(divergences(&v).contains(&Divergence::UnshadowedLink {
-        table: dir.table,
-        index: dir.index,
-        guest: table_entry(pt),
+        table: dir.table(),
+        index: dir.index(),
+        guest: table_entry(pt).raw(),
         child: pt,
         child_type: PageType::NORMAL
     }));
     let mut report = String::new();
     assert!(!v.verify(&mut report));
-    assert!(report.contains(&format!("table pfn {} index {}", dir.table, dir.index)), "{report}");
+    assert!(report.contains(&format!("table pfn {} index {}", dir.table(), dir.index())), "{report}");
 }
 
 fn table_freed_without_release_is_caught<M: PagingMode>() {
@@ -78,8 +80,7 @@ fn table_freed_without_release_is_caught<M: PagingMode>() {
     let pt = pt_of::<M>(&ram, a.pgd(), VA);
     let dir = dir_slot::<M>(&ram, a.pgd(), VA);
     // Unlinked properly, but freed without `release_pt` (a missing __pte_free_tlb hook).
-    // SAFETY: `dir` is an entry of a live directory.
-    unsafe { v.pmd_clear(dir) };
+    v.pmd_clear(dir);
     ram.free_frame(pt);
     assert_clean_violations(&v);
     // The freed table is poisoned; its shadow still holds the old entries: verify names it.
@@ -101,7 +102,8 @@ fn table_freed_without_release_is_caught<M: PagingMode>() {
     let va2 = VA + M::LARGE_PAGE_SIZE;
     m.k.map(&mut a, va2, f, PteFlags::RW | PteFlags::USER).unwrap();
     assert_eq!(pt_of::<M>(&ram, a.pgd(), va2), pt, "the allocator handed the same frame back");
-    assert_eq!(v.violation(0), Some(Violation::AllocTyped { pfn: pt, current: l1::<M>(), requested: l1::<M>() }));
+    let rule = VmiRule::AllocTyped { pfn: pt, current: l1::<M>(), requested: l1::<M>() };
+    assert_eq!(v.violation(0), Some(Violation { hook: HookKind::AllocPt, rule }));
 }
 
 /// No violation so far (the bug is silent at the hooks: only verify() can see it).
@@ -118,14 +120,18 @@ fn entry_written_behind_the_backends_back_is_reported_by_verify<M: PagingMode>()
     assert_clean(&v, "map");
     let pt = pt_of::<M>(&ram, a.pgd(), VA);
     let index = M::pte_index(VA) + 1;
-    let val = f.phys() | 0x67;
-    ram.write_u32(entry_pa::<M>(pt, index), val as u32);
+    let val = Pte::new(f, PteFlags::from_bits_truncate(0x67));
+    ram.write_u32(entry_pa::<M>(pt, index), val.raw() as u32);
     assert_clean_violations(&v);
     let ds = divergences(&v);
     let sh = v.shadow_of(pt).unwrap();
-    assert_eq!(ds[0], Divergence::Entry { table: pt, shadow: sh, index, guest: val, shadow_value: 0, expected: val });
+    let val_raw = val.raw();
+    assert_eq!(
+        ds[0],
+        Divergence::Entry { table: pt, shadow: sh, index, guest: val_raw, shadow_value: 0, expected: val_raw }
+    );
     // The translation check sees the same thing from the root.
-    let root = if M::PAE { dir_slot::<M>(&ram, a.pgd(), VA).table } else { a.pgd() };
+    let root = if M::PAE { dir_slot::<M>(&ram, a.pgd(), VA).table() } else { a.pgd() };
     let va = VA + 0x1000;
     assert!(
         ds.iter().any(|d| matches!(d, Divergence::Translation { root: r, va: x, guest: Some(_), shadow: None }
@@ -134,14 +140,13 @@ fn entry_written_behind_the_backends_back_is_reported_by_verify<M: PagingMode>()
     );
     let mut report = String::new();
     assert!(!v.verify(&mut report));
-    assert!(report.contains(&format!("table pfn {pt} index {index}: guest {val:#x}, shadow 0x0")), "{report}");
+    assert!(report.contains(&format!("table pfn {pt} index {index}: guest {val_raw:#x}, shadow 0x0")), "{report}");
     // The CPU walks the shadow, so the sneaked-in mapping does not exist for it.
     m.k.activate(&a);
     assert!(m.k.translate(&a, va).is_some());
     assert_eq!(cpu.read_u32(va).map_err(|f| f.vector), Err(14));
     // Written back through the hook, the shadow agrees again.
-    // SAFETY: an entry of a live page table.
-    unsafe { v.set_pte(at::<M>(&ram, pt, index), val) };
+    v.set_pte(at::<M, _>(&ram, pt, index), val);
     assert_clean(&v, "rewritten through set_pte");
     assert_eq!(cpu.read_u32(va), cpu.read_u32(VA));
 }
@@ -150,14 +155,12 @@ fn directory_entry_changed_behind_the_backends_back_is_reported<M: PagingMode>()
     booted!(ram, v, cpu, m);
     // Drop a large page of the kernel's linear map directly in the directory.
     let dir = dir_slot::<M>(&ram, m.k.swapper_pg_dir(), PAGE_OFFSET);
-    let old = entry::<M>(&ram, dir.table, dir.index);
-    ram.write_u32(entry_pa::<M>(dir.table, dir.index), 0);
-    let sh = v.shadow_of(dir.table).unwrap();
+    let (table, index) = (dir.table(), dir.index());
+    let old = raw::<M>(&ram, table, index);
+    ram.write_u32(entry_pa::<M>(table, index), 0);
+    let sh = v.shadow_of(table).unwrap();
     let ds = divergences(&v);
-    assert_eq!(
-        ds[0],
-        Divergence::Entry { table: dir.table, shadow: sh, index: dir.index, guest: 0, shadow_value: old, expected: 0 }
-    );
+    assert_eq!(ds[0], Divergence::Entry { table, shadow: sh, index, guest: 0, shadow_value: old, expected: 0 });
     assert!(ds.iter().any(|d| matches!(d, Divergence::Translation { guest: None, shadow: Some(_), .. })));
 }
 
@@ -170,11 +173,12 @@ fn clone_from_a_page_table_is_refused_and_the_pgd_cannot_be_loaded<M: PagingMode
     // A pgd_ctor cloning from the wrong page.
     let pgd = zeroed(&ram);
     v.alloc_pd_clone(pgd, pt, M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
-    assert_eq!(v.violation(0), Some(Violation::CloneSourceNotL2 { pfn: pgd, source: pt, source_type: l1::<M>() }));
+    let rule = VmiRule::CloneSourceNotL2 { pfn: pgd, source: pt, source_type: l1::<M>() };
+    assert_eq!(v.violation(0), Some(Violation { hook: HookKind::AllocPdClone, rule }));
     assert_eq!(v.page_type(pgd), PageType::NORMAL);
-    let cr3 = pgd.phys() as u32;
+    let cr3 = pgd.phys().as_u64() as u32;
     assert_eq!(v.write_cr3(cr3), cr3);
-    assert_eq!(v.violation(1), Some(Violation::UnknownRoot { cr3 }));
+    assert_eq!(v.violation(1), Some(Violation { hook: HookKind::WriteCr3, rule: VmiRule::UnknownRoot { cr3 } }));
 }
 
 both_modes!(

@@ -17,9 +17,9 @@ fn alloc_of_a_typed_page_is_refused<M: PagingMode>() {
     take_violations(
         &v,
         &[
-            Violation::AllocTyped { pfn: p, current, requested: l1::<M>() },
-            Violation::AllocTyped { pfn: p, current, requested: l2::<M>() },
-            Violation::AllocTyped { pfn: p, current, requested: PageType::l2_clone::<M>() },
+            (HookKind::AllocPt, VmiRule::AllocTyped { pfn: p, current, requested: l1::<M>() }),
+            (HookKind::AllocPd, VmiRule::AllocTyped { pfn: p, current, requested: l2::<M>() }),
+            (HookKind::AllocPdClone, VmiRule::AllocTyped { pfn: p, current, requested: PageType::l2_clone::<M>() }),
         ],
     );
     assert_eq!(v.page_type(p), current, "refused: the type stays");
@@ -37,15 +37,15 @@ fn release_of_an_untyped_page_is_a_violation<M: PagingMode>() {
     take_violations(
         &v,
         &[
-            Violation::ReleaseUntyped { pfn: p, requested: l1::<M>() },
-            Violation::ReleaseUntyped { pfn: p, requested: l2::<M>() },
+            (HookKind::ReleasePt, VmiRule::ReleaseUntyped { pfn: p, requested: l1::<M>() }),
+            (HookKind::ReleasePd, VmiRule::ReleaseUntyped { pfn: p, requested: l2::<M>() }),
         ],
     );
     // Released once is untyped again: a double release is caught too.
     v.alloc_pt(p);
     v.release_pt(p);
     v.release_pt(p);
-    take_violations(&v, &[Violation::ReleaseUntyped { pfn: p, requested: l1::<M>() }]);
+    take_violations(&v, &[(HookKind::ReleasePt, VmiRule::ReleaseUntyped { pfn: p, requested: l1::<M>() })]);
     assert_eq!(v.stats().checks(Check::ReleaseTyped), 4);
 }
 
@@ -60,8 +60,8 @@ fn release_naming_the_wrong_level_is_refused<M: PagingMode>() {
     take_violations(
         &v,
         &[
-            Violation::ReleaseWrongLevel { pfn: pt, current: l1::<M>(), requested: l2::<M>() },
-            Violation::ReleaseWrongLevel { pfn: pd, current: l2::<M>(), requested: l1::<M>() },
+            (HookKind::ReleasePd, VmiRule::ReleaseWrongLevel { pfn: pt, current: l1::<M>(), requested: l2::<M>() }),
+            (HookKind::ReleasePt, VmiRule::ReleaseWrongLevel { pfn: pd, current: l2::<M>(), requested: l1::<M>() }),
         ],
     );
     assert_eq!((v.page_type(pt), v.page_type(pd)), (l1::<M>(), l2::<M>()));
@@ -74,15 +74,15 @@ fn zeroed_page_that_is_not_zero_is_reported<M: PagingMode>() {
     let val = 0x0012_3000 | 0x63;
     ram.write_u32(entry_pa::<M>(p, 7), val as u32);
     v.alloc_pt(p);
-    take_violations(&v, &[Violation::NotZeroed { pfn: p, index: 7, value: val }]);
+    take_violations(&v, &[(HookKind::AllocPt, VmiRule::NotZeroed { pfn: p, index: 7, value: val })]);
     // Reported, not refused: the page is typed and its shadow mirrors what is there.
     assert_eq!(v.page_type(p), l1::<M>());
-    assert_eq!(entry::<M>(&ram, v.shadow_of(p).unwrap(), 7), val);
+    assert_eq!(raw::<M>(&ram, v.shadow_of(p).unwrap(), 7), val);
     assert_clean(&v, "non-zero L1 mirrored");
     let q = zeroed(&ram);
     ram.write_u32(entry_pa::<M>(q, M::PTRS_PER_PTE - 1), 2); // not present: links nothing
     v.alloc_pd(q);
-    take_violations(&v, &[Violation::NotZeroed { pfn: q, index: M::PTRS_PER_PTE - 1, value: 2 }]);
+    take_violations(&v, &[(HookKind::AllocPd, VmiRule::NotZeroed { pfn: q, index: M::PTRS_PER_PTE - 1, value: 2 })]);
 }
 
 fn clone_zeroed_check_covers_only_the_user_words<M: PagingMode>() {
@@ -91,8 +91,7 @@ fn clone_zeroed_check_covers_only_the_user_words<M: PagingMode>() {
     let (start, count) = (M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
     let src = zeroed(&ram);
     v.alloc_pd(src);
-    // SAFETY: an entry of an emulated frame.
-    unsafe { v.set_pmd(at::<M>(&ram, src, start), 0x40_0000 | 0xe3) };
+    v.set_pmd(at::<M, _>(&ram, src, start), large(0x40_0000, PAGE_KERNEL));
     let ok = zeroed(&ram);
     // The kernel words are not zero (copied from the source): fine with CLONE.
     ram.write_u32(entry_pa::<M>(ok, start), 0x40_00e3);
@@ -102,7 +101,10 @@ fn clone_zeroed_check_covers_only_the_user_words<M: PagingMode>() {
     ram.write_u32(entry_pa::<M>(bad, start), 0x40_00e3);
     ram.write_u32(entry_pa::<M>(bad, start - 1), 0x80_00e3);
     v.alloc_pd_clone(bad, src, start, count);
-    take_violations(&v, &[Violation::NotZeroed { pfn: bad, index: start - 1, value: 0x80_00e3 }]);
+    take_violations(
+        &v,
+        &[(HookKind::AllocPdClone, VmiRule::NotZeroed { pfn: bad, index: start - 1, value: 0x80_00e3 })],
+    );
 }
 
 fn clone_of_a_non_l2_is_refused<M: PagingMode>() {
@@ -116,8 +118,11 @@ fn clone_of_a_non_l2_is_refused<M: PagingMode>() {
     take_violations(
         &v,
         &[
-            Violation::CloneSourceNotL2 { pfn: dst, source: pt, source_type: l1::<M>() },
-            Violation::CloneSourceNotL2 { pfn: dst, source: untyped, source_type: PageType::NORMAL },
+            (HookKind::AllocPdClone, VmiRule::CloneSourceNotL2 { pfn: dst, source: pt, source_type: l1::<M>() }),
+            (
+                HookKind::AllocPdClone,
+                VmiRule::CloneSourceNotL2 { pfn: dst, source: untyped, source_type: PageType::NORMAL },
+            ),
         ],
     );
     assert_eq!(v.page_type(dst), PageType::NORMAL, "refused: the new pgd stays untyped");
@@ -131,16 +136,19 @@ fn clone_with_a_pae_mismatch_is_refused<M: PagingMode>() {
     let (src, dst) = (zeroed(&ram), zeroed(&ram));
     // An L2 of the other mode, through the ROM call (the hooks never produce one).
     let other = PageType::L2 | if M::PAE { PageType::empty() } else { PageType::PAE };
-    assert_eq!(v.allocate_page(src, other, Pfn(0), 0, 0), Ok(()));
+    assert_eq!(v.allocate_page(src, other, Pfn::new(0), 0, 0), Ok(()));
     v.alloc_pd_clone(dst, src, M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
     take_violations(
         &v,
-        &[Violation::ClonePaeMismatch {
-            pfn: dst,
-            source: src,
-            source_type: other,
-            requested: PageType::l2_clone::<M>(),
-        }],
+        &[(
+            HookKind::AllocPdClone,
+            VmiRule::ClonePaeMismatch {
+                pfn: dst,
+                source: src,
+                source_type: other,
+                requested: PageType::l2_clone::<M>(),
+            },
+        )],
     );
     assert_eq!(v.page_type(dst), PageType::NORMAL);
     assert_eq!(v.stats().checks(Check::ClonePae), 1);
@@ -156,8 +164,11 @@ fn clone_range_beyond_the_table_is_refused<M: PagingMode>() {
     take_violations(
         &v,
         &[
-            Violation::CloneRange { pfn: dst, start: M::USER_PTRS_PER_PGD, count: M::PTRS_PER_PTE },
-            Violation::CloneRange { pfn: dst, start: u32::MAX, count: 2 },
+            (
+                HookKind::AllocPdClone,
+                VmiRule::CloneRange { pfn: dst, start: M::USER_PTRS_PER_PGD, count: M::PTRS_PER_PTE },
+            ),
+            (HookKind::AllocPdClone, VmiRule::CloneRange { pfn: dst, start: u32::MAX, count: 2 }),
         ],
     );
     assert_eq!(v.page_type(dst), PageType::NORMAL);
@@ -168,37 +179,34 @@ fn pdpt_is_never_typed<M: PagingMode>() {
     let v = vmi::<M>(&ram);
     let p = zeroed(&ram);
     let pdp = PageType::PDP | PageType::ZEROED | PageType::PAE;
-    assert_eq!(v.allocate_page(p, pdp, Pfn(0), 0, 0), Err(Violation::PdptTyped { pfn: p, flags: pdp }));
+    assert_eq!(v.allocate_page(p, pdp, Pfn::new(0), 0, 0), Err(VmiRule::PdptTyped { pfn: p, flags: pdp }));
     for flags in [PageType::NORMAL, PageType::PT | PageType::PD, PageType::PML4 | PageType::ZEROED] {
-        assert_eq!(v.allocate_page(p, flags, Pfn(0), 0, 0), Err(Violation::BadFlags { pfn: p, flags }));
+        assert_eq!(v.allocate_page(p, flags, Pfn::new(0), 0, 0), Err(VmiRule::BadFlags { pfn: p, flags }));
     }
     assert_eq!(v.page_type(p), PageType::NORMAL);
-    v.clear_violations();
+    assert_eq!(v.violation_count(), 0, "a ROM call returns its refusal; only hooks report");
     // A typed page written as a PDPT.
     let (pd, pmd) = (zeroed(&ram), zeroed(&ram));
     v.alloc_pd(pd);
     v.alloc_pd(pmd);
-    // SAFETY: an entry of an emulated frame.
-    unsafe { v.set_pud(slot(&ram, pd, 0, true), pmd.phys() | 1) };
+    v.set_pud(at::<M, _>(&ram, pd, 0), pdpt_entry(pmd));
     let want = if M::PAE {
-        Violation::PdptTyped { pfn: pd, flags: l2::<M>() }
+        VmiRule::PdptTyped { pfn: pd, flags: l2::<M>() }
     } else {
-        Violation::WrongLevel { table: pd, index: 0, hook: "set_pud", current: l2::<M>() }
+        VmiRule::WrongLevel { table: pd, index: 0, current: l2::<M>() }
     };
-    take_violations(&v, &[want]);
+    take_violations(&v, &[(HookKind::SetPud, want)]);
     if M::PAE {
         // The loaded PDPT cannot be announced as a table.
         let pdpt = zeroed(&ram);
-        // SAFETY: an entry of an emulated frame.
-        unsafe { v.set_pud(slot(&ram, pdpt, 0, true), pmd.phys() | 1) };
-        v.write_cr3(pdpt.phys() as u32);
+        v.set_pud(at::<M, _>(&ram, pdpt, 0), pdpt_entry(pmd));
+        v.write_cr3(pdpt.phys().as_u64() as u32);
         v.alloc_pd(pdpt);
-        take_violations(&v, &[Violation::PdptTyped { pfn: pdpt, flags: l2::<M>() }]);
+        take_violations(&v, &[(HookKind::AllocPd, VmiRule::PdptTyped { pfn: pdpt, flags: l2::<M>() })]);
         // PDPT entries may hold only PRESENT, PWT, PCD and the address.
-        let bad = pmd.phys() | 0x3;
-        // SAFETY: as above.
-        unsafe { v.set_pud(slot(&ram, pdpt, 1, true), bad) };
-        take_violations(&v, &[Violation::BadPdptEntry { pdpt, index: 1, value: bad }]);
+        let bad = pdpt_entry(pmd).union(PteFlags::RW);
+        v.set_pud(at::<M, _>(&ram, pdpt, 1), bad);
+        take_violations(&v, &[(HookKind::SetPud, VmiRule::BadPdptEntry { pdpt, index: 1, value: bad.raw() })]);
     }
 }
 
@@ -211,7 +219,10 @@ fn capacity_exhaustion_is_reported<M: PagingMode>() {
     for &p in &pages {
         v.alloc_pt(p);
     }
-    assert_eq!(v.violation(0), Some(Violation::CapacityExhausted { pfn: pages[4], capacity: 4 }));
+    assert_eq!(
+        v.violation(0),
+        Some(Violation { hook: HookKind::AllocPt, rule: VmiRule::CapacityExhausted { pfn: pages[4], capacity: 4 } })
+    );
     assert_eq!(v.violation_count(), 1);
     assert_eq!(v.page_type(pages[4]), PageType::NORMAL);
     assert_eq!(v.stats().pool_free, 0);
@@ -225,26 +236,27 @@ fn page_beyond_ram_is_refused<M: PagingMode>() {
     let v = vmi::<M>(&ram);
     let p = ram.max_pfn();
     v.alloc_pt(p);
-    take_violations(&v, &[Violation::PfnOutOfRange { pfn: p }]);
+    take_violations(&v, &[(HookKind::AllocPt, VmiRule::PfnOutOfRange { pfn: p })]);
 }
 
 fn violation_log_keeps_the_first_n_and_counts_all<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
     let v = vmi::<M>(&ram);
+    let untyped =
+        |pfn| Violation { hook: HookKind::ReleasePt, rule: VmiRule::ReleaseUntyped { pfn, requested: l1::<M>() } };
     for i in 0..40 {
-        v.release_pt(Pfn(0x300 + i));
+        v.release_pt(Pfn::new(0x300 + i));
     }
     assert_eq!(v.violation_count(), 40);
     assert_eq!(v.violations(), 40);
-    assert_eq!(v.violation(0), Some(Violation::ReleaseUntyped { pfn: Pfn(0x300), requested: l1::<M>() }));
-    assert_eq!(
-        v.violation(RECORDED_VIOLATIONS - 1),
-        Some(Violation::ReleaseUntyped { pfn: Pfn(0x300 + RECORDED_VIOLATIONS as u32 - 1), requested: l1::<M>() })
-    );
+    assert_eq!(v.violation(0), Some(untyped(Pfn::new(0x300))));
+    assert_eq!(v.violation(RECORDED_VIOLATIONS - 1), Some(untyped(Pfn::new(0x300 + RECORDED_VIOLATIONS as u32 - 1))));
     assert_eq!(v.violation(RECORDED_VIOLATIONS), None);
     assert_eq!(v.stats().violations, 40);
+    assert_eq!(v.violation_log().checker_total(), 0, "releasing an untyped page is a BUG_ON of VMI itself");
     let shown = v.violation(0).unwrap().to_string();
     assert!(shown.contains("release needs a typed page") && shown.contains("0x300"), "{shown}");
+    assert!(shown.starts_with("release_pt: ") && shown.ends_with("[hypervisor rule release-untyped]"), "{shown}");
 }
 
 both_modes!(
@@ -273,13 +285,13 @@ fn panic_policy_panics_on_the_first_violation<M: PagingMode>() {
 }
 
 #[test]
-#[should_panic(expected = "vmi: allocation needs an untyped page")]
+#[should_panic(expected = "vmi: alloc_pt: allocation needs an untyped page")]
 fn panic_policy_panics_on_the_first_violation_two_level() {
     panic_policy_panics_on_the_first_violation::<TwoLevel>()
 }
 
 #[test]
-#[should_panic(expected = "vmi: allocation needs an untyped page")]
+#[should_panic(expected = "vmi: alloc_pt: allocation needs an untyped page")]
 fn panic_policy_panics_on_the_first_violation_pae() {
     panic_policy_panics_on_the_first_violation::<Pae>()
 }

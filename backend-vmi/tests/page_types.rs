@@ -35,7 +35,7 @@ fn alloc_pt_types_the_page_l1_with_a_zero_shadow<M: PagingMode>() {
     assert_eq!(v.page_type(pt), l1::<M>());
     let sh = v.shadow_of(pt).expect("shadowed");
     assert_ne!(sh, pt);
-    assert!((0..M::PTRS_PER_PTE).all(|i| entry::<M>(&ram, sh, i) == 0));
+    assert!((0..M::PTRS_PER_PTE).all(|i| raw::<M>(&ram, sh, i) == 0));
     let s = v.stats();
     assert_eq!((s.typed_l1, s.typed_l2, s.shadows_live, s.shadows_created), (1, 0, 1, 1));
     assert_eq!(s.calls(HookKind::AllocPt), 1);
@@ -52,7 +52,7 @@ fn alloc_pd_types_the_page_l2_with_a_zero_shadow<M: PagingMode>() {
     v.alloc_pd(pd);
     assert_eq!(v.page_type(pd), l2::<M>());
     let sh = v.shadow_of(pd).expect("shadowed");
-    assert!((0..M::PTRS_PER_PTE).all(|i| entry::<M>(&ram, sh, i) == 0));
+    assert!((0..M::PTRS_PER_PTE).all(|i| raw::<M>(&ram, sh, i) == 0));
     let s = v.stats();
     assert_eq!((s.typed_l1, s.typed_l2, s.typed_clone, s.shadows_live), (0, 1, 0, 1));
     assert_eq!(s.calls(HookKind::AllocPd), 1);
@@ -67,28 +67,24 @@ fn alloc_pd_clone_types_l2_clone_and_copies_the_source_shadow_range<M: PagingMod
     let pt = zeroed(&ram);
     v.alloc_pd(src);
     v.alloc_pt(pt);
-    // SAFETY: the slots are entries of frames of emulated RAM.
-    unsafe {
-        v.set_pmd(at::<M>(&ram, src, start), table_entry(pt));
-        v.set_pmd(at::<M>(&ram, src, start + count - 1 + (count == 1) as u32), 0x40_0000 | 0xe3); // PSE
-        v.set_pmd(at::<M>(&ram, src, 0), 0x80_0000 | 0xe7); // user part: not cloned
-    }
+    v.set_pmd(at::<M, _>(&ram, src, start), table_entry(pt));
+    v.set_pmd(at::<M, _>(&ram, src, start + count - 1 + (count == 1) as u32), large(0x40_0000, PAGE_KERNEL)); // PSE
+    v.set_pmd(at::<M, _>(&ram, src, 0), large(0x80_0000, PAGE_KERNEL | PteFlags::USER)); // user part: not cloned
     let dst = zeroed(&ram);
     for i in start..start + count {
-        // What pgd_ctor copies from swapper_pg_dir, under pgd_lock.
-        let e = entry::<M>(&ram, src, i);
-        // SAFETY: an entry of a frame of emulated RAM, not yet a page table.
-        unsafe { paravirt_core::native::set_entry(at::<M>(&ram, dst, i), e) };
+        // What pgd_ctor copies from swapper_pg_dir, under pgd_lock: a frame not yet a page
+        // table, written natively.
+        paravirt_core::native::set(at::<M, Pmd>(&ram, dst, i), pmd::<M>(&ram, src, i));
     }
     v.alloc_pd_clone(dst, src, start, count);
     assert_eq!(v.page_type(dst), PageType::l2_clone::<M>());
     let (ssrc, sdst) = (v.shadow_of(src).unwrap(), v.shadow_of(dst).unwrap());
     for i in 0..M::PTRS_PER_PTE {
-        let want = if (start..start + count).contains(&i) { entry::<M>(&ram, ssrc, i) } else { 0 };
-        assert_eq!(entry::<M>(&ram, sdst, i), want, "shadow entry {i}");
+        let want = if (start..start + count).contains(&i) { raw::<M>(&ram, ssrc, i) } else { 0 };
+        assert_eq!(raw::<M>(&ram, sdst, i), want, "shadow entry {i}");
     }
     let sh_pt = v.shadow_of(pt).unwrap();
-    assert_eq!(entry::<M>(&ram, sdst, start), table_entry(sh_pt), "links the page table's shadow");
+    assert_eq!(pmd::<M>(&ram, sdst, start), table_entry(sh_pt), "links the page table's shadow");
     assert_eq!(v.links_to(pt), Some(2), "linked from both shadows");
     let s = v.stats();
     assert_eq!((s.typed_l2, s.typed_clone), (2, 1));
@@ -131,8 +127,9 @@ fn teardown_gives_every_reserved_frame_back<M: PagingMode>() {
     assert_eq!(v.shadow_pdpt().is_some(), M::PAE);
     let pt = zeroed(&ram);
     v.alloc_pt(pt);
-    assert_eq!(v.teardown(), Err(Violation::TeardownWithLivePages { pages: 1 }));
-    take_violations(&v, &[Violation::TeardownWithLivePages { pages: 1 }]);
+    assert_eq!(v.teardown(), Err(TeardownError { typed: 1 }));
+    assert_eq!(v.violation_count(), 0, "refused by its return value: teardown is not a hook, nothing is logged");
+    assert_eq!(ram.frames_in_use(), base + v.capacity() + M::PAE as usize + 1, "refused: everything kept");
     v.release_pt(pt);
     ram.free_frame(pt);
     assert_eq!(v.teardown(), Ok(()));
@@ -142,7 +139,7 @@ fn teardown_gives_every_reserved_frame_back<M: PagingMode>() {
     // After teardown nothing can be announced any more: said, not silent.
     let p = zeroed(&ram);
     v.alloc_pt(p);
-    take_violations(&v, &[Violation::CapacityExhausted { pfn: p, capacity: v.capacity() }]);
+    take_violations(&v, &[(HookKind::AllocPt, VmiRule::CapacityExhausted { pfn: p, capacity: v.capacity() })]);
 }
 
 fn backend_is_shareable_between_cpus<M: PagingMode>() {

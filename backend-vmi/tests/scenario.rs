@@ -16,9 +16,9 @@ fn user_va(j: usize) -> u32 {
 /// The CPU's root: what the backend handed it for the loaded guest root.
 fn shadow_root<M: PagingMode>(v: &V<'_, M>, guest: Pfn) -> u64 {
     if M::PAE {
-        v.shadow_pdpt().unwrap().phys()
+        v.shadow_pdpt().unwrap().phys().as_u64()
     } else {
-        v.shadow_of(guest).unwrap().phys()
+        v.shadow_of(guest).unwrap().phys().as_u64()
     }
 }
 
@@ -32,7 +32,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
     assert_clean(&v, "pagetable_init");
     if M::PAE {
         assert_eq!(v.page_type(swapper), PageType::NORMAL, "the PDPT is never typed");
-        let kpmd = Pfn::from_phys(read_entry(&ram, swapper, 3, true) & M::ADDR_MASK);
+        let kpmd = pud::<M>(&ram, swapper, 3).pfn();
         assert_eq!(v.page_type(kpmd), l2::<M>());
     } else {
         assert_eq!(v.page_type(swapper), l2::<M>());
@@ -41,10 +41,10 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
     // Paging on: the CPU walks the shadow of swapper_pg_dir.
     k.activate_swapper();
     assert_eq!(cpu.read_cr3() as u64, shadow_root(&v, swapper));
-    assert_ne!(cpu.read_cr3() as u64, swapper.phys());
-    assert_eq!(v.read_cr3(cpu.read_cr3()) as u64, swapper.phys());
+    assert_ne!(cpu.read_cr3() as u64, swapper.phys().as_u64());
+    assert_eq!(v.read_cr3(cpu.read_cr3()) as u64, swapper.phys().as_u64());
     let probe = ram.alloc_frame().unwrap();
-    ram.write_u32(probe.phys() + 8, 0x1234_5678);
+    ram.write_u32(probe.phys().as_u64() + 8, 0x1234_5678);
     assert_eq!(cpu.read_u32(lowmem_va(probe) + 8), Ok(0x1234_5678));
     ram.free_frame(probe);
     assert_clean(&v, "activate_swapper");
@@ -56,7 +56,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
         let mut a = k.create().unwrap();
         assert_clean(&v, "create");
         if M::PAE {
-            for pmd in (0..3).map(|s| Pfn::from_phys(read_entry(&ram, a.pgd(), s, true) & M::ADDR_MASK)) {
+            for pmd in (0..3).map(|s| pud::<M>(&ram, a.pgd(), s).pfn()) {
                 assert_eq!(v.page_type(pmd), l2::<M>());
             }
         } else {
@@ -87,7 +87,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
             let sig = 0x5a00_0000 | (i as u32) << 8 | j as u32;
             assert_eq!(cpu.read_u32(user_va(j)), Ok(sig));
             assert_eq!(cpu.read_u32(lowmem_va(*f)), Ok(sig));
-            assert_eq!(ram.read_u32(f.phys()), sig, "the shadow PTE reaches the guest's frame");
+            assert_eq!(ram.read_u32(f.phys().as_u64()), sig, "the shadow PTE reaches the guest's frame");
         }
     }
     assert_clean(&v, "address spaces written and read through the shadows");
@@ -96,7 +96,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
     // A kernel-range update after the address spaces exist reaches each of them.
     let kva = VMALLOC_START + 0x0040_0000;
     let kf = ram.alloc_frame().unwrap();
-    ram.write_u32(kf.phys(), 0xc0de_cafe);
+    ram.write_u32(kf.phys().as_u64(), 0xc0de_cafe);
     k.map_kernel_page(kva, kf, PAGE_KERNEL).unwrap();
     assert_clean(&v, "map_kernel_page");
     for a in &spaces {
@@ -108,17 +108,17 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
 
     // change_page_attr: split, read-only through every shadow root, then revert.
     let data = ram.alloc_frame().unwrap();
-    k.change_page_attr(data, PAGE_KERNEL_RO).unwrap();
+    let flush = k.change_page_attr(data, PAGE_KERNEL_RO).unwrap();
     assert_clean(&v, "change_page_attr split");
-    k.global_flush_tlb();
+    flush.flush(&k); // global_flush_tlb
     assert_eq!(k.split_tables(), 1);
     assert_eq!(cpu.write_u32(lowmem_va(data), 1).map_err(|f| f.error_code), Err(PF_PROT | PF_WRITE));
     k.activate(&spaces[1]);
     assert_eq!(cpu.write_u32(lowmem_va(data), 1).map_err(|f| f.error_code), Err(PF_PROT | PF_WRITE));
     assert_clean(&v, "global_flush_tlb");
-    k.change_page_attr(data, PAGE_KERNEL).unwrap();
+    let flush = k.change_page_attr(data, PAGE_KERNEL).unwrap();
     assert_clean(&v, "change_page_attr revert");
-    k.global_flush_tlb();
+    flush.flush(&k); // global_flush_tlb
     assert_eq!((k.split_tables(), k.deferred_frees()), (0, 0));
     assert_eq!(cpu.write_u32(lowmem_va(data), 2), Ok(()));
     ram.free_frame(data);
@@ -130,7 +130,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
             let f = k.unmap(a, user_va(j)).unwrap();
             assert_eq!(f, frames[i][j]);
             ram.free_frame(f);
-            frames[i][j] = Pfn(0);
+            frames[i][j] = Pfn::new(0);
             assert_clean(&v, "unmap");
         }
     }
@@ -138,7 +138,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
     for (a, fs) in spaces.into_iter().zip(frames) {
         k.destroy(a);
         assert_clean(&v, "destroy");
-        for f in fs.into_iter().filter(|f| f.0 != 0) {
+        for f in fs.into_iter().filter(|f| f.as_u32() != 0) {
             ram.free_frame(f);
         }
     }
@@ -146,7 +146,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
     ram.free_frame(kf);
     assert_clean(&v, "unmap_kernel_page");
     let before_shutdown = v.stats();
-    cpu.load_boot_root();
+    k.load_boot_root();
     let _parts = k.shutdown().map_err(|e| e.1).unwrap();
     assert_clean(&v, "shutdown");
     assert_eq!(v.pages_held(), 0);
@@ -195,15 +195,19 @@ fn backend_sees_every_hook_the_kernel_makes_in_order<M: PagingMode>() {
     ram.free_frame(f);
     assert_clean(&v, "lifecycle");
     // The page-type hooks in the seed's order, and the backend accepted each.
-    let seq: Vec<Hook> = rec.with_events(|e| e.iter().map(|e| e.hook).filter(|h| h.is_page_type_hook()).collect());
+    let seq: Vec<Hook> =
+        rec.with_events(|e| e.iter().map(|e| e.hook).filter(|h| h.kind().is_page_type_hook()).collect());
     if M::PAE {
-        assert!(matches!(seq[..3], [Hook::AllocPd(_), Hook::AllocPd(_), Hook::AllocPd(_)]), "{seq:?}");
-        assert_eq!(seq[3..5], [Hook::AllocPt(pt), Hook::ReleasePt(pt)]);
-        assert!(matches!(seq[5..], [Hook::ReleasePd(_), Hook::ReleasePd(_), Hook::ReleasePd(_)]), "{seq:?}");
+        assert!(matches!(seq[..3], [Hook::AllocPd { .. }, Hook::AllocPd { .. }, Hook::AllocPd { .. }]), "{seq:?}");
+        assert_eq!(seq[3..5], [Hook::AllocPt { pfn: pt }, Hook::ReleasePt { pfn: pt }]);
+        assert!(
+            matches!(seq[5..], [Hook::ReleasePd { .. }, Hook::ReleasePd { .. }, Hook::ReleasePd { .. }]),
+            "{seq:?}"
+        );
     } else {
         let Hook::AllocPdClone { pfn, clone_pfn, start, count } = seq[0] else { panic!("{seq:?}") };
         assert_eq!((clone_pfn, start, count), (k.swapper_pg_dir(), 768, 256));
-        assert_eq!(seq[1..], [Hook::AllocPt(pt), Hook::ReleasePt(pt), Hook::ReleasePd(pfn)]);
+        assert_eq!(seq[1..], [Hook::AllocPt { pfn: pt }, Hook::ReleasePt { pfn: pt }, Hook::ReleasePd { pfn }]);
     }
     // Every link in the log follows the announcement of what it links, and no release comes
     // while a directory the backend shadows still links the table.
@@ -211,15 +215,17 @@ fn backend_sees_every_hook_the_kernel_makes_in_order<M: PagingMode>() {
         let mut announced = std::collections::HashSet::new();
         for e in events {
             match e.hook {
-                Hook::AllocPt(p) | Hook::AllocPd(p) | Hook::AllocPdClone { pfn: p, .. } => {
+                Hook::AllocPt { pfn: p } | Hook::AllocPd { pfn: p } | Hook::AllocPdClone { pfn: p, .. } => {
                     assert!(announced.insert(p), "{} announced twice", e.hook);
                 }
-                Hook::ReleasePt(p) | Hook::ReleasePd(p) => {
+                Hook::ReleasePt { pfn: p } | Hook::ReleasePd { pfn: p } => {
                     assert!(announced.remove(&p), "{} released unannounced", e.hook);
                 }
-                Hook::SetPmd { val, .. } | Hook::SetPud { val, .. } if val & 1 != 0 && val & 0x80 == 0 => {
-                    let child = Pfn::from_phys(val & M::ADDR_MASK);
-                    assert!(announced.contains(&child), "{} links an unannounced table", e.hook);
+                Hook::SetPmd { val, .. } if val.is_present() && !val.is_large() => {
+                    assert!(announced.contains(&val.pfn()), "{} links an unannounced table", e.hook);
+                }
+                Hook::SetPud { val, .. } if val.is_present() => {
+                    assert!(announced.contains(&val.pfn()), "{} links an unannounced table", e.hook);
                 }
                 _ => {}
             }
@@ -228,9 +234,9 @@ fn backend_sees_every_hook_the_kernel_makes_in_order<M: PagingMode>() {
     // The backend counted exactly the calls the recorder saw.
     let s = v.stats();
     for h in HookKind::ALL {
-        assert_eq!(s.calls(*h) - boot.calls(*h), rec.calls(h.name()), "{h}");
+        assert_eq!(s.calls(h) - boot.calls(h), rec.calls(h), "{h}");
     }
-    cpu.load_boot_root();
+    k.load_boot_root();
     k.shutdown().map_err(|e| e.1).unwrap();
     assert_eq!(v.pages_held(), 0);
     assert_clean(&v, "shutdown");
@@ -286,14 +292,14 @@ fn pagetable_init_without_pse_shadows_every_kernel_page_table<M: PagingMode>() {
     assert_eq!(s.calls(HookKind::SetPte), 2048);
     assert_clean(&v, "4 KiB kernel map");
     k.activate_swapper();
-    let last = ram.max_pfn().0 - 1;
-    ram.write_u32(Pfn(last).phys(), 0xfeed);
-    assert_eq!(cpu.read_u32(lowmem_va(Pfn(last))), Ok(0xfeed));
+    let last = Pfn::new(ram.max_pfn().as_u32() - 1);
+    ram.write_u32(last.phys().as_u64(), 0xfeed);
+    assert_eq!(cpu.read_u32(lowmem_va(last)), Ok(0xfeed));
     let a = k.create().unwrap();
     k.activate(&a);
-    assert_eq!(cpu.read_u32(lowmem_va(Pfn(last))), Ok(0xfeed), "the kernel map through a clone's shadow");
+    assert_eq!(cpu.read_u32(lowmem_va(last)), Ok(0xfeed), "the kernel map through a clone's shadow");
     k.destroy(a);
-    cpu.load_boot_root();
+    k.load_boot_root();
     k.shutdown().map_err(|e| e.1).unwrap();
     assert_clean(&v, "shutdown");
     assert_eq!(v.pages_held(), 0);

@@ -1,200 +1,149 @@
-//! The paravirt hooks: `PvMmuOps` for [`Xen`], each a thin wrapper that counts the call,
-//! takes the guest lock and runs the Linux Xen function it mirrors (see [`crate::guest`]).
+//! The paravirt hooks: `PvMmuOps<M>` for [`Xen`] in its own mode `M`, each a thin wrapper that
+//! counts the call (by [`HookKind`]), takes the guest lock and runs the Linux Xen function it
+//! mirrors (see [`crate::mmu_pv`]).
 
 use crate::guest::{GuestState, ANNOUNCED_PD, ANNOUNCED_PT};
 use crate::hypercall::MmuextOp;
 use crate::types::PageType;
 use crate::xen::Xen;
-use i386_mm::{PagingMode, PhysMem};
-use paravirt_core::{EntrySlot, Hook, Pfn, PvMmuOps};
+use i386_paging::{PagingMode, PhysMem};
+use paravirt_core::{HookKind, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot, PvMmuOps};
 use spin::MutexGuard;
 
-// Indices into `Hook::NAMES`, checked at compile time below.
-const ALLOC_PT: usize = 0;
-const ALLOC_PD: usize = 1;
-const ALLOC_PD_CLONE: usize = 2;
-const RELEASE_PT: usize = 3;
-const RELEASE_PD: usize = 4;
-const SET_PTE: usize = 5;
-const SET_PTE_AT: usize = 6;
-const SET_PTE_ATOMIC: usize = 7;
-const SET_PTE_PRESENT: usize = 8;
-const SET_PMD: usize = 9;
-const SET_PUD: usize = 10;
-const PTE_CLEAR: usize = 11;
-const PMD_CLEAR: usize = 12;
-const EXIT_MMAP: usize = 13;
-const WRITE_CR3: usize = 14;
-const READ_CR3: usize = 15;
-const FLUSH_TLB_USER: usize = 16;
-const FLUSH_TLB_KERNEL: usize = 17;
-const FLUSH_TLB_SINGLE: usize = 18;
-
-const fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-const _: () = {
-    let n = Hook::NAMES;
-    assert!(same(n[ALLOC_PT], "alloc_pt") && same(n[ALLOC_PD], "alloc_pd"));
-    assert!(same(n[ALLOC_PD_CLONE], "alloc_pd_clone") && same(n[RELEASE_PT], "release_pt"));
-    assert!(same(n[RELEASE_PD], "release_pd") && same(n[SET_PTE], "set_pte"));
-    assert!(same(n[SET_PTE_AT], "set_pte_at") && same(n[SET_PTE_ATOMIC], "set_pte_atomic"));
-    assert!(same(n[SET_PTE_PRESENT], "set_pte_present") && same(n[SET_PMD], "set_pmd"));
-    assert!(same(n[SET_PUD], "set_pud") && same(n[PTE_CLEAR], "pte_clear"));
-    assert!(same(n[PMD_CLEAR], "pmd_clear") && same(n[EXIT_MMAP], "exit_mmap"));
-    assert!(same(n[WRITE_CR3], "write_cr3") && same(n[READ_CR3], "read_cr3"));
-    assert!(same(n[FLUSH_TLB_USER], "flush_tlb_user") && same(n[FLUSH_TLB_KERNEL], "flush_tlb_kernel"));
-    assert!(same(n[FLUSH_TLB_SINGLE], "flush_tlb_single"));
-};
-
 impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
-    /// Takes the guest lock and counts a call of hook `hook`.
-    fn enter(&self, hook: usize) -> MutexGuard<'_, GuestState<N>> {
-        let mut g = self.table.guest.lock();
-        g.stats.hooks[hook] += 1;
+    /// Takes the guest lock and counts a call of `hook`.
+    fn enter(&self, hook: HookKind) -> MutexGuard<'_, GuestState<N>> {
+        let mut g = self.guest.lock();
+        g.stats.hooks[hook as usize] += 1;
         g
     }
 }
 
-impl<M: PagingMode, P: PhysMem, const N: usize> PvMmuOps for Xen<'_, M, P, N> {
+impl<M: PagingMode, P: PhysMem, const N: usize> PvMmuOps<M> for Xen<'_, M, P, N> {
     /// `xen_alloc_pt`: records the page as an announced page table.
     fn alloc_pt(&self, pfn: Pfn) {
-        let mut g = self.enter(ALLOC_PT);
-        self.alloc_ptpage(&mut g, "alloc_pt", pfn, ANNOUNCED_PT);
+        let mut g = self.enter(HookKind::AllocPt);
+        self.alloc_ptpage(&mut g, HookKind::AllocPt, pfn, ANNOUNCED_PT);
     }
 
     /// `xen_alloc_pd`: records the page as an announced directory.
     fn alloc_pd(&self, pfn: Pfn) {
-        let mut g = self.enter(ALLOC_PD);
-        self.alloc_ptpage(&mut g, "alloc_pd", pfn, ANNOUNCED_PD);
+        let mut g = self.enter(HookKind::AllocPd);
+        self.alloc_ptpage(&mut g, HookKind::AllocPd, pfn, ANNOUNCED_PD);
     }
 
-    /// `xen_alloc_pd_clone`: a no-op, as in Xen (the pgd is pinned when it is loaded).
+    /// `alloc_pd_clone`: no hypercall, as in Xen (the pgd is pinned when it is loaded); the
+    /// two-level pgd is recorded as an announced directory, since this is the hook that
+    /// announces it (its `release_pd` comes from `pgd_dtor`).
     fn alloc_pd_clone(&self, pfn: Pfn, clone_pfn: Pfn, start: u32, count: u32) {
-        let _ = (pfn, clone_pfn, start, count);
-        drop(self.enter(ALLOC_PD_CLONE));
+        let _ = (clone_pfn, start, count);
+        let mut g = self.enter(HookKind::AllocPdClone);
+        self.alloc_ptpage(&mut g, HookKind::AllocPdClone, pfn, ANNOUNCED_PD);
     }
 
     /// `xen_release_pt`: unpin if pinned, then make the page writable.
     fn release_pt(&self, pfn: Pfn) {
-        let mut g = self.enter(RELEASE_PT);
-        self.release_ptpage(&mut g, "release_pt", pfn);
+        let mut g = self.enter(HookKind::ReleasePt);
+        self.release_ptpage(&mut g, HookKind::ReleasePt, pfn);
     }
 
     /// `xen_release_pd`: unpin if pinned, then make the page writable.
     fn release_pd(&self, pfn: Pfn) {
-        let mut g = self.enter(RELEASE_PD);
-        self.release_ptpage(&mut g, "release_pd", pfn);
+        let mut g = self.enter(HookKind::ReleasePd);
+        self.release_ptpage(&mut g, HookKind::ReleasePd, pfn);
     }
 
     /// `xen_set_pte`.
-    unsafe fn set_pte(&self, slot: EntrySlot, val: u64) {
-        let mut g = self.enter(SET_PTE);
-        // SAFETY: forwarded caller contract.
-        unsafe { self.set_entry(&mut g, "set_pte", slot, val) }
+    fn set_pte(&self, slot: PteSlot, val: Pte) {
+        let mut g = self.enter(HookKind::SetPte);
+        self.set_entry(&mut g, HookKind::SetPte, slot, val);
     }
 
     /// `xen_set_pte_at`.
-    unsafe fn set_pte_at(&self, mm: Pfn, addr: u32, slot: EntrySlot, val: u64) {
+    fn set_pte_at(&self, mm: Pfn, addr: u32, slot: PteSlot, val: Pte) {
         let _ = (mm, addr);
-        let mut g = self.enter(SET_PTE_AT);
-        // SAFETY: forwarded caller contract.
-        unsafe { self.set_entry(&mut g, "set_pte_at", slot, val) }
+        let mut g = self.enter(HookKind::SetPteAt);
+        self.set_entry(&mut g, HookKind::SetPteAt, slot, val);
     }
 
-    /// `xen_set_pte_atomic`.
-    unsafe fn set_pte_atomic(&self, slot: EntrySlot, val: u64) {
-        let mut g = self.enter(SET_PTE_ATOMIC);
-        // SAFETY: forwarded caller contract.
-        unsafe { self.set_entry(&mut g, "set_pte_atomic", slot, val) }
+    /// `xen_set_pte_atomic`: one 64-bit store (or `mmu_update`) in PAE.
+    fn set_pte_atomic(&self, slot: PteSlot, val: Pte) {
+        let mut g = self.enter(HookKind::SetPteAtomic);
+        self.set_entry(&mut g, HookKind::SetPteAtomic, slot, val);
     }
 
     /// `set_pte_present` (through `xen_set_pte`).
-    unsafe fn set_pte_present(&self, mm: Pfn, addr: u32, slot: EntrySlot, val: u64) {
+    fn set_pte_present(&self, mm: Pfn, addr: u32, slot: PteSlot, val: Pte) {
         let _ = (mm, addr);
-        let mut g = self.enter(SET_PTE_PRESENT);
-        // SAFETY: forwarded caller contract.
-        unsafe { self.set_entry(&mut g, "set_pte_present", slot, val) }
+        let mut g = self.enter(HookKind::SetPtePresent);
+        self.set_entry(&mut g, HookKind::SetPtePresent, slot, val);
     }
 
     /// `xen_set_pmd`: links a page table (pinning an announced one first if the directory is
     /// pinned).
-    unsafe fn set_pmd(&self, slot: EntrySlot, val: u64) {
-        let mut g = self.enter(SET_PMD);
-        // SAFETY: forwarded caller contract.
-        unsafe { self.set_dir(&mut g, "set_pmd", slot, val, PageType::L1) }
+    fn set_pmd(&self, slot: PmdSlot, val: Pmd) {
+        let mut g = self.enter(HookKind::SetPmd);
+        let child = (val.is_present() && !val.is_large()).then(|| (val.pfn(), PageType::L1));
+        self.set_dir(&mut g, HookKind::SetPmd, slot, val, child);
     }
 
     /// `xen_set_pud`: links a PAE pmd into a root (pinning an announced one first if the root
     /// is pinned).
-    unsafe fn set_pud(&self, slot: EntrySlot, val: u64) {
-        let mut g = self.enter(SET_PUD);
-        // SAFETY: forwarded caller contract.
-        unsafe { self.set_dir(&mut g, "set_pud", slot, val, PageType::L2) }
+    fn set_pud(&self, slot: PudSlot, val: Pud) {
+        let mut g = self.enter(HookKind::SetPud);
+        let child = val.is_present().then(|| (val.pfn(), PageType::L2));
+        self.set_dir(&mut g, HookKind::SetPud, slot, val, child);
     }
 
     /// `xen_pte_clear`.
-    unsafe fn pte_clear(&self, mm: Pfn, addr: u32, slot: EntrySlot) {
+    fn pte_clear(&self, mm: Pfn, addr: u32, slot: PteSlot) {
         let _ = (mm, addr);
-        let mut g = self.enter(PTE_CLEAR);
-        // SAFETY: forwarded caller contract.
-        unsafe { self.set_entry(&mut g, "pte_clear", slot, 0) }
+        let mut g = self.enter(HookKind::PteClear);
+        self.set_entry(&mut g, HookKind::PteClear, slot, Pte::EMPTY);
     }
 
     /// `xen_pmd_clear`.
-    unsafe fn pmd_clear(&self, slot: EntrySlot) {
-        let mut g = self.enter(PMD_CLEAR);
-        // SAFETY: forwarded caller contract.
-        unsafe { self.set_entry(&mut g, "pmd_clear", slot, 0) }
+    fn pmd_clear(&self, slot: PmdSlot) {
+        let mut g = self.enter(HookKind::PmdClear);
+        self.set_entry(&mut g, HookKind::PmdClear, slot, Pmd::EMPTY);
     }
 
     /// `xen_exit_mmap`: unpin the address space so its teardown writes go direct.
     fn exit_mmap(&self, mm: Pfn) {
-        let mut g = self.enter(EXIT_MMAP);
+        let mut g = self.enter(HookKind::ExitMmap);
         self.xen_exit_mmap(&mut g, mm);
     }
 
-    /// `xen_write_cr3`: pin the tree if needed, then `MMUEXT_NEW_BASEPTR`. The CPU loads the
-    /// guest's own root (no shadow).
+    /// `xen_write_cr3`: pin the tree if needed, then `MMUEXT_NEW_BASEPTR`. Returns the root
+    /// Xen really installed (the guest's own root, no shadow; the previous one if the new base
+    /// pointer was refused).
     fn write_cr3(&self, cr3: u32) -> u32 {
-        let mut g = self.enter(WRITE_CR3);
+        let mut g = self.enter(HookKind::WriteCr3);
         self.xen_write_cr3(&mut g, cr3)
     }
 
     /// `xen_read_cr3`: the guest's own root.
     fn read_cr3(&self, hw: u32) -> u32 {
-        drop(self.enter(READ_CR3));
+        drop(self.enter(HookKind::ReadCr3));
         hw
     }
 
     /// `xen_flush_tlb`: `MMUEXT_TLB_FLUSH_LOCAL`.
     fn flush_tlb_user(&self) {
-        drop(self.enter(FLUSH_TLB_USER));
-        let _ = self.mmuext_one(MmuextOp::TlbFlushLocal);
+        drop(self.enter(HookKind::FlushTlbUser));
+        let _ = self.hv.mmuext_one(MmuextOp::TlbFlushLocal);
     }
 
     /// `xen_flush_tlb` for the global flush: `MMUEXT_TLB_FLUSH_LOCAL`.
     fn flush_tlb_kernel(&self) {
-        drop(self.enter(FLUSH_TLB_KERNEL));
-        let _ = self.mmuext_one(MmuextOp::TlbFlushLocal);
+        drop(self.enter(HookKind::FlushTlbKernel));
+        let _ = self.hv.mmuext_one(MmuextOp::TlbFlushLocal);
     }
 
-    /// `xen_flush_tlb_single`: `MMUEXT_INVLPG_LOCAL`.
+    /// `xen_flush_tlb_single`: `MMUEXT_INVLPG_LOCAL` of the virtual address `addr`.
     fn flush_tlb_single(&self, addr: u32) {
-        drop(self.enter(FLUSH_TLB_SINGLE));
-        let _ = self.mmuext_one(MmuextOp::InvlpgLocal(addr));
+        drop(self.enter(HookKind::FlushTlbSingle));
+        let _ = self.hv.mmuext_one(MmuextOp::InvlpgLocal(addr));
     }
 
     /// Xen PV clears PSE: the linear map is built from 4 KiB pages so any one page-table page

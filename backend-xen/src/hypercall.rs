@@ -7,7 +7,7 @@
 use crate::error::XenError;
 use crate::types::PageType;
 use bitflags::bitflags;
-use paravirt_core::{PhysAddr, Pfn, Pte};
+use paravirt_core::{Pfn, PhysAddr, Pte};
 
 /// `__HYPERVISOR_mmu_update`.
 pub const HYPERVISOR_MMU_UPDATE: u32 = 1;

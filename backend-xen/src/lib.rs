@@ -15,16 +15,17 @@
 //! | --- | --- |
 //! | [`PvMmuOps::alloc_pt`] / `alloc_pd` on [`Xen`] | `xen_alloc_pt` / `xen_alloc_pd` (`xen_alloc_ptpage`) |
 //! | [`PvMmuOps::release_pt`] / `release_pd` | `xen_release_pt` / `xen_release_pd` (`xen_release_ptpage`) |
-//! | `alloc_pd_clone` | a no-op, as in Xen |
+//! | `alloc_pd_clone` | no hypercall, as in Xen (the two-level pgd is recorded as announced) |
 //! | `set_pmd`, `set_pud` | `xen_set_pmd` / `xen_set_pud` (`_hyper` variants when pinned) |
 //! | `set_pte*`, `pte_clear`, `pmd_clear` | `xen_set_pte`, `xen_pte_clear`, `xen_pmd_clear` |
 //! | `write_cr3` | `xen_write_cr3` with `xen_pgd_pin` for a root not pinned yet |
 //! | `exit_mmap` | `xen_exit_mmap` → `xen_pgd_unpin` |
 //! | `flush_tlb_*` | `xen_flush_tlb`, `xen_flush_tlb_single` (`MMUEXT_TLB_FLUSH_LOCAL`, `INVLPG_LOCAL`) |
-//! | [`Xen::mmu_update`] | `do_mmu_update` (`MMU_NORMAL_PT_UPDATE`: `mod_l1_entry`...) |
-//! | [`Xen::mmuext_op`] | `do_mmuext_op` (pin, unpin, `new_guest_cr3`, flushes) |
-//! | [`Xen::update_va_mapping`] | `do_update_va_mapping` |
-//! | [`FrameTable`] | Xen's `frame_table` (`type_info`: type, count, pinned) and Linux's `PG_pinned` |
+//! | [`Hypervisor::mmu_update`] | `do_mmu_update` (`MMU_NORMAL_PT_UPDATE`: `mod_l1_entry`...) |
+//! | [`Hypervisor::mmuext_op`] | `do_mmuext_op` (pin, unpin, `new_guest_cr3`, flushes) |
+//! | [`Hypervisor::update_va_mapping`] | `do_update_va_mapping` |
+//! | [`Hypervisor`] | Xen's `frame_table` (`type_info`: type, count, pinned), base pointer, `start_info.pt_base` |
+//! | [`Xen`] | Linux's Xen MMU code and its `PG_pinned` |
 //! | type references | `get_page_type` / `put_page_type`, `alloc_lN_table` / `free_lN_table` |
 //!
 //! The rules the model enforces, and the simplifications it makes, are listed in the crate's
@@ -33,24 +34,33 @@
 //! mapped writable cannot become a page table; `NEW_BASEPTR` needs a root pinned at the root
 //! level; read-only is real page-table state (the PTE of the page in the kernel's linear map,
 //! changed through `update_va_mapping`); refusals are typed [`XenError`]s; protocol
-//! violations caught inside hooks panic or are recorded ([`Policy`]), never ignored.
+//! violations caught inside hooks panic or are recorded ([`Policy`], [`Violations`]), never
+//! ignored, each marked with its [`Origin`]: a refusal of the real Xen, or a rule of this
+//! project's checker that the real Xen would let through.
 //!
-//! The crate is `#![no_std]` and allocates nothing: state lives in a fixed-capacity
-//! [`FrameTable`] behind `spin::Mutex`es, so it runs inside the bare-metal kernel demo, where
-//! every store the model makes into a pinned table or a linear-map PTE goes through
-//! [`PhysMem::privileged`](i386_mm::PhysMem::privileged) (CR0.WP lifted), exactly the
-//! privilege a hypervisor has over the guest's page tables.
+//! Two types, one dependency direction: the [`Hypervisor`] owns its state (the frame table,
+//! the base pointer) and its hypercalls and never calls the guest; the guest side, [`Xen`],
+//! holds a reference to it and is the paravirt backend (`PvMmuOps<M>` for its own mode only).
+//!
+//! The crate is `#![no_std]` and allocates nothing: state lives in fixed-capacity tables
+//! behind `spin::Mutex`es, so it runs inside the bare-metal kernel demo, where every store the
+//! model makes into a pinned table or a linear-map PTE goes through
+//! [`PhysMem::privileged`](i386_paging::PhysMem::privileged) (CR0.WP lifted), exactly the
+//! privilege a hypervisor has over the guest's page tables. Every entry store, the
+//! hypervisor's and the guest's own, is one [`native::set`](paravirt_core::native::set) of the
+//! entry's width, so a PAE entry is never visible half-written.
 #![cfg_attr(not(test), no_std)]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
+mod frames;
 mod guest;
 mod hooks;
 mod hypercall;
 mod hypervisor;
 mod inspect;
-mod policy;
+mod mmu_pv;
 mod stats;
 mod table;
 mod trace;
@@ -64,9 +74,9 @@ pub use hypercall::{
     MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
     MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };
-pub use paravirt_core::{Inspect, PvMmuOps};
-pub use policy::{Policy, Violation, MAX_VIOLATIONS};
+pub use hypervisor::{Hypervisor, MAX_FRAMES};
+pub use paravirt_core::{HookKind, Inspect, Origin, Policy, PvMmuOps, Rule, Violation, Violations};
 pub use stats::XenStats;
 pub use trace::{TraceEntry, TRACE_LEN};
 pub use types::{PageInfo, PageType, PinnedCounts};
-pub use xen::{FrameTable, Xen, MAX_FRAMES};
+pub use xen::{Xen, MAX_VIOLATIONS};

@@ -1,144 +1,150 @@
-//! The backend value: the frame table it works on, the guest's physical memory, the
-//! violation policy, and the queries tests and the demo use.
+//! The backend value: the guest side of a Xen PV domain (Linux's Xen MMU code), holding a
+//! reference to the [`Hypervisor`] it issues hypercalls to, its own per-page state, and the
+//! violations it caught.
 
+use crate::error::XenError;
 use crate::guest::{GuestState, ANNOUNCED, PINNED, RO};
-use crate::hypervisor::HvState;
-use crate::policy::{Policy, Violation, MAX_VIOLATIONS};
+use crate::hypervisor::{Hypervisor, MAX_FRAMES};
 use crate::stats::XenStats;
-use crate::trace::TraceEntry;
-use crate::types::{PageInfo, PageType, PinnedCounts};
-use core::marker::PhantomData;
-use i386_mm::{PagingMode, PhysMem};
-use paravirt_core::Pfn;
+use i386_paging::{PagingMode, PhysMem};
+use paravirt_core::{HookKind, Pfn, Policy, Violations};
 use spin::Mutex;
 
-/// Frames the default [`FrameTable`] covers: 16384 frames, 64 MiB of RAM.
-pub const MAX_FRAMES: usize = 16384;
+/// Violations kept in full by a [`Xen`] backend; later ones are only counted.
+pub const MAX_VIOLATIONS: usize = 16;
 
-/// The model's fixed-capacity state, indexed by frame number: the hypervisor's frame table
-/// (Xen's `frame_table` of `struct page_info`: type, type count, pin) and the guest's
-/// per-page flags (Linux's `PG_pinned` plus "announced" and "made read-only"), each behind
-/// its own `spin::Mutex` (the guest lock is always taken first).
+/// The Xen PV MMU backend for paging mode `M`: Linux's Xen MMU hooks (guest side), driving the
+/// [`Hypervisor`] model of Xen's page-type rules over the guest's physical memory `P`, with
+/// frame tables of `N` frames.
 ///
-/// It holds `N` frames; a frame at or beyond `N` is refused with
-/// [`XenError::Capacity`](crate::XenError::Capacity). About `17 * N` bytes (272 KiB for the
-/// default 64 MiB), so put it in a `static` (`FrameTable::new` is `const`) rather than on a
-/// small kernel stack.
-pub struct FrameTable<const N: usize = MAX_FRAMES> {
-    pub(crate) hv: Mutex<HvState<N>>,
+/// It implements [`PvMmuOps<M>`](paravirt_core::PvMmuOps) for its own mode only: a `Xen`
+/// built for PAE cannot serve a two-level kernel. Hand `&Xen` (or `Xen`) to
+/// `i386_mm::KernelMm` as its backend. The hypercalls are the hypervisor's
+/// ([`hypervisor`](Self::hypervisor)), so a test can drive it directly too.
+///
+/// Protocol violations caught inside a hook (a refused hypercall, or a guest-side protocol
+/// error) are reported to a [`Violations`] log under the [`Policy`] given at construction:
+/// `Policy::Panic` panics with `xen: <hook>: <rule> [...]` (Linux `BUG()`s on a failed
+/// hypercall), `Policy::Record` keeps the first [`MAX_VIOLATIONS`] and skips the refused
+/// update.
+///
+/// # Example
+///
+/// A two-level page directory and one page table, linked while unpinned (a direct store),
+/// pinned when the directory is loaded, then a PTE that would map the page table writable:
+/// the hypervisor refuses it and the backend records the violation.
+///
+/// ```
+/// # use core::ptr::NonNull;
+/// # use core::sync::atomic::{AtomicU32, Ordering};
+/// # use i386_paging::PhysMem;
+/// # #[repr(C, align(4096))]
+/// # struct Frame([u8; 4096]);
+/// # /// Sixteen frames of "RAM", handed out in order and never reused.
+/// # struct Ram { frames: Box<[core::cell::UnsafeCell<Frame>]>, next: AtomicU32 }
+/// # // SAFETY: each frame is a separate, page-aligned heap allocation that lives as long as the
+/// # // value; it is reached only through raw pointers; frames are handed out at most once.
+/// # unsafe impl PhysMem for Ram {
+/// #     fn alloc_frame(&self) -> Option<Pfn> {
+/// #         let n = self.next.fetch_add(1, Ordering::Relaxed);
+/// #         ((n as usize) < self.frames.len()).then(|| Pfn::new(n))
+/// #     }
+/// #     fn free_frame(&self, _: Pfn) {}
+/// #     fn frame_ptr(&self, pfn: Pfn) -> NonNull<u8> {
+/// #         NonNull::new(self.frames[pfn.as_usize()].get().cast()).unwrap()
+/// #     }
+/// #     fn max_pfn(&self) -> Pfn { Pfn::new(self.frames.len() as u32) }
+/// #     fn frames_in_use(&self) -> usize { self.next.load(Ordering::Relaxed) as usize }
+/// # }
+/// # let ram = Ram {
+/// #     frames: (0..16).map(|_| core::cell::UnsafeCell::new(Frame([0; 4096]))).collect(),
+/// #     next: AtomicU32::new(0),
+/// # };
+/// use backend_xen::{HookKind, Hypervisor, Origin, Policy, PvMmuOps, Rule, Xen, XenError};
+/// use i386_paging::{alloc_zeroed, slot, Pfn, Pmd, Pte, TwoLevel, PAGE_KERNEL, PAGE_TABLE};
+///
+/// let hv = Hypervisor::<TwoLevel, _, 16>::new(&ram);
+/// let xen = Xen::new(&hv, Policy::Record);
+/// let (pgd, pt) = (alloc_zeroed(&ram).unwrap(), alloc_zeroed(&ram).unwrap());
+/// xen.alloc_pd(pgd);
+/// xen.alloc_pt(pt);
+/// // SAFETY (for both slots): entries of frames of `ram`, which outlives them.
+/// xen.set_pmd(unsafe { slot::<TwoLevel, _, _>(&ram, pgd, 0) }, Pmd::new(pt, PAGE_TABLE));
+/// assert_eq!(xen.stats().direct_writes, 1, "an unpinned table is written directly");
+///
+/// // Loading the directory pins its tree (the page table first) and installs it.
+/// let cr3 = pgd.phys().as_u64() as u32;
+/// assert_eq!(xen.write_cr3(cr3), cr3);
+/// assert!(hv.is_pinned(pt) && hv.is_pinned(pgd));
+/// assert_eq!(hv.base(), Some(pgd));
+///
+/// // A page table may never be mapped writable: refused, recorded, not written.
+/// // SAFETY: an entry of a frame of `ram`, which outlives it.
+/// let pte = unsafe { slot::<TwoLevel, Pte, _>(&ram, pt, 1) };
+/// xen.set_pte(pte, Pte::new(pt, PAGE_KERNEL));
+/// let v = xen.violation_log().get(0).unwrap();
+/// assert_eq!(v.hook, HookKind::SetPte);
+/// assert!(matches!(v.rule, XenError::WritablePageTable { target, .. } if target == pt));
+/// assert_eq!(v.rule.origin(), Origin::Hypervisor);
+/// assert_eq!(pte.read(), Pte::EMPTY);
+/// ```
+pub struct Xen<'h, M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
+    pub(crate) hv: &'h Hypervisor<M, P, N>,
     pub(crate) guest: Mutex<GuestState<N>>,
+    pub(crate) log: Violations<XenError, MAX_VIOLATIONS>,
 }
 
-impl<const N: usize> FrameTable<N> {
-    /// An empty frame table: no frame typed, pinned, announced or read-only.
-    pub const fn new() -> Self {
-        FrameTable { hv: Mutex::new(HvState::new()), guest: Mutex::new(GuestState::new()) }
-    }
-}
-
-impl<const N: usize> Default for FrameTable<N> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The Xen PV MMU backend: Linux's Xen MMU hooks (guest side) driving a model of the
-/// hypervisor's page-type rules (hypervisor side), over the guest's physical memory `P`, in
-/// paging mode `M`, with a frame table of `N` frames.
-///
-/// Hand `&Xen` or `Xen` itself to `i386_mm::KernelMm` as its backend. The hypercalls
-/// ([`mmu_update`](Self::mmu_update), [`mmuext_op`](Self::mmuext_op),
-/// [`update_va_mapping`](Self::update_va_mapping)) are public too, so a test can drive the
-/// hypervisor directly.
-pub struct Xen<'t, M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
-    pub(crate) table: &'t FrameTable<N>,
-    pub(crate) mem: P,
-    pub(crate) policy: Policy,
-    pub(crate) invlpg: Option<fn(u32)>,
-    _mode: PhantomData<M>,
-}
-
-impl<'t, M: PagingMode, P: PhysMem, const N: usize> Xen<'t, M, P, N> {
-    /// A backend working on `table` over `mem`, reacting to violations with `policy`.
-    pub const fn new(table: &'t FrameTable<N>, mem: P, policy: Policy) -> Self {
-        Xen { table, mem, policy, invlpg: None, _mode: PhantomData }
+impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
+    /// The guest side of the domain run by `hv`, reacting to violations with `policy`.
+    ///
+    /// Holds one byte of state per frame (`N` bytes): a kernel puts it in a `static` (this is
+    /// `const`) rather than on a small stack.
+    pub const fn new(hv: &'h Hypervisor<M, P, N>, policy: Policy) -> Self {
+        Xen { hv, guest: Mutex::new(GuestState::new()), log: Violations::new("xen", policy) }
     }
 
-    /// Gives the model the vCPU's `invlpg`: run after an `update_va_mapping` with
-    /// `UVMF_INVLPG` and for `MMUEXT_INVLPG_LOCAL`, so a CPU with a real TLB (the kernel demo)
-    /// drops the old linear-map translation of a page made read-only or writable.
-    pub const fn with_invlpg(mut self, invlpg: fn(u32)) -> Self {
-        self.invlpg = Some(invlpg);
-        self
+    /// The hypervisor this guest runs on (its hypercalls, frame table, base pointer, trace).
+    pub fn hypervisor(&self) -> &'h Hypervisor<M, P, N> {
+        self.hv
     }
 
     /// The violation policy.
     pub fn policy(&self) -> Policy {
-        self.policy
+        self.log.policy()
     }
 
-    /// The guest's physical memory.
-    pub fn mem(&self) -> &P {
-        &self.mem
+    /// The violations caught inside hooks: the first [`MAX_VIOLATIONS`] in full, all counted
+    /// ([`Violations::total`], [`Violations::checker_total`]).
+    pub fn violation_log(&self) -> &Violations<XenError, MAX_VIOLATIONS> {
+        &self.log
     }
 
-    /// The hypervisor's view of `pfn` (type, type count, pin).
-    pub fn page_info(&self, pfn: Pfn) -> PageInfo {
-        self.table.hv.lock().info(pfn)
-    }
-
-    /// Whether the hypervisor holds `pfn` pinned.
-    pub fn is_pinned(&self, pfn: Pfn) -> bool {
-        self.page_info(pfn).pinned
-    }
-
-    /// Whether the guest made `pfn` read-only in its linear map (and has not made it writable
-    /// again).
+    /// Whether the guest made frame `pfn` read-only in its linear map (and has not made it
+    /// writable again).
     pub fn is_read_only(&self, pfn: Pfn) -> bool {
-        self.table.guest.lock().has(pfn, RO)
+        self.guest.lock().has(pfn, RO)
     }
 
-    /// Whether `pfn` was announced with `alloc_pt` / `alloc_pd` and not released since.
+    /// Whether frame `pfn` was announced with `alloc_pt` / `alloc_pd` / `alloc_pd_clone` and
+    /// not released since.
     pub fn is_announced(&self, pfn: Pfn) -> bool {
-        self.table.guest.lock().has(pfn, ANNOUNCED)
+        self.guest.lock().has(pfn, ANNOUNCED)
     }
 
-    /// Whether the guest believes `pfn` is pinned (Linux's `PagePinned`).
+    /// Whether the guest believes frame `pfn` is pinned (Linux's `PagePinned`).
     pub fn guest_pinned(&self, pfn: Pfn) -> bool {
-        self.table.guest.lock().has(pfn, PINNED)
-    }
-
-    /// Pinned tables by level.
-    pub fn pinned_tables(&self) -> PinnedCounts {
-        self.table.hv.lock().pinned_counts()
+        self.guest.lock().has(pfn, PINNED)
     }
 
     /// Pages the guest made read-only that still are.
     pub fn read_only_pages(&self) -> usize {
-        self.table.guest.lock().stats.read_only as usize
+        self.guest.lock().stats.read_only as usize
     }
 
-    /// Frames with any type at all, page-table or writable (zero once every validated table is
-    /// gone, since writable types are counted from the RW entries of validated L1s).
-    pub fn typed_frames(&self) -> usize {
-        self.table.hv.lock().frames.iter().filter(|f| f.info.count > 0 || f.info.ty != PageType::None).count()
-    }
-
-    /// The root installed with `MMUEXT_NEW_BASEPTR`, if any.
-    pub fn base(&self) -> Option<Pfn> {
-        self.table.hv.lock().base
-    }
-
-    /// The domain's initial page table (where the linear map lives), once known.
-    pub fn pt_base(&self) -> Option<Pfn> {
-        self.table.hv.lock().pt_base
-    }
-
-    /// A snapshot of every counter.
+    /// A snapshot of every counter, guest and hypervisor side.
     pub fn stats(&self) -> XenStats {
-        let g = self.table.guest.lock();
-        let hv = self.table.hv.lock();
-        XenStats {
+        let g = self.guest.lock();
+        self.hv.with_state(|hv| XenStats {
             mmu_update: hv.stats.mmu_update,
             mmuext: hv.stats.mmuext,
             update_va_mapping: hv.stats.update_va_mapping,
@@ -159,37 +165,31 @@ impl<'t, M: PagingMode, P: PhysMem, const N: usize> Xen<'t, M, P, N> {
             direct_writes: g.stats.direct_writes,
             read_only: g.stats.read_only,
             max_read_only: g.stats.max_read_only,
+        })
+    }
+
+    /// Reports `error`, caught inside `hook`, under the policy.
+    ///
+    /// # Panics
+    /// Under [`Policy::Panic`], with `xen: <hook>: <rule> [...]`.
+    pub(crate) fn report(&self, hook: HookKind, error: XenError) {
+        self.log.report(hook, error);
+    }
+
+    /// Reports a protocol error the guest side caught itself (no hypercall refused it).
+    pub(crate) fn guest_error(&self, g: &mut GuestState<N>, hook: HookKind, error: XenError) {
+        g.guest_errors[error.errno().index()] += 1;
+        self.report(hook, error);
+    }
+
+    /// Reports `r`'s error, if any; returns whether it succeeded.
+    pub(crate) fn check(&self, hook: HookKind, r: Result<(), XenError>) -> bool {
+        match r {
+            Ok(()) => true,
+            Err(e) => {
+                self.report(hook, e);
+                false
+            }
         }
-    }
-
-    /// The `i`th violation recorded (the first [`MAX_VIOLATIONS`] are kept in full).
-    pub fn violation(&self, i: usize) -> Option<Violation> {
-        self.table.guest.lock().log.get(i)
-    }
-
-    /// The violations recorded in full, oldest first, copied into `out`; returns the total
-    /// count (which may exceed [`MAX_VIOLATIONS`]).
-    pub fn violations_into(&self, out: &mut [Option<Violation>]) -> usize {
-        let g = self.table.guest.lock();
-        for (i, o) in out.iter_mut().enumerate().take(MAX_VIOLATIONS) {
-            *o = g.log.get(i);
-        }
-        g.log.total()
-    }
-
-    /// Forgets the violations recorded so far.
-    pub fn clear_violations(&self) {
-        self.table.guest.lock().log.clear();
-    }
-
-    /// The most recent hypercalls (at most [`TRACE_LEN`](crate::TRACE_LEN)), oldest first,
-    /// copied into `out`; returns how many the trace holds.
-    pub fn trace(&self, out: &mut [TraceEntry]) -> usize {
-        self.table.hv.lock().trace.copy_to(out)
-    }
-
-    /// Empties the hypercall trace.
-    pub fn clear_trace(&self) {
-        self.table.hv.lock().trace.clear();
     }
 }

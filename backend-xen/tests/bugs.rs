@@ -12,8 +12,7 @@ const UB: u32 = 0x4000_0000;
 /// `alloc_pt` that `pmd_populate` would have made first.
 fn link_without_alloc_pt<M: PagingMode>(e: &Env<'_, M>, root: Pfn, va: u32, pt: Pfn) {
     let (dir, idx) = dir_of::<M>(e.ram, root, va);
-    // SAFETY: the slot is an entry of a live directory of `root`.
-    unsafe { e.xen.set_pmd(slot(e.ram, dir, idx, M::PAE), pt.phys() | PAGE_TABLE.bits()) };
+    e.xen.set_pmd(slot_of::<M, Pmd>(e.ram, dir, idx), Pmd::new(pt, PAGE_TABLE));
 }
 
 fn a_table_linked_without_alloc_pt_under_a_pinned_tree_is_refused<M: PagingMode>() {
@@ -24,16 +23,17 @@ fn a_table_linked_without_alloc_pt_under_a_pinned_tree_is_refused<M: PagingMode>
         link_without_alloc_pt(&e, a.pgd(), UB, pt);
         let v = violations(e.xen);
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].op, "set_pmd");
-        assert_eq!(v[0].error, XenError::MappedWritable { pfn: pt, mappings: 1 });
+        assert_eq!(v[0].hook, HookKind::SetPmd);
+        assert_eq!(v[0].rule, XenError::MappedWritable { pfn: pt, mappings: 1 });
+        assert_eq!(v[0].rule.origin(), Origin::Hypervisor);
         assert!(v[0].to_string().contains("a page mapped writable cannot become a page table"));
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
-        assert_eq!(read_entry(e.ram, dir, idx, M::PAE), 0, "the refused link was not made");
-        assert!(!e.xen.is_pinned(pt) && !e.xen.is_read_only(pt));
+        assert_eq!(read_entry::<M, Pmd, _>(e.ram, dir, idx), Pmd::EMPTY, "the refused link was not made");
+        assert!(!e.hv.is_pinned(pt) && !e.xen.is_read_only(pt));
         assert!(verify(e.xen).0, "the model stayed consistent");
         e.ram.free_frame(pt);
         e.k.destroy(a);
-        e.xen.clear_violations();
+        e.xen.violation_log().clear();
         shutdown_clean(e);
     });
 }
@@ -48,13 +48,13 @@ fn a_table_linked_without_alloc_pt_panics_under_the_panic_policy<M: PagingMode>(
 }
 
 #[test]
-#[should_panic(expected = "set_pmd: EINVAL: a page mapped writable cannot become a page table")]
+#[should_panic(expected = "xen: set_pmd: EINVAL: a page mapped writable cannot become a page table")]
 fn two_level_a_table_linked_without_alloc_pt_panics_under_the_panic_policy() {
     a_table_linked_without_alloc_pt_panics_under_the_panic_policy::<TwoLevel>();
 }
 
 #[test]
-#[should_panic(expected = "set_pmd: EINVAL: a page mapped writable cannot become a page table")]
+#[should_panic(expected = "xen: set_pmd: EINVAL: a page mapped writable cannot become a page table")]
 fn pae_a_table_linked_without_alloc_pt_panics_under_the_panic_policy() {
     a_table_linked_without_alloc_pt_panics_under_the_panic_policy::<Pae>();
 }
@@ -68,13 +68,15 @@ fn a_table_linked_without_alloc_pt_before_pinning_is_caught_when_the_tree_is_pin
         e.k.activate(&a);
         let v = violations(e.xen);
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].op, "write_cr3");
-        assert_eq!(v[0].error, XenError::NotAnnounced { pfn: pt, level: PageType::L1 });
-        assert_eq!(v[0].error.errno(), Errno::Busy);
+        assert_eq!(v[0].hook, HookKind::WriteCr3);
+        assert_eq!(v[0].rule, XenError::NotAnnounced { pfn: pt, level: PageType::L1 });
+        assert_eq!(v[0].rule.errno(), Errno::Busy);
+        assert_eq!(v[0].rule.origin(), Origin::Checker, "Xen itself pins an unannounced table");
+        assert_eq!(e.xen.violation_log().checker_total(), 1);
         // Like Linux, the tree is pinned anyway.
-        assert!(e.xen.is_pinned(pt) && e.xen.is_read_only(pt));
+        assert!(e.hv.is_pinned(pt) && e.xen.is_read_only(pt));
         e.k.destroy(a);
-        e.xen.clear_violations();
+        e.xen.violation_log().clear();
         shutdown_clean(e);
     });
 }
@@ -85,10 +87,9 @@ fn a_table_freed_while_still_pinned_is_caught<M: PagingMode>() {
         let l1 = l1_of::<M>(e.ram, a.pgd(), UB);
         // The bug: the table is unlinked and freed without `release_pt`.
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
-        // SAFETY: an entry of a live directory.
-        unsafe { e.xen.pmd_clear(slot(e.ram, dir, idx, M::PAE)) };
+        e.xen.pmd_clear(slot_of::<M, Pmd>(e.ram, dir, idx));
         e.ram.free_frame(l1);
-        assert!(e.xen.is_pinned(l1) && e.xen.pages_held() > 0);
+        assert!(e.hv.is_pinned(l1) && e.xen.pages_held() > 0);
         // The allocator poisons freed frames: the pinned table changed behind Xen's back.
         let (ok, report) = verify(e.xen);
         assert!(!ok);
@@ -96,10 +97,11 @@ fn a_table_freed_while_still_pinned_is_caught<M: PagingMode>() {
         // Reused as a page table: announced while still pinned.
         let again = alloc_zeroed(e.ram).unwrap();
         assert_eq!(again, l1, "the allocator hands out the lowest free frame");
-        <&X<'_, M> as PvMmuOps>::alloc_pt(&e.xen, again);
+        e.xen.alloc_pt(again);
         let v = violations(e.xen);
-        assert_eq!(v[0].error, XenError::AllocWhilePinned { pfn: l1 });
-        assert_eq!(v[1].error, XenError::AlreadyAnnounced { pfn: l1 }, "and it was never released");
+        assert_eq!(v[0].rule, XenError::AllocWhilePinned { pfn: l1 });
+        assert_eq!(v[1].rule, XenError::AlreadyAnnounced { pfn: l1 }, "and it was never released");
+        assert!(v.iter().all(|v| v.hook == HookKind::AllocPt && v.rule.origin() == Origin::Checker));
         // Reused as data and mapped writable anywhere: refused.
         let mut b = e.k.create().unwrap();
         let g = e.ram.alloc_frame().unwrap();
@@ -107,7 +109,7 @@ fn a_table_freed_while_still_pinned_is_caught<M: PagingMode>() {
         e.k.activate(&b);
         e.k.map(&mut b, UA + 0x1000, l1, PteFlags::RW | PteFlags::USER).unwrap();
         let v = violations(e.xen);
-        assert!(matches!(v[2].error, XenError::WritablePageTable { target, .. } if target == l1), "{v:?}");
+        assert!(matches!(v[2].rule, XenError::WritablePageTable { target, .. } if target == l1), "{v:?}");
         assert!(e.k.translate(&b, UA + 0x1000).is_none());
     });
 }
@@ -118,17 +120,17 @@ fn releasing_a_table_still_linked_into_a_pinned_tree_is_caught<M: PagingMode>() 
         let l1 = l1_of::<M>(e.ram, a.pgd(), UB);
         // The bug: release before unlink. The unpin goes through (the directory still holds a
         // reference), but making the page writable is refused: it is still a page table.
-        <&X<'_, M> as PvMmuOps>::release_pt(&e.xen, l1);
+        e.xen.release_pt(l1);
         let v = violations(e.xen);
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].op, "release_pt");
-        assert!(matches!(v[0].error, XenError::WritablePageTable { target, .. } if target == l1));
-        assert_eq!(e.xen.page_info(l1), PageInfo { ty: PageType::L1, count: 1, pinned: false });
+        assert_eq!(v[0].hook, HookKind::ReleasePt);
+        assert!(matches!(v[0].rule, XenError::WritablePageTable { target, .. } if target == l1));
+        assert_eq!(e.hv.page_info(l1), PageInfo { ty: PageType::L1, count: 1, pinned: false });
         assert!(e.xen.is_read_only(l1), "still read-only, still held");
         // Teardown still converges: exit_mmap unpins the root, which drops the last reference.
         e.k.destroy(a);
         e.ram.free_frame(f);
-        e.xen.clear_violations();
+        e.xen.violation_log().clear();
         shutdown_clean(e);
     });
 }
@@ -165,11 +167,11 @@ fn a_write_that_bypasses_the_mmu_is_reported_by_verify_and_at_unpin<M: PagingMod
         let (a, f) = e.space_with_page(UA);
         let l1 = l1_of::<M>(e.ram, a.pgd(), UA);
         let kl1 = l1_of::<M>(e.ram, e.k.swapper_pg_dir(), PAGE_OFFSET);
-        let pa = l1.phys() + 9 * M::ENTRY_SIZE as u64;
+        let pa = entry_pa::<M>(l1, 9).as_u64();
         assert!(verify(e.xen).0);
 
         // Behind every backend's back: a writable mapping of a kernel page table.
-        e.ram.write_u32(pa, (kl1.phys() | (PteFlags::PRESENT | PteFlags::RW).bits()) as u32);
+        e.ram.write_u32(pa, Pte::new(kl1, PteFlags::PRESENT | PteFlags::RW).raw() as u32);
         let (ok, report) = verify(e.xen);
         assert!(!ok);
         assert!(report.contains(&format!("l1 table {l1} changed without mmu_update")), "{report}");
@@ -181,14 +183,18 @@ fn a_write_that_bypasses_the_mmu_is_reported_by_verify_and_at_unpin<M: PagingMod
         assert!(verify(e.xen).0, "restored");
 
         // A harmless change still shows, and the unpin at teardown reports it.
-        e.ram.write_u32(pa, (f.phys() | PteFlags::PRESENT.bits()) as u32);
+        e.ram.write_u32(pa, Pte::new(f, PteFlags::PRESENT).raw() as u32);
         assert!(!verify(e.xen).0);
         e.k.destroy(a);
         let v = violations(e.xen);
         assert_eq!(v.len(), 1);
-        assert_eq!((v[0].op, v[0].error), ("exit_mmap", XenError::TableModified { table: l1, level: PageType::L1 }));
+        assert_eq!(
+            (v[0].hook, v[0].rule),
+            (HookKind::ExitMmap, XenError::TableModified { table: l1, level: PageType::L1 })
+        );
+        assert_eq!(v[0].rule.origin(), Origin::Checker, "the model's checksum, not a Xen refusal");
         e.ram.free_frame(f);
-        e.xen.clear_violations();
+        e.xen.violation_log().clear();
         shutdown_clean(e);
     });
 }
@@ -202,14 +208,18 @@ fn the_violation_log_keeps_the_first_entries_and_counts_every_one<M: PagingMode>
             link_without_alloc_pt(&e, a.pgd(), UB, pt);
         }
         assert_eq!(e.xen.violations(), MAX_VIOLATIONS + 4);
-        let mut out = [None; MAX_VIOLATIONS + 4];
-        assert_eq!(e.xen.violations_into(&mut out), MAX_VIOLATIONS + 4);
-        assert!(out[..MAX_VIOLATIONS].iter().all(|v| v.is_some_and(|v| v.op == "set_pmd")));
-        assert!(out[MAX_VIOLATIONS..].iter().all(Option::is_none));
-        assert!(e.xen.violation(MAX_VIOLATIONS).is_none());
+        let log = e.xen.violation_log();
+        assert_eq!(log.total(), MAX_VIOLATIONS + 4);
+        assert_eq!(log.iter().count(), MAX_VIOLATIONS);
+        assert!(log.iter().all(|v| v.hook == HookKind::SetPmd));
+        assert!(log.get(MAX_VIOLATIONS).is_none());
+        let mut text = String::new();
+        log.write_all(&mut text).unwrap();
+        assert_eq!(text.lines().count(), MAX_VIOLATIONS);
+        assert!(text.lines().all(|l| l.starts_with("xen: set_pmd: EINVAL")), "{text}");
         e.ram.free_frame(pt);
         e.k.destroy(a);
-        e.xen.clear_violations();
+        e.xen.violation_log().clear();
         shutdown_clean(e);
     });
 }

@@ -10,31 +10,31 @@ fn activate_swapper_pins_the_kernel_tree_read_only_first_then_bottom_up<M: Pagin
     machine::<M>(Policy::Panic, |e| {
         let swapper = e.k.swapper_pg_dir();
         assert!(!e.k.uses_large_pages(), "Xen PV has no PSE: the linear map is 4 KiB pages");
-        assert_eq!(e.xen.pinned_tables().total(), 0);
-        e.xen.clear_trace();
+        assert_eq!(e.hv.pinned_tables().total(), 0);
+        e.hv.clear_trace();
         e.k.activate_swapper();
 
         let tree = tables::<M>(e.ram, swapper);
         let (l1s, dirs) = if M::PAE { (8, 1) } else { (4, 0) };
         assert_eq!(tree.len(), 1 + dirs + l1s);
-        let p = e.xen.pinned_tables();
+        let p = e.hv.pinned_tables();
         assert_eq!((p.l1, p.l2, p.l3), if M::PAE { (8, 1, 1) } else { (4, 1, 0) });
-        assert_eq!(e.xen.base(), Some(swapper));
-        assert_eq!(e.xen.pt_base(), Some(swapper));
+        assert_eq!(e.hv.base(), Some(swapper));
+        assert_eq!(e.hv.pt_base(), Some(swapper));
         for &(t, _) in &tree {
-            assert!(e.xen.is_pinned(t) && e.xen.is_read_only(t));
+            assert!(e.hv.is_pinned(t) && e.xen.is_read_only(t));
             assert!(!linear_writable::<M>(e.ram, swapper, t), "table {t:?} still writable");
         }
         // Pin count + parent reference for the tables below the root; pin + base pointer for
         // the root.
         for &(t, _) in &tree[1..] {
-            assert_eq!(e.xen.page_info(t).count, 2, "{t:?}");
+            assert_eq!(e.hv.page_info(t).count, 2, "{t:?}");
         }
-        assert_eq!(e.xen.page_info(swapper), PageInfo { ty: root_ty::<M>(), count: 2, pinned: true });
+        assert_eq!(e.hv.page_info(swapper), PageInfo { ty: root_ty::<M>(), count: 2, pinned: true });
 
         // Every table read-only first, then pins with each table after those below it, the
         // root last, then the base pointer.
-        let c = calls(e.xen);
+        let c = calls(e.hv);
         let n = tree.len();
         assert_eq!(c.len(), 2 * n + 1);
         assert!(c[..n].iter().all(|x| matches!(x.call, Hypercall::UpdateVaMapping { .. })));
@@ -64,26 +64,22 @@ fn activating_an_address_space_pins_its_own_tables_and_shares_the_kernel_ones<M:
         e.k.map(&mut a, UA, f1, PteFlags::RW | PteFlags::USER).unwrap();
         e.k.map(&mut a, UB, f2, PteFlags::RW | PteFlags::USER).unwrap();
         let (la, lb) = (l1_of::<M>(e.ram, a.pgd(), UA), l1_of::<M>(e.ram, a.pgd(), UB));
-        assert!(!e.xen.is_pinned(a.pgd()) && !e.xen.is_pinned(la));
-        let before = e.xen.pinned_tables();
+        assert!(!e.hv.is_pinned(a.pgd()) && !e.hv.is_pinned(la));
+        let before = e.hv.pinned_tables();
 
         e.k.activate(&a);
-        assert_eq!(e.xen.base(), Some(a.pgd()));
+        assert_eq!(e.hv.base(), Some(a.pgd()));
         for t in [a.pgd(), la, lb] {
-            assert!(e.xen.is_pinned(t) && e.xen.is_read_only(t), "{t:?}");
+            assert!(e.hv.is_pinned(t) && e.xen.is_read_only(t), "{t:?}");
         }
-        let after = e.xen.pinned_tables();
+        let after = e.hv.pinned_tables();
         // Own tables only: the root, two page tables, and in PAE the three user pmds.
         assert_eq!(after.total() - before.total(), if M::PAE { 1 + 3 + 2 } else { 3 });
         // The shared kernel table holds one more reference: from this root's entry.
-        let shared = if M::PAE {
-            Pfn::from_phys(read_entry(e.ram, a.pgd(), 3, true) & M::ADDR_MASK)
-        } else {
-            l1_of::<M>(e.ram, a.pgd(), PAGE_OFFSET)
-        };
-        assert_eq!(e.xen.page_info(shared).count, 3, "pin + swapper + this root");
+        let shared = if M::PAE { pmd_of(e.ram, a.pgd(), 3) } else { l1_of::<M>(e.ram, a.pgd(), PAGE_OFFSET) };
+        assert_eq!(e.hv.page_info(shared).count, 3, "pin + swapper + this root");
         // The user frames are mapped writable twice: the user PTE and the linear map.
-        assert_eq!(e.xen.page_info(f1), PageInfo { ty: PageType::Writable, count: 2, pinned: false });
+        assert_eq!(e.hv.page_info(f1), PageInfo { ty: PageType::Writable, count: 2, pinned: false });
 
         e.cpu.write_u32(UA + 8, 0xfeed_f00d).unwrap();
         e.cpu.write_u32(UB + 8, 0xdead_beef).unwrap();
@@ -91,9 +87,9 @@ fn activating_an_address_space_pins_its_own_tables_and_shares_the_kernel_ones<M:
         assert_eq!(e.cpu.read_u32(lowmem_va(f2) + 8).unwrap(), 0xdead_beef);
 
         e.k.destroy(a);
-        assert_eq!(e.xen.page_info(shared).count, 2);
-        assert_eq!(e.xen.pinned_tables(), before);
-        assert_eq!(e.xen.page_info(f1), PageInfo { ty: PageType::Writable, count: 1, pinned: false });
+        assert_eq!(e.hv.page_info(shared).count, 2);
+        assert_eq!(e.hv.pinned_tables(), before);
+        assert_eq!(e.hv.page_info(f1), PageInfo { ty: PageType::Writable, count: 1, pinned: false });
         e.ram.free_frame(f1);
         e.ram.free_frame(f2);
         shutdown_clean(e);
@@ -102,25 +98,25 @@ fn activating_an_address_space_pins_its_own_tables_and_shares_the_kernel_ones<M:
 
 fn exit_mmap_unpins_the_user_tree_and_makes_its_pages_writable_so_teardown_writes_go_direct<M: PagingMode>() {
     booted::<M>(Policy::Panic, |e| {
-        let kernel_only = (e.xen.pinned_tables(), e.xen.read_only_pages(), e.xen.pages_held());
+        let kernel_only = (e.hv.pinned_tables(), e.xen.read_only_pages(), e.xen.pages_held());
         let (a, f) = e.space_with_page(UA);
         e.k.activate_swapper();
         let (pgd, l1) = (a.pgd(), l1_of::<M>(e.ram, a.pgd(), UA));
         // The address space's own tables: the root, its page table, and in PAE its user pmds.
         let mut own = vec![pgd, l1];
         if M::PAE {
-            own.extend((0..3).map(|i| Pfn::from_phys(read_entry(e.ram, pgd, i, true) & M::ADDR_MASK)));
+            own.extend((0..3).map(|i| pmd_of(e.ram, pgd, i)));
         }
         let kernel: Vec<Pfn> = tables::<M>(e.ram, e.k.swapper_pg_dir()).into_iter().map(|t| t.0).collect();
-        assert!(own.iter().all(|&t| e.xen.is_pinned(t) && e.xen.is_read_only(t)));
+        assert!(own.iter().all(|&t| e.hv.is_pinned(t) && e.xen.is_read_only(t)));
 
-        <&X<'_, M> as PvMmuOps>::exit_mmap(&e.xen, pgd);
+        e.xen.exit_mmap(pgd);
         for &t in &own {
-            assert!(!e.xen.is_pinned(t) && !e.xen.is_read_only(t), "{t:?} still pinned or read-only");
+            assert!(!e.hv.is_pinned(t) && !e.xen.is_read_only(t), "{t:?} still pinned or read-only");
             assert!(linear_writable::<M>(e.ram, e.k.swapper_pg_dir(), t));
         }
-        assert!(kernel.iter().all(|&t| e.xen.is_pinned(t) && e.xen.is_read_only(t)), "shared tables stay pinned");
-        assert_eq!((e.xen.pinned_tables(), e.xen.read_only_pages()), (kernel_only.0, kernel_only.1));
+        assert!(kernel.iter().all(|&t| e.hv.is_pinned(t) && e.xen.is_read_only(t)), "shared tables stay pinned");
+        assert_eq!((e.hv.pinned_tables(), e.xen.read_only_pages()), (kernel_only.0, kernel_only.1));
         let direct = e.xen.stats().direct_writes;
         let updates = e.xen.stats().mmu_update;
         // `destroy` calls exit_mmap again (harmless: nothing left pinned), then clears directly.
@@ -138,33 +134,30 @@ fn linking_an_announced_table_into_a_pinned_one_makes_it_read_only_then_pins_the
         let mut a = e.k.create().unwrap();
         e.k.activate(&a);
         let f = e.ram.alloc_frame().unwrap();
-        e.xen.clear_trace();
+        e.hv.clear_trace();
         e.k.map(&mut a, UB, f, PteFlags::RW | PteFlags::USER).unwrap();
         let l1 = l1_of::<M>(e.ram, a.pgd(), UB);
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
-        let pte_pa = l1.phys() + M::pte_index(UB) as u64 * M::ENTRY_SIZE as u64;
-        let c: Vec<Hypercall> = calls(e.xen).into_iter().map(|x| x.call).collect();
+        let pte_pa = entry_pa::<M>(l1, M::pte_index(UB));
+        let c: Vec<Hypercall> = calls(e.hv).into_iter().map(|x| x.call).collect();
         let ro = Hypercall::UpdateVaMapping {
             va: lowmem_va(l1),
-            val: l1.phys() | PAGE_KERNEL.bits() & !PteFlags::RW.bits(),
-            flags: UvmFlags::INVLPG.bits(),
+            val: Pte::new(l1, PAGE_KERNEL - PteFlags::RW),
+            flags: UvmFlags::INVLPG,
         };
         assert_eq!(
             c,
             vec![
                 ro,
                 Hypercall::MmuextOp(MmuextOp::PinL1Table(l1)),
-                Hypercall::MmuUpdate(MmuUpdate::normal(
-                    dir.phys() + idx as u64 * M::ENTRY_SIZE as u64,
-                    l1.phys() | PAGE_TABLE.bits()
-                )),
+                Hypercall::MmuUpdate(MmuUpdate::normal(entry_pa::<M>(dir, idx), Pmd::new(l1, PAGE_TABLE).raw())),
                 Hypercall::MmuUpdate(MmuUpdate::normal(
                     pte_pa,
-                    f.phys() | (PteFlags::PRESENT | PteFlags::RW | PteFlags::USER).bits()
+                    Pte::new(f, PteFlags::PRESENT | PteFlags::RW | PteFlags::USER).raw()
                 )),
             ]
         );
-        assert_eq!(e.xen.page_info(l1), PageInfo { ty: PageType::L1, count: 2, pinned: true });
+        assert_eq!(e.hv.page_info(l1), PageInfo { ty: PageType::L1, count: 2, pinned: true });
         e.k.destroy(a);
         e.ram.free_frame(f);
         shutdown_clean(e);
@@ -176,27 +169,27 @@ fn release_pt_of_a_pinned_table_unpins_it_then_makes_it_writable<M: PagingMode>(
         let (mut a, f) = e.space_with_page(UB);
         let l1 = l1_of::<M>(e.ram, a.pgd(), UB);
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
-        e.xen.clear_trace();
+        e.hv.clear_trace();
         assert_eq!(e.k.unmap(&mut a, UB).unwrap(), f);
-        let c: Vec<Hypercall> = calls(e.xen).into_iter().map(|x| x.call).collect();
-        let pte_pa = l1.phys() + M::pte_index(UB) as u64 * M::ENTRY_SIZE as u64;
+        let c: Vec<Hypercall> = calls(e.hv).into_iter().map(|x| x.call).collect();
+        let pte_pa = entry_pa::<M>(l1, M::pte_index(UB));
         assert_eq!(
             c,
             vec![
                 Hypercall::MmuUpdate(MmuUpdate::normal(pte_pa, 0)),
-                Hypercall::MmuUpdate(MmuUpdate::normal(dir.phys() + idx as u64 * M::ENTRY_SIZE as u64, 0)),
+                Hypercall::MmuUpdate(MmuUpdate::normal(entry_pa::<M>(dir, idx), 0)),
                 Hypercall::MmuextOp(MmuextOp::UnpinTable(l1)),
                 Hypercall::UpdateVaMapping {
                     va: lowmem_va(l1),
-                    val: l1.phys() | PAGE_KERNEL.bits(),
-                    flags: UvmFlags::INVLPG.bits()
+                    val: Pte::new(l1, PAGE_KERNEL),
+                    flags: UvmFlags::INVLPG
                 },
             ]
         );
         assert!(!e.ram.is_allocated(l1), "the page table went back to the allocator");
-        assert!(!e.xen.is_pinned(l1) && !e.xen.is_read_only(l1) && !e.xen.is_announced(l1));
+        assert!(!e.hv.is_pinned(l1) && !e.xen.is_read_only(l1) && !e.xen.is_announced(l1));
         // Back in the pool it is an ordinary page mapped writable by the linear map.
-        assert_eq!(e.xen.page_info(l1), PageInfo { ty: PageType::Writable, count: 1, pinned: false });
+        assert_eq!(e.hv.page_info(l1), PageInfo { ty: PageType::Writable, count: 1, pinned: false });
         e.k.destroy(a);
         e.ram.free_frame(f);
         shutdown_clean(e);
@@ -218,7 +211,7 @@ fn unpinned_tables_are_written_directly_and_pinned_ones_through_mmu_update<M: Pa
         let s3 = e.xen.stats();
         assert_eq!(s3.direct_writes, s2.direct_writes);
         assert_eq!(s3.mmu_update - s2.mmu_update, 1);
-        assert_eq!(s3.hook("set_pte_at") - s2.hook("set_pte_at"), 1);
+        assert_eq!(s3.calls(HookKind::SetPteAt) - s2.calls(HookKind::SetPteAt), 1);
         e.k.destroy(a);
         e.ram.free_frame(f1);
         e.ram.free_frame(f2);
@@ -237,11 +230,11 @@ fn map_kernel_page_after_the_address_spaces_exist_reaches_each_of_them<M: Paging
         let updates = e.xen.stats().mmu_update;
         e.k.map_kernel_page(kva, kf, PAGE_KERNEL).unwrap();
         let kl1 = l1_of::<M>(e.ram, e.k.swapper_pg_dir(), kva);
-        assert!(e.xen.is_pinned(kl1) && e.xen.is_read_only(kl1));
+        assert!(e.hv.is_pinned(kl1) && e.xen.is_read_only(kl1));
         // Two-level: swapper and the two pinned pgds reference it through mmu_update, the
         // unpinned third got a direct store. PAE: only the shared kernel pmd references it.
         let refs = if M::PAE { 1 } else { 3 };
-        assert_eq!(e.xen.page_info(kl1).count, 1 + refs);
+        assert_eq!(e.hv.page_info(kl1).count, 1 + refs);
         assert_eq!(e.xen.stats().mmu_update - updates, refs as u64 + 1, "directory entries + the PTE");
         e.cpu.write_u32(kva, 0xC0DE_CAFE).unwrap();
         for a in &spaces {
@@ -249,12 +242,12 @@ fn map_kernel_page_after_the_address_spaces_exist_reaches_each_of_them<M: Paging
             assert_eq!(e.cpu.read_u32(kva).unwrap(), 0xC0DE_CAFE);
         }
         if !M::PAE {
-            assert_eq!(e.xen.page_info(kl1).count, 5, "the third pgd, pinned now, validated its entry");
+            assert_eq!(e.hv.page_info(kl1).count, 5, "the third pgd, pinned now, validated its entry");
         }
         e.k.activate_swapper();
         assert_eq!(e.k.unmap_kernel_page(kva).unwrap(), kf);
         assert!(!e.ram.is_allocated(kl1));
-        assert_eq!(e.xen.page_info(kl1).ty, PageType::Writable);
+        assert_eq!(e.hv.page_info(kl1).ty, PageType::Writable);
         for a in spaces.drain(..) {
             e.k.destroy(a);
         }
@@ -266,17 +259,15 @@ fn map_kernel_page_after_the_address_spaces_exist_reaches_each_of_them<M: Paging
 fn change_page_attr_to_read_only_and_back_goes_through_mmu_update<M: PagingMode>() {
     booted::<M>(Policy::Panic, |e| {
         let data = e.ram.alloc_frame().unwrap();
-        assert_eq!(e.xen.page_info(data).count, 1, "the linear map's writable mapping");
+        assert_eq!(e.hv.page_info(data).count, 1, "the linear map's writable mapping");
         let updates = e.xen.stats().mmu_update;
-        e.k.change_page_attr(data, PAGE_KERNEL_RO).unwrap();
-        e.k.global_flush_tlb();
+        e.k.change_page_attr(data, PAGE_KERNEL_RO).unwrap().flush(&e.k);
         assert_eq!(e.xen.stats().mmu_update - updates, 1);
-        assert_eq!(e.xen.page_info(data), PageInfo::default(), "no writable mapping left");
+        assert_eq!(e.hv.page_info(data), PageInfo::default(), "no writable mapping left");
         let fault = e.cpu.write_u32(lowmem_va(data), 1).unwrap_err();
         assert_eq!(fault.error_code & (PF_PROT | PF_WRITE), PF_PROT | PF_WRITE);
-        e.k.change_page_attr(data, PAGE_KERNEL).unwrap();
-        e.k.global_flush_tlb();
-        assert_eq!(e.xen.page_info(data).count, 1);
+        e.k.change_page_attr(data, PAGE_KERNEL).unwrap().flush(&e.k);
+        assert_eq!(e.hv.page_info(data).count, 1);
         e.cpu.write_u32(lowmem_va(data), 2).unwrap();
         e.ram.free_frame(data);
         assert!(verify(e.xen).0);

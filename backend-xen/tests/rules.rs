@@ -3,34 +3,31 @@
 
 mod common;
 use common::*;
+use paravirt_core::native;
 
 const UA: u32 = 0x0804_8000;
 const UB: u32 = 0x4000_0000;
 
-fn entry_pa<M: PagingMode>(table: Pfn, index: u32) -> u64 {
-    table.phys() + index as u64 * M::ENTRY_SIZE as u64
+fn update<M: PagingMode>(hv: &H<'_, M>, table: Pfn, index: u32, val: u64) -> Result<(), XenError> {
+    let mut done = 0;
+    hv.mmu_update(&[MmuUpdate::normal(entry_pa::<M>(table, index), val)], &mut done)
 }
 
-fn update<M: PagingMode>(xen: &X<'_, M>, table: Pfn, index: u32, val: u64) -> Result<(), XenError> {
+fn ext<M: PagingMode>(hv: &H<'_, M>, op: MmuextOp) -> Result<(), XenError> {
     let mut done = 0;
-    xen.mmu_update(&[MmuUpdate::normal(entry_pa::<M>(table, index), val)], &mut done)
-}
-
-fn ext<M: PagingMode>(xen: &X<'_, M>, op: MmuextOp) -> Result<(), XenError> {
-    let mut done = 0;
-    xen.mmuext_op(&[op], &mut done)
+    hv.mmuext_op(&[op], &mut done)
 }
 
 /// A zeroed frame made read-only in the linear map, ready to become a table.
 fn ro_frame<M: PagingMode>(e: &Env<'_, M>) -> Pfn {
     let f = alloc_zeroed(e.ram).unwrap();
     let va = lowmem_va(f);
-    e.xen.update_va_mapping(va, f.phys() | PAGE_KERNEL_RO.bits(), UvmFlags::INVLPG).unwrap();
+    e.hv.update_va_mapping(va, Pte::new(f, PAGE_KERNEL_RO), UvmFlags::INVLPG).unwrap();
     f
 }
 
 fn make_writable_and_free<M: PagingMode>(e: &Env<'_, M>, f: Pfn) {
-    e.xen.update_va_mapping(lowmem_va(f), f.phys() | PAGE_KERNEL.bits(), UvmFlags::INVLPG).unwrap();
+    e.hv.update_va_mapping(lowmem_va(f), Pte::new(f, PAGE_KERNEL), UvmFlags::INVLPG).unwrap();
     e.ram.free_frame(f);
 }
 
@@ -44,27 +41,29 @@ fn a_writable_mapping_of_a_page_table_is_refused_anywhere<M: PagingMode>() {
         e.k.map(&mut a, UA + 0x1000, l1, PteFlags::RW | PteFlags::USER).unwrap();
         let v = violations(e.xen);
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].op, "set_pte_at");
+        assert_eq!(v[0].hook, HookKind::SetPteAt);
         assert_eq!(
-            v[0].error,
+            v[0].rule,
             XenError::WritablePageTable { table: l1, index: idx, target: l1, target_type: PageType::L1 }
         );
-        assert_eq!(v[0].error.errno(), Errno::Inval);
+        assert_eq!(v[0].rule.errno(), Errno::Inval);
+        assert_eq!(v[0].rule.origin(), Origin::Hypervisor);
+        assert_eq!(e.xen.violation_log().checker_total(), 0);
         assert!(e.k.translate(&a, UA + 0x1000).is_none(), "the refused entry was not written");
         // The root, too.
-        let r = update::<M>(e.xen, l1, idx, a.pgd().phys() | (PteFlags::PRESENT | PteFlags::RW).bits());
+        let r = update::<M>(e.hv, l1, idx, Pte::new(a.pgd(), PteFlags::PRESENT | PteFlags::RW).raw());
         assert!(
             matches!(r, Err(XenError::WritablePageTable { target, target_type, .. }) if target == a.pgd() && target_type == root_ty::<M>())
         );
         // In the linear map: update_va_mapping cannot make it writable either.
-        let r = e.xen.update_va_mapping(lowmem_va(l1), l1.phys() | PAGE_KERNEL.bits(), UvmFlags::INVLPG);
+        let r = e.hv.update_va_mapping(lowmem_va(l1), Pte::new(l1, PAGE_KERNEL), UvmFlags::INVLPG);
         assert!(matches!(r, Err(XenError::WritablePageTable { target, .. }) if target == l1));
         assert!(!linear_writable::<M>(e.ram, a.pgd(), l1));
         // Read-only is fine: any frame of the domain may be mapped, just never writable.
-        update::<M>(e.xen, l1, idx, l1.phys() | PteFlags::PRESENT.bits()).unwrap();
-        update::<M>(e.xen, l1, idx, 0).unwrap();
+        update::<M>(e.hv, l1, idx, Pte::new(l1, PteFlags::PRESENT).raw()).unwrap();
+        update::<M>(e.hv, l1, idx, 0).unwrap();
 
-        e.xen.clear_violations();
+        e.xen.violation_log().clear();
         e.k.destroy(a);
         e.ram.free_frame(f);
         shutdown_clean(e);
@@ -76,40 +75,39 @@ fn a_directory_entry_must_reference_a_page_that_validates_as_l1<M: PagingMode>()
         let a = e.k.create().unwrap();
         e.k.activate(&a);
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
-        assert!(e.xen.is_pinned(dir));
+        assert!(e.hv.is_pinned(dir));
 
         // A page mapped writable (by the linear map) cannot become a page table.
         let g = alloc_zeroed(e.ram).unwrap();
-        let r = update::<M>(e.xen, dir, idx, g.phys() | PAGE_TABLE.bits());
+        let r = update::<M>(e.hv, dir, idx, Pmd::new(g, PAGE_TABLE).raw());
         assert_eq!(r, Err(XenError::MappedWritable { pfn: g, mappings: 1 }));
-        assert_eq!(read_entry(e.ram, dir, idx, M::PAE), 0);
+        assert_eq!(read_entry::<M, Pmd, _>(e.ram, dir, idx), Pmd::EMPTY);
 
         // A page that already is a directory cannot be an L1.
         let other_dir =
             if M::PAE { dir_of::<M>(e.ram, e.k.swapper_pg_dir(), PAGE_OFFSET).0 } else { e.k.swapper_pg_dir() };
-        let count = e.xen.page_info(other_dir).count;
-        let r = update::<M>(e.xen, dir, idx, other_dir.phys() | PAGE_TABLE.bits());
+        let count = e.hv.page_info(other_dir).count;
+        let r = update::<M>(e.hv, dir, idx, Pmd::new(other_dir, PAGE_TABLE).raw());
         assert_eq!(r, Err(XenError::TypeConflict { pfn: other_dir, want: PageType::L1, has: PageType::L2, count }));
 
         // A read-only page whose own entries break the L1 rule does not validate either, and
         // validation is rolled back.
         let h = ro_frame(&e);
         let kl1 = l1_of::<M>(e.ram, e.k.swapper_pg_dir(), PAGE_OFFSET);
-        let s = slot(e.ram, h, 5, M::PAE);
-        // SAFETY: `s` is an entry of frame `h`, emulated RAM the test owns; `h` is no table yet.
-        unsafe { paravirt_core::native::set_entry(s, kl1.phys() | (PteFlags::PRESENT | PteFlags::RW).bits()) };
-        let r = update::<M>(e.xen, dir, idx, h.phys() | PAGE_TABLE.bits());
+        // `h` is no table yet: the test writes its entry itself.
+        let s = slot_of::<M, Pte>(e.ram, h, 5);
+        native::set(s, Pte::new(kl1, PteFlags::PRESENT | PteFlags::RW));
+        let r = update::<M>(e.hv, dir, idx, Pmd::new(h, PAGE_TABLE).raw());
         assert_eq!(r, Err(XenError::WritablePageTable { table: h, index: 5, target: kl1, target_type: PageType::L1 }));
-        assert_eq!(e.xen.page_info(h), PageInfo::default());
+        assert_eq!(e.hv.page_info(h), PageInfo::default());
 
         // A read-only page with valid entries validates as L1 through the entry alone (not
         // pinned), and is devalidated when the entry goes.
-        // SAFETY: as above.
-        unsafe { paravirt_core::native::set_entry(s, 0) };
-        update::<M>(e.xen, dir, idx, h.phys() | PAGE_TABLE.bits()).unwrap();
-        assert_eq!(e.xen.page_info(h), PageInfo { ty: PageType::L1, count: 1, pinned: false });
-        update::<M>(e.xen, dir, idx, 0).unwrap();
-        assert_eq!(e.xen.page_info(h), PageInfo::default());
+        native::clear(s);
+        update::<M>(e.hv, dir, idx, Pmd::new(h, PAGE_TABLE).raw()).unwrap();
+        assert_eq!(e.hv.page_info(h), PageInfo { ty: PageType::L1, count: 1, pinned: false });
+        update::<M>(e.hv, dir, idx, 0).unwrap();
+        assert_eq!(e.hv.page_info(h), PageInfo::default());
 
         make_writable_and_free(&e, h);
         e.ram.free_frame(g);
@@ -123,23 +121,25 @@ fn new_baseptr_needs_a_root_pinned_at_the_root_level<M: PagingMode>() {
         let a = e.k.create().unwrap();
         let swapper = e.k.swapper_pg_dir();
         let want = root_ty::<M>();
-        let r = ext::<M>(e.xen, MmuextOp::NewBaseptr(a.pgd()));
+        let r = ext::<M>(e.hv, MmuextOp::NewBaseptr(a.pgd()));
         assert_eq!(r, Err(XenError::BaseNotPinned { pfn: a.pgd(), want, has: PageType::Writable }));
+        assert_eq!(r.unwrap_err().origin(), Origin::Hypervisor, "Xen refuses a root mapped writable");
         let kl1 = l1_of::<M>(e.ram, swapper, PAGE_OFFSET);
-        let r = ext::<M>(e.xen, MmuextOp::NewBaseptr(kl1));
+        let r = ext::<M>(e.hv, MmuextOp::NewBaseptr(kl1));
         assert_eq!(r, Err(XenError::BaseNotPinned { pfn: kl1, want, has: PageType::L1 }));
+        assert_eq!(r.unwrap_err().origin(), Origin::Hypervisor);
         if M::PAE {
             let kpmd = dir_of::<M>(e.ram, swapper, PAGE_OFFSET).0;
-            let r = ext::<M>(e.xen, MmuextOp::NewBaseptr(kpmd));
+            let r = ext::<M>(e.hv, MmuextOp::NewBaseptr(kpmd));
             assert_eq!(r, Err(XenError::BaseNotPinned { pfn: kpmd, want, has: PageType::L2 }));
         }
         // A batch stops at the refusal; the base pointer is unchanged.
         let mut done = 9;
         let ops = [MmuextOp::TlbFlushLocal, MmuextOp::NewBaseptr(a.pgd()), MmuextOp::TlbFlushLocal];
-        assert!(e.xen.mmuext_op(&ops, &mut done).is_err());
+        assert!(e.hv.mmuext_op(&ops, &mut done).is_err());
         assert_eq!(done, 1);
-        assert_eq!(e.xen.base(), Some(swapper));
-        assert_eq!(e.xen.page_info(swapper).count, 2);
+        assert_eq!(e.hv.base(), Some(swapper));
+        assert_eq!(e.hv.page_info(swapper).count, 2);
         e.k.destroy(a);
         shutdown_clean(e);
     });
@@ -148,10 +148,10 @@ fn new_baseptr_needs_a_root_pinned_at_the_root_level<M: PagingMode>() {
 fn unpinning_an_unpinned_page_and_pinning_twice_are_refused<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
         let g = e.ram.alloc_frame().unwrap();
-        assert_eq!(ext::<M>(e.xen, MmuextOp::UnpinTable(g)), Err(XenError::NotPinned { pfn: g }));
+        assert_eq!(ext::<M>(e.hv, MmuextOp::UnpinTable(g)), Err(XenError::NotPinned { pfn: g }));
         let kl1 = l1_of::<M>(e.ram, e.k.swapper_pg_dir(), PAGE_OFFSET);
-        assert_eq!(ext::<M>(e.xen, MmuextOp::PinL1Table(kl1)), Err(XenError::AlreadyPinned { pfn: kl1 }));
-        assert_eq!(e.xen.page_info(kl1), PageInfo { ty: PageType::L1, count: 2, pinned: true });
+        assert_eq!(ext::<M>(e.hv, MmuextOp::PinL1Table(kl1)), Err(XenError::AlreadyPinned { pfn: kl1 }));
+        assert_eq!(e.hv.page_info(kl1), PageInfo { ty: PageType::L1, count: 2, pinned: true });
         e.ram.free_frame(g);
         shutdown_clean(e);
     });
@@ -160,18 +160,18 @@ fn unpinning_an_unpinned_page_and_pinning_twice_are_refused<M: PagingMode>() {
 fn pinning_a_page_that_is_mapped_writable_is_refused<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
         let g = alloc_zeroed(e.ram).unwrap();
-        let pte = g.phys() | PAGE_KERNEL.bits();
-        assert_eq!(ext::<M>(e.xen, MmuextOp::PinL1Table(g)), Err(XenError::MappedWritable { pfn: g, mappings: 1 }));
-        assert_eq!(e.xen.page_info(g), PageInfo { ty: PageType::Writable, count: 1, pinned: false });
+        let pte = Pte::new(g, PAGE_KERNEL);
+        assert_eq!(ext::<M>(e.hv, MmuextOp::PinL1Table(g)), Err(XenError::MappedWritable { pfn: g, mappings: 1 }));
+        assert_eq!(e.hv.page_info(g), PageInfo { ty: PageType::Writable, count: 1, pinned: false });
         // Read-only first (what the guest side does), then the pin succeeds.
-        e.xen.update_va_mapping(lowmem_va(g), pte & !PteFlags::RW.bits(), UvmFlags::INVLPG).unwrap();
-        ext::<M>(e.xen, MmuextOp::PinL1Table(g)).unwrap();
-        assert_eq!(e.xen.page_info(g), PageInfo { ty: PageType::L1, count: 1, pinned: true });
+        e.hv.update_va_mapping(lowmem_va(g), pte.with_flags(PAGE_KERNEL - PteFlags::RW), UvmFlags::INVLPG).unwrap();
+        ext::<M>(e.hv, MmuextOp::PinL1Table(g)).unwrap();
+        assert_eq!(e.hv.page_info(g), PageInfo { ty: PageType::L1, count: 1, pinned: true });
         let fault = e.cpu.write_u32(lowmem_va(g), 1).unwrap_err();
         assert_eq!(fault.error_code & PF_PROT, PF_PROT);
-        ext::<M>(e.xen, MmuextOp::UnpinTable(g)).unwrap();
-        assert_eq!(e.xen.page_info(g), PageInfo::default());
-        e.xen.update_va_mapping(lowmem_va(g), pte, UvmFlags::INVLPG).unwrap();
+        ext::<M>(e.hv, MmuextOp::UnpinTable(g)).unwrap();
+        assert_eq!(e.hv.page_info(g), PageInfo::default());
+        e.hv.update_va_mapping(lowmem_va(g), pte, UvmFlags::INVLPG).unwrap();
         e.ram.free_frame(g);
         shutdown_clean(e);
     });
@@ -180,19 +180,21 @@ fn pinning_a_page_that_is_mapped_writable_is_refused<M: PagingMode>() {
 fn levels_and_commands_the_model_lacks_are_refused<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
         let g = ro_frame(&e);
-        assert_eq!(ext::<M>(e.xen, MmuextOp::PinL4Table(g)), Err(XenError::BadLevel { pfn: g, level: 4 }));
+        let r = ext::<M>(e.hv, MmuextOp::PinL4Table(g));
+        assert_eq!(r, Err(XenError::BadLevel { pfn: g, level: 4 }));
+        assert_eq!(r.unwrap_err().origin(), Origin::Checker, "the real Xen ignores a pin of a level the guest lacks");
         if M::PAE {
             // An empty PDPT validates as L3.
-            ext::<M>(e.xen, MmuextOp::PinL3Table(g)).unwrap();
-            ext::<M>(e.xen, MmuextOp::UnpinTable(g)).unwrap();
+            ext::<M>(e.hv, MmuextOp::PinL3Table(g)).unwrap();
+            ext::<M>(e.hv, MmuextOp::UnpinTable(g)).unwrap();
         } else {
-            assert_eq!(ext::<M>(e.xen, MmuextOp::PinL3Table(g)), Err(XenError::BadLevel { pfn: g, level: 3 }));
+            assert_eq!(ext::<M>(e.hv, MmuextOp::PinL3Table(g)), Err(XenError::BadLevel { pfn: g, level: 3 }));
         }
         assert_eq!(MmuextOp::from_raw(99, 0), Err(XenError::BadCommand { cmd: 99 }));
-        assert_eq!(MmuextOp::from_raw(MMUEXT_NEW_BASEPTR, 7), Ok(MmuextOp::NewBaseptr(Pfn(7))));
+        assert_eq!(MmuextOp::from_raw(MMUEXT_NEW_BASEPTR, 7), Ok(MmuextOp::NewBaseptr(Pfn::new(7))));
         assert_eq!(MmuextOp::from_raw(MMUEXT_INVLPG_LOCAL, 0x1000).map(|o| o.cmd()), Ok(7));
         let mut done = 0;
-        let r = e.xen.mmu_update(&[MmuUpdate { ptr: g.phys() | MMU_MACHPHYS_UPDATE, val: 0 }], &mut done);
+        let r = e.hv.mmu_update(&[MmuUpdate { ptr: g.phys().as_u64() | MMU_MACHPHYS_UPDATE, val: 0 }], &mut done);
         assert_eq!(r, Err(XenError::BadCommand { cmd: 1 }));
         assert_eq!(r.unwrap_err().errno().code(), -38);
         make_writable_and_free(&e, g);
@@ -204,20 +206,20 @@ fn large_pages_foreign_frames_and_reserved_pdpt_bits_are_refused<M: PagingMode>(
     booted::<M>(Policy::Record, |e| {
         let (a, f) = e.space_with_page(UA);
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
-        let r = update::<M>(e.xen, dir, idx, (PAGE_KERNEL | PteFlags::PSE).bits());
+        let r = update::<M>(e.hv, dir, idx, Pmd::large(PhysAddr::new(0), PAGE_KERNEL).raw());
         assert_eq!(r, Err(XenError::LargePage { table: dir, index: idx }));
 
         let l1 = l1_of::<M>(e.ram, a.pgd(), UA);
-        let beyond = Pfn(FRAMES as u32 + 16);
-        let r = update::<M>(e.xen, l1, 7, beyond.phys() | PteFlags::PRESENT.bits());
+        let beyond = Pfn::new(FRAMES as u32 + 16);
+        let r = update::<M>(e.hv, l1, 7, Pte::new(beyond, PteFlags::PRESENT).raw());
         assert_eq!(r, Err(XenError::ForeignFrame { pfn: beyond }));
         assert_eq!(r.unwrap_err().errno(), Errno::Perm);
 
         if M::PAE {
-            let e1 = read_entry(e.ram, a.pgd(), 1, true);
-            let r = update::<M>(e.xen, a.pgd(), 1, e1 | PteFlags::RW.bits());
-            assert_eq!(r, Err(XenError::ReservedBits { table: a.pgd(), index: 1, val: e1 | 2 }));
-            let r = update::<M>(e.xen, a.pgd(), 4, 0);
+            let e1: Pud = read_entry::<M, _, _>(e.ram, a.pgd(), 1);
+            let r = update::<M>(e.hv, a.pgd(), 1, e1.union(PteFlags::RW).raw());
+            assert_eq!(r, Err(XenError::ReservedBits { table: a.pgd(), index: 1, val: e1.union(PteFlags::RW) }));
+            let r = update::<M>(e.hv, a.pgd(), 4, 0);
             assert_eq!(r, Err(XenError::BadIndex { table: a.pgd(), index: 4 }));
         }
         e.k.destroy(a);
@@ -228,12 +230,14 @@ fn large_pages_foreign_frames_and_reserved_pdpt_bits_are_refused<M: PagingMode>(
 
 fn update_va_mapping_needs_the_linear_map_and_a_mapped_address<M: PagingMode>() {
     machine::<M>(Policy::Record, |e| {
-        let r = e.xen.update_va_mapping(lowmem_va(Pfn(300)), 0, UvmFlags::empty());
+        let r = e.hv.update_va_mapping(lowmem_va(Pfn::new(300)), Pte::EMPTY, UvmFlags::empty());
         assert_eq!(r, Err(XenError::NoLinearMap));
         e.k.activate_swapper();
-        let r = e.xen.update_va_mapping(0x0040_0000, 0, UvmFlags::empty());
+        let r = e.hv.update_va_mapping(0x0040_0000, Pte::EMPTY, UvmFlags::empty());
         assert_eq!(r, Err(XenError::NotMapped { va: 0x0040_0000 }));
-        assert_eq!(e.xen.set_pt_base(Pfn(300)), Err(XenError::PtBaseAlreadySet { pfn: e.k.swapper_pg_dir() }));
+        let r = e.hv.set_pt_base(Pfn::new(300));
+        assert_eq!(r, Err(XenError::PtBaseAlreadySet { pfn: e.k.swapper_pg_dir() }));
+        assert_eq!(r.unwrap_err().origin(), Origin::Checker, "the model's own stand-in for the domain builder");
         shutdown_clean(e);
     });
 }
@@ -242,18 +246,19 @@ fn change_page_attr_cannot_make_a_pinned_table_writable<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
         let swapper = e.k.swapper_pg_dir();
         let kl1 = l1_of::<M>(e.ram, swapper, PAGE_OFFSET);
-        e.k.change_page_attr(kl1, PAGE_KERNEL_RO).unwrap();
+        let flush = e.k.change_page_attr(kl1, PAGE_KERNEL_RO).unwrap();
         assert_eq!(e.xen.violations(), 0, "read-only over read-only is fine");
-        e.k.change_page_attr(kl1, PAGE_KERNEL).unwrap();
+        flush.ignore();
+        e.k.change_page_attr(kl1, PAGE_KERNEL).unwrap().ignore();
         let v = violations(e.xen);
         assert_eq!(v.len(), 1);
-        assert_eq!(v[0].op, "set_pte_atomic");
+        assert_eq!(v[0].hook, HookKind::SetPteAtomic);
         assert!(
-            matches!(v[0].error, XenError::WritablePageTable { target, target_type: PageType::L1, .. } if target == kl1)
+            matches!(v[0].rule, XenError::WritablePageTable { target, target_type: PageType::L1, .. } if target == kl1)
         );
         assert!(!linear_writable::<M>(e.ram, swapper, kl1));
         e.k.global_flush_tlb();
-        e.xen.clear_violations();
+        e.xen.violation_log().clear();
         shutdown_clean(e);
     });
 }
@@ -262,9 +267,9 @@ fn refusals_are_counted_by_errno_class<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
         let s0 = e.xen.stats();
         let g = e.ram.alloc_frame().unwrap();
-        let _ = ext::<M>(e.xen, MmuextOp::UnpinTable(g));
-        let _ = ext::<M>(e.xen, MmuextOp::PinL1Table(g));
-        let _ = ext::<M>(e.xen, MmuextOp::PinL1Table(Pfn(FRAMES as u32 + 1)));
+        let _ = ext::<M>(e.hv, MmuextOp::UnpinTable(g));
+        let _ = ext::<M>(e.hv, MmuextOp::PinL1Table(g));
+        let _ = ext::<M>(e.hv, MmuextOp::PinL1Table(Pfn::new(FRAMES as u32 + 1)));
         let s1 = e.xen.stats();
         assert_eq!(s1.refused() - s0.refused(), 3);
         assert_eq!(s1.refusals[Errno::Inval.index()] - s0.refusals[Errno::Inval.index()], 2);
@@ -280,15 +285,15 @@ fn refusals_are_counted_by_errno_class<M: PagingMode>() {
 
 fn frames_beyond_the_frame_table_are_a_reported_capacity_error<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
-    let table = FrameTable::<512>::new();
-    let xen = Xen::<M, _, 512>::new(&table, &ram, Policy::Record);
+    let hv = Hypervisor::<M, _, 512>::new(&ram);
+    let xen = Xen::new(&hv, Policy::Record);
     let cpu = HostCpu::<M>::new(&ram);
     let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, &xen, &cpu, InitOptions::default()).unwrap();
     k.activate_swapper();
-    let v = xen.violation(0).expect("the linear map reaches frames the table cannot hold");
-    assert_eq!(v.op, "write_cr3");
-    assert!(matches!(v.error, XenError::Capacity { pfn } if pfn.0 >= 512), "{v}");
-    assert_eq!(v.error.errno(), Errno::NoMem);
+    let v = xen.violation_log().get(0).expect("the linear map reaches frames the table cannot hold");
+    assert_eq!(v.hook, HookKind::WriteCr3);
+    assert!(matches!(v.rule, XenError::Capacity { pfn } if pfn.as_u32() >= 512), "{v}");
+    assert_eq!(v.rule.errno(), Errno::NoMem);
     assert!(xen.stats().refusals[Errno::NoMem.index()] > 0);
 }
 

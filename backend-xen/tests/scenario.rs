@@ -19,8 +19,8 @@ fn step<M: PagingMode>(xen: &X<'_, M>, what: &str) {
 
 fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
-    let table = FrameTable::<FRAMES>::new();
-    let xen = X::<M>::new(&table, &ram, Policy::Panic);
+    let hv = H::<M>::new(&ram);
+    let xen = X::<M>::new(&hv, Policy::Panic);
     let cpu = HostCpu::<M>::new(&ram);
     let frames_before = ram.frames_in_use();
 
@@ -30,11 +30,11 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     k.activate_swapper();
     step(&xen, "activate_swapper");
     let kernel_tables = tables::<M>(&ram, k.swapper_pg_dir()).len();
-    assert_eq!(xen.pinned_tables().total(), kernel_tables);
+    assert_eq!(hv.pinned_tables().total(), kernel_tables);
 
     // Address spaces with user pages, written and read back through the CPU's page walk.
     let mut spaces: Vec<_> = (0..SPACES).map(|_| k.create().unwrap()).collect();
-    let mut frames = [[Pfn(0); PAGES]; SPACES];
+    let mut frames = [[Pfn::new(0); PAGES]; SPACES];
     for (a, row) in spaces.iter_mut().zip(frames.iter_mut()) {
         for (j, f) in row.iter_mut().enumerate() {
             *f = ram.alloc_frame().unwrap();
@@ -54,7 +54,7 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
             assert_eq!(cpu.read_u32(user_va(j)).unwrap(), want);
             assert_eq!(cpu.read_u32(lowmem_va(*f)).unwrap(), want);
         }
-        assert!(xen.is_pinned(a.pgd()) && !linear_writable::<M>(&ram, a.pgd(), a.pgd()));
+        assert!(hv.is_pinned(a.pgd()) && !linear_writable::<M>(&ram, a.pgd(), a.pgd()));
     }
     step(&xen, "address spaces");
     let held_peak = xen.pages_held();
@@ -73,12 +73,10 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     // change_page_attr to read-only and back.
     k.activate_swapper();
     let data = ram.alloc_frame().unwrap();
-    k.change_page_attr(data, PAGE_KERNEL_RO).unwrap();
-    k.global_flush_tlb();
+    k.change_page_attr(data, PAGE_KERNEL_RO).unwrap().flush(&k);
     let fault = cpu.write_u32(lowmem_va(data), 1).unwrap_err();
     assert_eq!(fault.error_code & (PF_PROT | PF_WRITE), PF_PROT | PF_WRITE);
-    k.change_page_attr(data, PAGE_KERNEL).unwrap();
-    k.global_flush_tlb();
+    k.change_page_attr(data, PAGE_KERNEL).unwrap().flush(&k);
     cpu.write_u32(lowmem_va(data), 2).unwrap();
     ram.free_frame(data);
     step(&xen, "change_page_attr");
@@ -98,21 +96,23 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
         for j in (0..PAGES).step_by(2) {
             assert_eq!(k.unmap(a, user_va(j)).unwrap(), row[j]);
             ram.free_frame(row[j]);
-            row[j] = Pfn(0);
+            row[j] = Pfn::new(0);
         }
     }
     step(&xen, "unmap");
     for (a, row) in spaces.drain(..).zip(frames.iter()) {
         k.destroy(a);
-        row.iter().filter(|f| f.0 != 0).for_each(|&f| ram.free_frame(f));
+        row.iter().filter(|f| f.as_u32() != 0).for_each(|&f| ram.free_frame(f));
     }
     assert_eq!(k.unmap_kernel_page(kva).unwrap(), kf);
     ram.free_frame(kf);
     step(&xen, "destroy");
-    assert_eq!(xen.pinned_tables().total(), kernel_tables, "only the kernel's tables remain pinned");
+    assert_eq!(hv.pinned_tables().total(), kernel_tables, "only the kernel's tables remain pinned");
 
-    cpu.load_boot_root();
-    let Ok(_) = k.shutdown() else { panic!("shutdown refused") };
+    k.load_boot_root();
+    if let Err((_, err)) = k.shutdown() {
+        panic!("shutdown refused: {err}");
+    }
     let s = xen.stats();
     let mut out = String::new();
     xen.write_stats(&mut out).unwrap();
@@ -121,9 +121,9 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     assert!(ok, "{report}");
     assert_eq!(xen.violations(), 0);
     assert_eq!(xen.pages_held(), 0);
-    assert_eq!(xen.pinned_tables().total(), 0);
+    assert_eq!(hv.pinned_tables().total(), 0);
     assert_eq!(xen.read_only_pages(), 0);
-    assert_eq!(xen.typed_frames(), 0);
+    assert_eq!(hv.typed_frames(), 0);
     assert_eq!(ram.frames_in_use(), frames_before);
     assert!(held_peak > kernel_tables);
     assert_eq!(s.refused(), 0, "a correct kernel draws no refusal");
@@ -145,8 +145,8 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
 
 fn the_shared_i386_mm_scenario_passes_under_xen<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
-    let table = FrameTable::<FRAMES>::new();
-    let xen = X::<M>::new(&table, &ram, Policy::Record);
+    let hv = H::<M>::new(&ram);
+    let xen = X::<M>::new(&hv, Policy::Record);
     let cpu = HostCpu::<M>::new(&ram);
     let mut out = String::new();
     let cfg = scenario::Config { ptdump: false, ..scenario::Config::default() };

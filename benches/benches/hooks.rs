@@ -3,14 +3,14 @@
 //! adapter. `cargo bench -p benches` (or `cargo xtask bench`).
 use backend_native::Native;
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use i386_mm::{Cpu, InitOptions, KernelMm, Pae, PagingMode, PhysMem, PteFlags, PvMmuOps, TwoLevel};
+use i386_mm::{InitOptions, KernelMm, Pae, PagingMode, PhysMem, PteFlags, PvMmuOps, TwoLevel};
 use mm_testkit::{EmulatedRam, HostCpu};
-use paravirt_core::{ParavirtOps, Recorder};
+use paravirt_core::{ParavirtOps, Policy, Recorder};
 
 /// Maps and unmaps one page in an empty region, so each round trip allocates, announces,
 /// releases and frees a page table (`alloc_pt` + `set_pmd` + `set_pte_at`, then `pte_clear` +
 /// `pmd_clear` + `release_pt`).
-fn map_unmap<M: PagingMode, B: PvMmuOps>(c: &mut Criterion, group: &str, name: &str, backend: B) {
+fn map_unmap<M: PagingMode, B: PvMmuOps<M>>(c: &mut Criterion, group: &str, name: &str, backend: B) {
     let ram = EmulatedRam::sixteen_mib();
     let cpu = HostCpu::<M>::new(&ram);
     let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, backend, &cpu, InitOptions::default()).unwrap();
@@ -26,7 +26,7 @@ fn map_unmap<M: PagingMode, B: PvMmuOps>(c: &mut Criterion, group: &str, name: &
 }
 
 /// `protect`: a walk plus one `set_pte_at`: the hottest hooked path, an entry write.
-fn protect<M: PagingMode, B: PvMmuOps>(c: &mut Criterion, group: &str, name: &str, backend: B) {
+fn protect<M: PagingMode, B: PvMmuOps<M>>(c: &mut Criterion, group: &str, name: &str, backend: B) {
     let ram = EmulatedRam::sixteen_mib();
     let cpu = HostCpu::<M>::new(&ram);
     let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, backend, &cpu, InitOptions::default()).unwrap();
@@ -46,7 +46,7 @@ fn protect<M: PagingMode, B: PvMmuOps>(c: &mut Criterion, group: &str, name: &st
 }
 
 /// `pgd_alloc` + `pgd_free`: the clone under `pgd_lock` (two-level) or three pmds (PAE).
-fn pgd_cycle<M: PagingMode, B: PvMmuOps>(c: &mut Criterion, group: &str, name: &str, backend: B) {
+fn pgd_cycle<M: PagingMode, B: PvMmuOps<M>>(c: &mut Criterion, group: &str, name: &str, backend: B) {
     let ram = EmulatedRam::sixteen_mib();
     let cpu = HostCpu::<M>::new(&ram);
     let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, backend, &cpu, InitOptions::default()).unwrap();
@@ -63,9 +63,9 @@ fn pgd_cycle<M: PagingMode, B: PvMmuOps>(c: &mut Criterion, group: &str, name: &
 fn hypervisors<M: PagingMode>(c: &mut Criterion) {
     let ram: &'static EmulatedRam = Box::leak(Box::new(EmulatedRam::sixteen_mib()));
     let vmi: &'static backend_vmi::Vmi<M, &EmulatedRam> =
-        Box::leak(Box::new(backend_vmi::Vmi::new(ram, backend_vmi::Policy::Panic).unwrap()));
-    let table: &'static backend_xen::FrameTable = Box::leak(Box::default());
-    let xen = backend_xen::Xen::<M, _>::new(table, ram, backend_xen::Policy::Panic);
+        Box::leak(Box::new(backend_vmi::Vmi::new(ram, Policy::Panic).unwrap()));
+    let hv: &'static backend_xen::Hypervisor<M, &EmulatedRam> = Box::leak(Box::new(backend_xen::Hypervisor::new(ram)));
+    let xen = backend_xen::Xen::new(hv, Policy::Panic);
     for (g, which) in [("protect", 0), ("map_unmap", 1)] {
         let g = format!("{g}/{}", M::NAME);
         on_ram::<M, _>(c, ram, &g, "vmi", vmi, which);
@@ -75,7 +75,7 @@ fn hypervisors<M: PagingMode>(c: &mut Criterion) {
 
 /// `protect` (which = 0) or `map_unmap` (which = 1) over `ram`, with the address space active
 /// so the hypervisor backends see a loaded (shadowed / pinned) tree.
-fn on_ram<M: PagingMode, B: PvMmuOps>(
+fn on_ram<M: PagingMode, B: PvMmuOps<M>>(
     c: &mut Criterion,
     ram: &EmulatedRam,
     group: &str,
@@ -105,13 +105,13 @@ fn on_ram<M: PagingMode, B: PvMmuOps>(
     });
     k.unmap(&mut mm, 0x4000_0000).unwrap();
     k.destroy(mm);
-    cpu.load_boot_root();
+    k.load_boot_root();
     let _ = k.shutdown().map_err(|e| e.1).unwrap();
     ram.free_frame(f);
 }
 
 fn backends<M: PagingMode>(c: &mut Criterion) {
-    let ops: &'static ParavirtOps = Box::leak(Box::new(ParavirtOps::native()));
+    let ops: &'static ParavirtOps<M> = Box::leak(Box::new(ParavirtOps::native()));
     let rec: &'static Recorder<Native, 16> = Box::leak(Box::new(Recorder::new(Native)));
     rec.set_enabled(true);
     let g = format!("map_unmap/{}", M::NAME);

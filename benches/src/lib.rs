@@ -5,6 +5,10 @@
 //! builds this crate twice, with the `paravirt` feature (hooks dispatched statically to
 //! [`Native`]) and without it (hooks compiled out, entry writes plain stores, like Linux
 //! without `CONFIG_PARAVIRT`), and requires the two listings of every probe to be identical.
+//!
+//! A probe of a Linux-named call site that is an `unsafe fn` (it writes through tables and
+//! slots its caller owns) is an `unsafe fn` itself, with the call site's contract; the probes
+//! are only compiled and compared, never called.
 #![no_std]
 #![warn(missing_docs)]
 
@@ -88,21 +92,22 @@ pub type Kernel3 = KernelMm<Pae, Native, BootMem, ExternCpu>;
 
 macro_rules! probes {
     ($(
-        $(#[doc = $safety:literal])?
+        $([unsafe $call:ident])?
         $name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block
     )*) => {
         $(
-            probes!(@one $(#[doc = $safety])? $name ($($arg: $t),*) -> $ret $body);
+            probes!(@one $([unsafe $call])? $name ($($arg: $t),*) -> $ret $body);
         )*
         /// Names of every probe, for the assembly comparison.
         pub const PROBES: &[&str] = &[$(stringify!($name)),*];
     };
-    // A Linux-named call site that is an `unsafe fn`: the probe is one too, with its contract.
-    (@one #[doc = $safety:literal] $name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block) => {
+    // `[unsafe call]`: a Linux-named call site that is an `unsafe fn` (`KernelMm::call`); the
+    // probe is one too, with its contract.
+    (@one [unsafe $call:ident] $name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block) => {
         #[doc = concat!("Probe `", stringify!($name), "`.")]
         ///
         /// # Safety
-        #[doc = concat!("As for [`KernelMm::", $safety, "`].")]
+        #[doc = concat!("As for [`KernelMm::", stringify!($call), "`].")]
         #[no_mangle]
         #[inline(never)]
         pub unsafe fn $name($($arg: $t),*) -> $ret {
@@ -120,24 +125,24 @@ macro_rules! probes {
 }
 
 probes! {
-    #[doc = "pmd_populate"]
+    [unsafe pmd_populate]
     probe_pmd_populate_2level(k: &Kernel2, pmd: PmdSlot, pte: Pfn) -> () { k.pmd_populate(pmd, pte) }
-    #[doc = "pmd_populate"]
+    [unsafe pmd_populate]
     probe_pmd_populate_pae(k: &Kernel3, pmd: PmdSlot, pte: Pfn) -> () { k.pmd_populate(pmd, pte) }
-    #[doc = "pte_free_tlb"]
+    [unsafe pte_free_tlb]
     probe_pte_free_tlb_2level(k: &Kernel2, tlb: &mut MmuGather, pte: Pfn) -> () { k.pte_free_tlb(tlb, pte) }
-    #[doc = "pgd_ctor"]
+    [unsafe pgd_ctor]
     probe_pgd_ctor_2level(k: &Kernel2, pgd: Pfn) -> Result<(), MmError> { k.pgd_ctor(pgd) }
-    #[doc = "pgd_dtor"]
+    [unsafe pgd_dtor]
     probe_pgd_dtor_2level(k: &Kernel2, pgd: Pfn) -> () { k.pgd_dtor(pgd) }
     probe_pgd_alloc_pae(k: &Kernel3) -> Result<Pfn, MmError> { k.pgd_alloc() }
-    #[doc = "pgd_free"]
+    [unsafe pgd_free]
     probe_pgd_free_pae(k: &Kernel3, pgd: Pfn) -> () { k.pgd_free(pgd) }
-    #[doc = "split_large_page"]
+    [unsafe split_large_page]
     probe_split_large_page_2level(k: &Kernel2, va: u32) -> Result<Pfn, MmError> {
         k.split_large_page(va, PteFlags::PRESENT, PteFlags::PRESENT | PteFlags::RW)
     }
-    #[doc = "one_page_table_init"]
+    [unsafe one_page_table_init]
     probe_one_page_table_init_pae(k: &Kernel3, pmd: PmdSlot) -> Result<Pfn, MmError> { k.one_page_table_init(pmd) }
     probe_change_page_attr_2level(k: &Kernel2, pfn: Pfn) -> Result<CpaFlush, MmError> {
         k.change_page_attr(pfn, i386_mm::PAGE_KERNEL_RO)

@@ -70,17 +70,25 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     out
 }
 
-/// The Xen model's frame table (the hypervisor's `frame_table` plus the guest's
-/// per-page flags): about 17 bytes per frame of the 64 MiB the kernel maps, too
-/// big for the stack, so it is a static.
+/// The Xen hypervisor model over the kernel's RAM: its frame table (type,
+/// type count and pin of every frame of the 64 MiB the kernel maps, 24 bytes
+/// each) is too big for the stack, so it is a static. It gets the CPU's
+/// `invlpg`, so a linear-map PTE the model makes read-only or writable is
+/// dropped from the real TLB.
 #[cfg(all(feature = "xen", not(feature = "boot-select")))]
-static FRAME_TABLE: backend_xen::FrameTable = backend_xen::FrameTable::new();
+static HYPERVISOR: backend_xen::Hypervisor<Mode, KernelPhys> =
+    backend_xen::Hypervisor::new(KernelPhys).with_invlpg(crate::cpu::invlpg);
 
-/// Creates the Xen PV MMU model over `mem` with its panic policy and the CPU's
-/// `invlpg` (so a linear-map PTE the model makes read-only or writable is
-/// dropped from the real TLB), and runs `w` with it.
+/// The guest side of the Xen PV domain (Linux's Xen MMU code), issuing its
+/// hypercalls to [`HYPERVISOR`], with its panic policy: one byte of state per
+/// frame, a static too.
+#[cfg(all(feature = "xen", not(feature = "boot-select")))]
+static XEN: backend_xen::Xen<'static, Mode, KernelPhys> = backend_xen::Xen::new(&HYPERVISOR, Policy::Panic);
+
+/// Runs `w` with the Xen PV MMU model over the kernel's RAM (`mem` is that
+/// RAM; the model holds its own [`KernelPhys`]).
 #[cfg(all(feature = "xen", not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
-    let xen = backend_xen::Xen::<Mode, _>::new(&FRAME_TABLE, mem, Policy::Panic).with_invlpg(crate::cpu::invlpg);
-    w.run(&xen)
+    let _ = mem;
+    w.run(&XEN)
 }

@@ -14,7 +14,7 @@ use core::fmt::{self, Write};
 
 use backend_native::Native;
 use backend_vmi::Vmi;
-use backend_xen::Xen;
+use backend_xen::{Hypervisor, Xen};
 use paravirt_core::{Inspect, ParavirtOps, Recorder, WithInspect};
 
 use crate::backend::Mode;
@@ -28,7 +28,11 @@ const HOOK_LOG: usize = 0;
 pub type NativeHooks = Recorder<Native, HOOK_LOG>;
 /// The VMI backend over the kernel's RAM.
 pub type VmiBackend = Vmi<Mode, KernelPhys>;
-/// The Xen PV MMU model over the kernel's RAM.
+/// The Xen hypervisor model over the kernel's RAM (frame table, base pointer,
+/// hypercalls).
+pub type XenHypervisor = Hypervisor<Mode, KernelPhys>;
+/// The guest side of the Xen PV MMU model, the backend: issues its hypercalls
+/// to a [`XenHypervisor`].
 pub type XenBackend = Xen<'static, Mode, KernelPhys>;
 
 /// The backend chosen at boot, for [`Inspect`] only.

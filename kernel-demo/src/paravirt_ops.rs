@@ -4,8 +4,9 @@
 //! [`PARAVIRT_OPS`], the kernel's run-time [`ParavirtOps`] table, as Linux's
 //! VMI or Xen setup code fills `paravirt_ops` during boot.
 //!
-//! No heap: each backend lives in a [`spin::Once`] static (the Xen model's
-//! frame table in a plain static, it is `const`-constructible), so
+//! No heap: each backend lives in a [`spin::Once`] static (the Xen
+//! hypervisor model in a plain static, it is `const`-constructible and does
+//! nothing until the guest side calls it), so
 //! [`ParavirtOps::from_backend`] gets the `&'static` it needs. Each backend
 //! keeps the policy it has in a single-backend build: VMI and Xen panic on a
 //! protocol violation, and VMI's reserved frames are given back at the end
@@ -13,12 +14,12 @@
 
 use backend_native::Native;
 use backend_vmi::Vmi;
-use backend_xen::{FrameTable, Xen};
+use backend_xen::Xen;
 use paravirt_core::{ParavirtOps, Policy, Recorder};
 use spin::Once;
 
 use crate::backend::{Mode, WithBackend};
-use crate::dispatch::{Chosen, NativeHooks, TableBackend, VmiBackend, XenBackend};
+use crate::dispatch::{Chosen, NativeHooks, TableBackend, VmiBackend, XenBackend, XenHypervisor};
 use crate::kprintln;
 use crate::phys::KernelPhys;
 use crate::select::BackendKind;
@@ -28,9 +29,11 @@ static NATIVE: Once<NativeHooks> = Once::new();
 /// The VMI backend's slot, filled if the command line chose it (its shadow
 /// frames are reserved only then).
 static VMI: Once<VmiBackend> = Once::new();
-/// The Xen model's frame table: about 17 bytes per frame of the 64 MiB the
-/// kernel maps, too big for the stack.
-static FRAME_TABLE: FrameTable = FrameTable::new();
+/// The Xen hypervisor model: its frame table (24 bytes per frame of the
+/// 64 MiB the kernel maps) is too big for the stack. It gets the CPU's
+/// `invlpg`, so a linear-map PTE it makes read-only or writable is dropped
+/// from the real TLB.
+static HYPERVISOR: XenHypervisor = XenHypervisor::new(KernelPhys).with_invlpg(crate::cpu::invlpg);
 /// The Xen model's slot, filled if the command line chose it.
 static XEN: Once<XenBackend> = Once::new();
 
@@ -56,8 +59,7 @@ fn fill(kind: BackendKind) -> TableBackend {
             (ParavirtOps::from_backend(name, vmi), Chosen::Vmi(vmi))
         }
         BackendKind::Xen => {
-            let xen =
-                XEN.call_once(|| Xen::new(&FRAME_TABLE, KernelPhys, Policy::Panic).with_invlpg(crate::cpu::invlpg));
+            let xen = XEN.call_once(|| Xen::new(&HYPERVISOR, Policy::Panic));
             (ParavirtOps::from_backend(name, xen), Chosen::Xen(xen))
         }
     };

@@ -2,12 +2,12 @@
 //! backend wrapped in a recorder so the hook trace can be summarised.
 
 use backend_native::Native;
-use backend_vmi::{Policy, Vmi};
-use backend_xen::{FrameTable, Policy as XenPolicy, Xen};
+use backend_vmi::Vmi;
+use backend_xen::{FrameTable, Xen};
 use i386_mm::scenario::{self, Config, Summary};
 use i386_mm::{Pae, PagingMode, PhysMem, TwoLevel};
 use mm_testkit::{EmulatedRam, HostCpu};
-use paravirt_core::{Inspect, PvMmuOps, Recorder};
+use paravirt_core::{HookKind, Inspect, Policy, PvMmuOps, Recorder};
 
 /// One row of the summary table.
 pub struct Row {
@@ -18,7 +18,7 @@ pub struct Row {
 
 const LOG: usize = 4096;
 
-fn run_one<M: PagingMode, B: PvMmuOps + Inspect>(backend: B, ram: &EmulatedRam, verbose: bool) -> Row {
+fn run_one<M: PagingMode, B: PvMmuOps<M> + Inspect>(backend: B, ram: &EmulatedRam, verbose: bool) -> Row {
     let name = backend.backend_name();
     let rec: Box<Recorder<B, LOG>> = Box::new(Recorder::new(backend));
     let cpu = HostCpu::<M>::new(ram);
@@ -28,15 +28,13 @@ fn run_one<M: PagingMode, B: PvMmuOps + Inspect>(backend: B, ram: &EmulatedRam, 
         println!("\n=== {name} / {} (host simulator) ===", M::NAME);
         print!("{out}");
         let page_type: Vec<String> = rec
-            .with_events(|ev| ev.iter().filter(|e| e.hook.is_page_type_hook()).map(|e| e.hook.to_string()).collect());
-        println!(
-            "page-type hooks: alloc_pt={} alloc_pd={} alloc_pd_clone={} release_pt={} release_pd={}",
-            rec.calls("alloc_pt"),
-            rec.calls("alloc_pd"),
-            rec.calls("alloc_pd_clone"),
-            rec.calls("release_pt"),
-            rec.calls("release_pd")
-        );
+            .with_events(|ev| ev.iter().filter(|e| e.hook.kind().is_page_type_hook()).map(|e| e.hook.to_string()).collect());
+        let counts: Vec<String> = HookKind::ALL
+            .iter()
+            .filter(|k| k.is_page_type_hook())
+            .map(|&k| format!("{k}={}", rec.calls(k)))
+            .collect();
+        println!("page-type hooks: {}", counts.join(" "));
         println!("first page-type hooks: {}", page_type.iter().take(6).cloned().collect::<Vec<_>>().join(", "));
         if let Err(e) = &r {
             println!("FAILED: {e}");
@@ -68,7 +66,7 @@ fn run_vmi<M: PagingMode>(verbose: bool) -> Row {
 fn run_xen<M: PagingMode>(verbose: bool) -> Row {
     let ram = EmulatedRam::sixteen_mib();
     let table: Box<FrameTable> = Box::default();
-    let xen = Xen::<M, _>::new(&table, &ram, XenPolicy::Record);
+    let xen = Xen::<M, _>::new(&table, &ram, Policy::Record);
     run_one::<M, _>(&xen, &ram, verbose)
 }
 

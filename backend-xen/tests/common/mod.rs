@@ -1,5 +1,6 @@
-//! Shared set-up for the backend-xen tests: a 16 MiB emulated machine, the Xen model over it,
-//! the kernel's boot tables, and a macro that runs each test in both paging modes.
+//! Shared set-up for the backend-xen tests: a 16 MiB emulated machine, the Xen hypervisor model
+//! over it and the guest side on top, the kernel's boot tables, and a macro that runs each test
+//! in both paging modes.
 #![allow(dead_code)]
 
 pub use backend_xen::*;
@@ -9,7 +10,9 @@ pub use mm_testkit::{EmulatedRam, HostCpu};
 /// Frames of the test machine (16 MiB), and of its frame table.
 pub const FRAMES: usize = 4096;
 
-/// The backend over emulated RAM.
+/// The hypervisor over emulated RAM.
+pub type H<'a, M> = Hypervisor<M, &'a EmulatedRam, FRAMES>;
+/// The backend (the guest side) on it.
 pub type X<'a, M> = Xen<'a, M, &'a EmulatedRam, FRAMES>;
 /// The kernel over it.
 pub type K<'a, M> = KernelMm<M, &'a X<'a, M>, &'a EmulatedRam, &'a HostCpu<'a, M>>;
@@ -20,6 +23,7 @@ pub use mm_testkit::both_modes;
 /// Everything a test needs, borrowed from [`machine`].
 pub struct Env<'a, M: PagingMode> {
     pub ram: &'a EmulatedRam,
+    pub hv: &'a H<'a, M>,
     pub xen: &'a X<'a, M>,
     pub cpu: &'a HostCpu<'a, M>,
     pub k: K<'a, M>,
@@ -41,11 +45,11 @@ impl<M: PagingMode> Env<'_, M> {
 /// (`pagetable_init`, not yet activated), then runs `f`.
 pub fn machine<M: PagingMode>(policy: Policy, f: impl FnOnce(Env<'_, M>)) {
     let ram = EmulatedRam::sixteen_mib();
-    let table = FrameTable::<FRAMES>::new();
-    let xen = X::<M>::new(&table, &ram, policy);
+    let hv = H::<M>::new(&ram);
+    let xen = X::<M>::new(&hv, policy);
     let cpu = HostCpu::<M>::new(&ram);
     let k = KernelMm::pagetable_init(&ram, &xen, &cpu, InitOptions::default()).expect("pagetable_init");
-    f(Env { ram: &ram, xen: &xen, cpu: &cpu, k });
+    f(Env { ram: &ram, hv: &hv, xen: &xen, cpu: &cpu, k });
 }
 
 /// [`machine`] with `swapper_pg_dir` loaded.
@@ -59,9 +63,28 @@ pub fn booted<M: PagingMode>(policy: Policy, f: impl FnOnce(Env<'_, M>)) {
 /// The page table mapping `va` under `root`.
 pub fn l1_of<M: PagingMode>(ram: &EmulatedRam, root: Pfn, va: u32) -> Pfn {
     let (dir, idx) = walk::pmd_table::<M, _>(ram, root, va).expect("directory present");
-    let e = read_entry(ram, dir, idx, M::PAE);
-    assert!(entry_present(e), "no page table for {va:#x}");
-    Pfn::from_phys(e & M::ADDR_MASK)
+    let e: Pmd = read_entry::<M, _, _>(ram, dir, idx);
+    assert!(e.is_present() && !e.is_large(), "no page table for {va:#x}");
+    e.pfn()
+}
+
+/// The pmd a PAE root's entry `index` points at.
+pub fn pmd_of(ram: &EmulatedRam, root: Pfn, index: u32) -> Pfn {
+    let e: Pud = read_entry::<Pae, _, _>(ram, root, index);
+    assert!(e.is_present(), "no pmd in slot {index}");
+    e.pfn()
+}
+
+/// Physical address of entry `index` of `table` (what `mmu_update` names).
+pub fn entry_pa<M: PagingMode>(table: Pfn, index: u32) -> PhysAddr {
+    PhysAddr::new(table.phys().as_u64() + index as u64 * M::ENTRY_SIZE as u64)
+}
+
+/// The slot of entry `index` of `table`, in emulated RAM that outlives every test's use of it.
+pub fn slot_of<M: PagingMode, E: Entry>(ram: &EmulatedRam, table: Pfn, index: u32) -> Slot<E> {
+    // SAFETY: `table` is a frame of `ram` (`slot` checks), and `ram` lives for the whole test,
+    // longer than any slot a test makes.
+    unsafe { slot::<M, E, _>(ram, table, index) }
 }
 
 /// The directory (two-level pgd or PAE pmd) and index whose entry maps `va` under `root`.
@@ -88,9 +111,9 @@ pub fn linear_writable<M: PagingMode>(ram: &EmulatedRam, root: Pfn, pfn: Pfn) ->
 }
 
 /// The hypercalls traced since the last `clear_trace`, flushes left out.
-pub fn calls<M: PagingMode>(xen: &X<'_, M>) -> Vec<TraceEntry> {
+pub fn calls<M: PagingMode>(hv: &H<'_, M>) -> Vec<TraceEntry> {
     let mut buf = [TraceEntry { call: Hypercall::MmuextOp(MmuextOp::TlbFlushLocal), error: None }; TRACE_LEN];
-    let n = xen.trace(&mut buf).min(TRACE_LEN);
+    let n = hv.trace(&mut buf).min(TRACE_LEN);
     buf[..n]
         .iter()
         .copied()
@@ -98,9 +121,9 @@ pub fn calls<M: PagingMode>(xen: &X<'_, M>) -> Vec<TraceEntry> {
         .collect()
 }
 
-/// The violations recorded so far.
-pub fn violations<M: PagingMode>(xen: &X<'_, M>) -> Vec<Violation> {
-    (0..MAX_VIOLATIONS).map_while(|i| xen.violation(i)).collect()
+/// The violations recorded so far (the first [`MAX_VIOLATIONS`]).
+pub fn violations<M: PagingMode>(xen: &X<'_, M>) -> Vec<Violation<XenError>> {
+    xen.violation_log().iter().collect()
 }
 
 /// The root level's page type in mode `M`.
@@ -122,17 +145,19 @@ pub fn verify(x: &dyn Inspect) -> (bool, String) {
 /// Tears everything down (`load_boot_root`, `shutdown`) and checks the model holds nothing and
 /// every frame is back.
 pub fn shutdown_clean<M: PagingMode>(e: Env<'_, M>) {
-    let Env { ram, xen, cpu, k } = e;
-    cpu.load_boot_root();
-    let Ok(_) = k.shutdown() else { panic!("shutdown refused") };
+    let Env { ram, hv, xen, k, .. } = e;
+    k.load_boot_root();
+    if let Err((_, err)) = k.shutdown() {
+        panic!("shutdown refused: {err}");
+    }
     let (ok, report) = verify(xen);
     assert!(ok, "{report}");
     assert_eq!(xen.violations(), 0, "{:?}", violations(xen));
     assert_eq!(xen.pages_held(), 0);
-    assert_eq!(xen.pinned_tables().total(), 0);
+    assert_eq!(hv.pinned_tables().total(), 0);
     assert_eq!(xen.read_only_pages(), 0);
-    assert_eq!(xen.typed_frames(), 0);
-    assert_eq!(xen.base(), None);
-    assert_eq!(xen.pt_base(), None);
+    assert_eq!(hv.typed_frames(), 0);
+    assert_eq!(hv.base(), None);
+    assert_eq!(hv.pt_base(), None);
     assert_eq!(ram.frames_in_use(), 0);
 }
