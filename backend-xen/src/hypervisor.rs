@@ -29,8 +29,9 @@ pub const MAX_FRAMES: usize = 16384;
 /// [`update_va_mapping`](Self::update_va_mapping)) plus read-only queries. It never calls
 /// the guest. A frame at or beyond `N` is refused with [`XenError::Capacity`].
 ///
-/// The frame table takes 24 bytes per frame (384 KiB for the default 64 MiB), so a kernel puts
-/// the hypervisor in a `static` ([`new`](Self::new) is `const`) rather than on its stack.
+/// The frame table takes 16 bytes per frame (about 260 KiB for the default 64 MiB), so a
+/// kernel puts the hypervisor in a `static` ([`new`](Self::new) is `const`) rather than on its
+/// stack.
 pub struct Hypervisor<M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
     state: Mutex<HvState<N>>,
     mem: P,

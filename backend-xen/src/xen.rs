@@ -97,8 +97,8 @@ pub struct Xen<'h, M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
 impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
     /// The guest side of the domain run by `hv`, reacting to violations with `policy`.
     ///
-    /// Holds one byte of state per frame (`N` bytes): a kernel puts it in a `static` (this is
-    /// `const`) rather than on a small stack.
+    /// Holds one byte of state per frame (about 17 KiB with the default `N`): a kernel puts it
+    /// in a `static` (this is `const`) rather than on a small stack.
     pub const fn new(hv: &'h Hypervisor<M, P, N>, policy: Policy) -> Self {
         Xen { hv, guest: Mutex::new(GuestState::new()), log: Violations::new("xen", policy) }
     }

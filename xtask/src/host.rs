@@ -3,7 +3,7 @@
 
 use backend_native::Native;
 use backend_vmi::Vmi;
-use backend_xen::{FrameTable, Xen};
+use backend_xen::{Hypervisor, Xen};
 use i386_mm::scenario::{self, Config, Summary};
 use i386_mm::{Pae, PagingMode, PhysMem, TwoLevel};
 use mm_testkit::{EmulatedRam, HostCpu};
@@ -65,8 +65,8 @@ fn run_vmi<M: PagingMode>(verbose: bool) -> Row {
 /// Xen: the model's frame table is the hypervisor's per-frame state.
 fn run_xen<M: PagingMode>(verbose: bool) -> Row {
     let ram = EmulatedRam::sixteen_mib();
-    let table: Box<FrameTable> = Box::default();
-    let xen = Xen::<M, _>::new(&table, &ram, Policy::Record);
+    let hv: Box<Hypervisor<M, &EmulatedRam>> = Box::new(Hypervisor::new(&ram));
+    let xen = Xen::new(&hv, Policy::Record);
     run_one::<M, _>(&xen, &ram, verbose)
 }
 
