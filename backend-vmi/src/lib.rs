@@ -74,3 +74,8 @@ pub use rule::{VmiRule, RECORDED_VIOLATIONS};
 pub use stats::{Check, Stats};
 pub use types::PageType;
 pub use verify::Divergence;
+
+/// The README's example, compiled and run as a doc test (it uses the dev-dependencies).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

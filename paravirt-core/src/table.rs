@@ -7,8 +7,11 @@ use core::marker::PhantomData;
 
 type Ctx = *const ();
 
+/// Marks the mode and backend a set of thunks is for.
+type ThunkOf<M, B> = PhantomData<(fn() -> M, *const B)>;
+
 /// The thunks that turn a table call back into a call of backend `B`.
-struct Thunks<M, B>(PhantomData<(fn() -> M, *const B)>);
+struct Thunks<M, B>(ThunkOf<M, B>);
 
 macro_rules! gen_table {
     ([] $(
