@@ -62,8 +62,17 @@ impl core::error::Error for TeardownError {}
 /// and call [`teardown`](Self::teardown) at the end to give the reserved frames back
 /// (dropping the backend without it leaks them).
 ///
-/// Units: a [`Pfn`] names a 4 KiB physical frame; CR3 values are physical addresses; nothing
-/// here takes a virtual address except the walks of [`verify_each`](Self::verify_each).
+/// Units: a [`Pfn`] names a 4 KiB physical frame (`pfn << 12` is its physical address); CR3
+/// values are physical addresses plus flag bits; virtual addresses appear only in the
+/// `mm`/`addr` arguments of some hooks (ignored) and in the walks of
+/// [`verify_each`](Self::verify_each) ([`Divergence::Translation`]).
+///
+/// # Panics
+/// Under [`Policy::Panic`], a hook that breaks a [`VmiRule`] panics once it has released the
+/// backend's lock, with `vmi: <hook>: <rule> [<origin> rule <name>]` (Linux's `BUG()`).
+/// A hook also panics if it must read a guest frame that is below `mem.max_pfn()` but not a
+/// frame of `mem` (`alloc_*` reads the page it types, PAE `write_cr3` the PDPT):
+/// [`PhysMem::frame_ptr`] panics for those.
 ///
 /// # Example
 ///
@@ -212,6 +221,10 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// # Errors
     /// The first rule broken. Only [`VmiRule::NotZeroed`] and [`VmiRule::UnannouncedChild`]
     /// (a non-zero directory linking an unannounced table) leave the page typed.
+    ///
+    /// # Panics
+    /// If `pfn` is below `mem.max_pfn()` but not a frame of `mem` ([`PhysMem::frame_ptr`]
+    /// panics).
     #[doc(alias = "vmi_allocate_page")]
     pub fn allocate_page(
         &self,
@@ -264,7 +277,11 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// maps nothing more. A tree whose guest or shadow side links an unshadowed table is not
     /// walked (the entry check named it).
     ///
-    /// Runs under the backend's lock: `f` must not call the backend.
+    /// Runs under the backend's lock: `f` must not call the backend (it would spin for ever).
+    ///
+    /// # Panics
+    /// Only if `f` does: every table read was read when it was typed, so it is a frame of
+    /// `mem`.
     pub fn verify_each(&self, f: &mut dyn FnMut(&Divergence)) -> usize {
         let st = self.state.lock();
         let mut n = 0;

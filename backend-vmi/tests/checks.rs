@@ -259,7 +259,55 @@ fn violation_log_keeps_the_first_n_and_counts_all<M: PagingMode>() {
     assert!(shown.starts_with("release_pt: ") && shown.ends_with("[hypervisor rule release-untyped]"), "{shown}");
 }
 
+/// What real `vmi.c` `BUG_ON`s is a hypervisor rule; the shadow pager's own rules are checker
+/// rules (the README's table).
+fn each_rule_names_its_origin<M: PagingMode>() {
+    let p = Pfn::new(0x42);
+    let (t, n) = (l1::<M>(), PageType::NORMAL);
+    let hypervisor = [
+        VmiRule::AllocTyped { pfn: p, current: t, requested: t },
+        VmiRule::ReleaseUntyped { pfn: p, requested: t },
+        VmiRule::NotZeroed { pfn: p, index: 1, value: 2 },
+        VmiRule::CloneSourceNotL2 { pfn: p, source: p, source_type: n },
+        VmiRule::ClonePaeMismatch { pfn: p, source: p, source_type: t, requested: t },
+    ];
+    let checker = [
+        VmiRule::ReleaseWrongLevel { pfn: p, current: t, requested: t },
+        VmiRule::ReleaseLinked { pfn: p, links: 1 },
+        VmiRule::ReleaseLoaded { pfn: p },
+        VmiRule::CloneRange { pfn: p, start: 0, count: 0 },
+        VmiRule::BadFlags { pfn: p, flags: n },
+        VmiRule::PdptTyped { pfn: p, flags: t },
+        VmiRule::BadPdptEntry { pdpt: p, index: 0, value: 0 },
+        VmiRule::WriteUntyped { table: p, index: 0 },
+        VmiRule::WrongLevel { table: p, index: 0, current: t },
+        VmiRule::UnannouncedChild { table: p, index: 0, child: p, child_type: n },
+        VmiRule::UnknownRoot { cr3: 0x42_000 },
+        VmiRule::PfnOutOfRange { pfn: p },
+        VmiRule::CapacityExhausted { pfn: p, capacity: 1 },
+        VmiRule::NoShadowPdpt { cr3: 0x42_000 },
+    ];
+    for r in hypervisor {
+        assert_eq!((r.origin(), r.pfn()), (Origin::Hypervisor, p), "{r}");
+    }
+    for r in checker {
+        assert_eq!((r.origin(), r.pfn()), (Origin::Checker, p), "{r}");
+    }
+    let mut names: Vec<_> = hypervisor.iter().chain(checker.iter()).map(|r| r.name()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), hypervisor.len() + checker.len(), "rule names are distinct");
+    // The log counts checker violations apart.
+    let ram = EmulatedRam::sixteen_mib();
+    let v = vmi::<M>(&ram);
+    let q = zeroed(&ram);
+    v.release_pt(q); // hypervisor
+    v.set_pte(at::<M, _>(&ram, q, 0), Pte::EMPTY); // checker
+    assert_eq!((v.violation_log().total(), v.violation_log().checker_total()), (2, 1));
+}
+
 both_modes!(
+    each_rule_names_its_origin,
     alloc_of_a_typed_page_is_refused,
     release_of_an_untyped_page_is_a_violation,
     release_naming_the_wrong_level_is_refused,

@@ -294,7 +294,44 @@ fn accessed_and_dirty_bits_set_by_the_cpu_in_shadows_are_copied_back<M: PagingMo
     assert_eq!(entries(&v), 1);
 }
 
+/// A present→present change is one store of the entry's width in the guest table and in the
+/// shadow the CPU walks: no walker of either can see a half-written entry (in PAE the old and
+/// new values differ in both halves, so two 32-bit stores would show a third value).
+fn present_to_present_changes_are_one_store_in_guest_and_shadow<M: PagingMode>() {
+    let ram = EmulatedRam::sixteen_mib();
+    let v = vmi::<M>(&ram);
+    let (pd, pt1, pt2) = (zeroed(&ram), zeroed(&ram), zeroed(&ram));
+    v.alloc_pd(pd);
+    v.alloc_pt(pt1);
+    v.alloc_pt(pt2);
+    let nx = if M::PAE { PteFlags::NX } else { PteFlags::empty() };
+    let old = Pte::new(Pfn::new(0x123), PAGE_KERNEL);
+    let new = Pte::new(Pfn::new(0x456), PAGE_KERNEL_RO | nx);
+    v.set_pte(at::<M, _>(&ram, pt1, 7), old);
+    v.set_pmd(at::<M, _>(&ram, pd, 3), table_entry(pt1));
+    let (spd, spt1, spt2) = (v.shadow_of(pd).unwrap(), v.shadow_of(pt1).unwrap(), v.shadow_of(pt2).unwrap());
+    let addr = |t: Pfn, i: u32| ram.frame_ptr(t).as_ptr() as usize + (i * M::ENTRY_SIZE) as usize;
+    let watched = [addr(pt1, 7), addr(spt1, 7), addr(pd, 3), addr(spd, 3)];
+
+    let log = mm_testkit::StoreLog::start();
+    v.set_pte(at::<M, _>(&ram, pt1, 7), new);
+    v.set_pmd(at::<M, _>(&ram, pd, 3), table_entry(pt2));
+    let stores: Vec<_> = log.stores().into_iter().filter(|s| watched.iter().any(|&a| s.addr / 8 == a / 8)).collect();
+    assert_eq!(stores.len(), 4, "one store per entry: {stores:?}");
+    assert!(stores.iter().all(|s| s.wide == M::PAE), "{stores:?}");
+    assert_eq!(log.values_at(watched[0], old.raw()), [old.raw(), new.raw()], "guest PTE");
+    assert_eq!(log.values_at(watched[1], old.raw()), [old.raw(), new.raw()], "shadow PTE");
+    let (g1, g2) = (table_entry(pt1).raw(), table_entry(pt2).raw());
+    assert_eq!(log.values_at(watched[2], g1), [g1, g2], "guest directory entry");
+    let (s1, s2) = (table_entry(spt1).raw(), table_entry(spt2).raw());
+    assert_eq!(log.values_at(watched[3], s1), [s1, s2], "shadow directory entry");
+    drop(log);
+    assert_eq!((v.links_to(pt1), v.links_to(pt2)), (Some(0), Some(1)));
+    assert_clean(&v, "relinked");
+}
+
 both_modes!(
+    present_to_present_changes_are_one_store_in_guest_and_shadow,
     pte_writes_reach_guest_and_shadow_as_is,
     directory_entries_link_the_child_shadow_and_large_pages_are_copied,
     write_into_an_untyped_table_is_a_violation,

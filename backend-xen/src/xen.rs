@@ -28,6 +28,12 @@ pub const MAX_VIOLATIONS: usize = 16;
 /// hypercall), `Policy::Record` keeps the first [`MAX_VIOLATIONS`] and skips the refused
 /// update.
 ///
+/// # Panics
+/// Under [`Policy::Panic`], every hook panics on the first violation it catches, with
+/// `xen: <hook>: <rule> [<origin> rule <name>]` (see [`Violations::report`]). A hook may also panic
+/// if the kernel hands it a frame that the memory `P` does not manage
+/// ([`PhysMem::frame_ptr`](i386_paging::PhysMem::frame_ptr)'s contract).
+///
 /// # Example
 ///
 /// A two-level page directory and one page table, linked while unpinned (a direct store),

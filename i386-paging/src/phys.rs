@@ -108,7 +108,7 @@ pub fn lowmem_va(pfn: Pfn) -> u32 {
 ///
 /// # Panics
 /// If `pfn` is not a frame of `mem`.
-#[inline]
+#[inline(always)]
 pub unsafe fn zero_frame<P: PhysMem + ?Sized>(mem: &P, pfn: Pfn) {
     // SAFETY: `frame_ptr` points at PAGE_SIZE writable bytes (PhysMem's contract) that the
     // caller owns exclusively.
@@ -117,7 +117,7 @@ pub unsafe fn zero_frame<P: PhysMem + ?Sized>(mem: &P, pfn: Pfn) {
 
 /// Allocates a zeroed frame (every page is zeroed before it is announced, VMI's ZEROED rule).
 /// `None` when memory is exhausted.
-#[inline]
+#[inline(always)]
 pub fn alloc_zeroed<P: PhysMem + ?Sized>(mem: &P) -> Option<Pfn> {
     let pfn = mem.alloc_frame()?;
     // SAFETY: the frame was just allocated, so nothing else uses it.

@@ -71,7 +71,7 @@ macro_rules! for_each_hook {
             }
 
             /// Writes a last-level entry (`set_pte`). Default: one native store
-            /// ([`native::set`]).
+            /// ([`native::set`](crate::native::set)).
             SetPte => fn set_pte(&self, slot: PteSlot, val: Pte) {
                 $crate::native::set(slot, val)
             }

@@ -342,7 +342,7 @@ const BUG_REPORTS: [(&str, &str, &str); 2] = [
     // vmi: link to an unannounced table: pfn 0x35e entry 32 links pfn 0x360, which is NORMAL
     ("vmi", "vmi:", "unannounced table"),
     // backend-xen: write_cr3: EBUSY: page table linked without alloc_pt/alloc_pd (pfn 0x1b5 reached as l1)
-    ("xen", "backend-xen:", "without alloc_pt"),
+    ("xen", "xen:", "without alloc_pt"),
 ];
 
 /// Checks a bug-demonstration boot: the kernel's failure exit (not a triple fault, not a

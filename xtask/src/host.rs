@@ -27,13 +27,11 @@ fn run_one<M: PagingMode, B: PvMmuOps<M> + Inspect>(backend: B, ram: &EmulatedRa
     if verbose || r.is_err() {
         println!("\n=== {name} / {} (host simulator) ===", M::NAME);
         print!("{out}");
-        let page_type: Vec<String> = rec
-            .with_events(|ev| ev.iter().filter(|e| e.hook.kind().is_page_type_hook()).map(|e| e.hook.to_string()).collect());
-        let counts: Vec<String> = HookKind::ALL
-            .iter()
-            .filter(|k| k.is_page_type_hook())
-            .map(|&k| format!("{k}={}", rec.calls(k)))
-            .collect();
+        let page_type: Vec<String> = rec.with_events(|ev| {
+            ev.iter().filter(|e| e.hook.kind().is_page_type_hook()).map(|e| e.hook.to_string()).collect()
+        });
+        let counts: Vec<String> =
+            HookKind::ALL.iter().filter(|k| k.is_page_type_hook()).map(|&k| format!("{k}={}", rec.calls(k))).collect();
         println!("page-type hooks: {}", counts.join(" "));
         println!("first page-type hooks: {}", page_type.iter().take(6).cloned().collect::<Vec<_>>().join(", "));
         if let Err(e) = &r {
