@@ -98,7 +98,9 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             return found.push(VmiRule::CapacityExhausted { pfn, capacity: MAX });
         }
         let Some(sh) = self.pool.take() else { return };
-        // SAFETY: `sh` is a pool frame that no shadow uses: the backend owns it alone.
+        // SAFETY: `sh` is a pool frame: no shadow uses it and no shadow entry or CR3 links it
+        // (a shadow goes back to the pool only once unlinked), so the backend owns it alone
+        // and no walker reads it while it is zeroed.
         unsafe { zero_frame(mem, sh) };
         self.pages.insert(Tracked { pfn, ty: flags, shadow: sh, links: 0, pdpt_slot: 0 });
         self.created += 1;

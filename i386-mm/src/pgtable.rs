@@ -129,11 +129,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if M::PAE {
             for i in 0..M::USER_PTRS_PER_PGD {
                 let Some(pmd) = alloc_zeroed(&self.mem) else {
-                    // out_oom:
-                    self.free_user_pmds(pgd, (0..i).rev());
-                    self.pgd_unlist_and_release(pgd);
-                    self.mem.free_frame(pgd);
-                    return Err(MmError::OutOfMemory);
+                    return Err(self.pgd_alloc_out_oom(pgd, i));
                 };
                 self.pv().alloc_pd(pmd);
                 self.pv().set_pud(self.pud_slot(pgd, i), Pud::new(pmd, PteFlags::PRESENT));
@@ -141,6 +137,17 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         }
         self.live_pgds.fetch_add(1, Ordering::SeqCst);
         Ok(pgd)
+    }
+
+    /// `pgd_alloc`'s `out_oom` (PAE): the pmds of user slots `[0, installed)` are released and
+    /// freed in reverse order, then the pgd. Cold: Linux marks the branch `unlikely`.
+    #[cold]
+    #[inline(never)]
+    fn pgd_alloc_out_oom(&self, pgd: Pfn, installed: u32) -> MmError {
+        self.free_user_pmds(pgd, (0..installed).rev());
+        self.pgd_unlist_and_release(pgd);
+        self.mem.free_frame(pgd);
+        MmError::OutOfMemory
     }
 
     /// `pgd_free`: PAE: for each user slot, `release_pd(pmd)` then free the pmd. Then

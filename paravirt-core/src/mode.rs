@@ -20,6 +20,15 @@ mod sealed {
 pub trait PagingMode: sealed::Sealed + Copy + Default + Send + Sync + core::fmt::Debug + 'static {
     /// Human-readable name (`"two-level"` or `"pae"`).
     const NAME: &'static str;
+    /// The native hooks of this mode: what every call site is without `paravirt`. Reached
+    /// through the mode (a projection the compiler resolves only once the mode is known), so
+    /// call sites with and without `paravirt` are inlined at the same stage and compile to the
+    /// same machine code.
+    #[doc(hidden)]
+    type NativeOps: crate::PvMmuOps<Self> + Sync + 'static;
+    /// The value of [`NativeOps`](Self::NativeOps) (zero-sized).
+    #[doc(hidden)]
+    const NATIVE_OPS: Self::NativeOps;
     /// `CONFIG_X86_PAE`.
     const PAE: bool;
     /// `PTRS_PER_PGD`.
@@ -82,6 +91,8 @@ impl sealed::Sealed for Pae {}
 
 impl PagingMode for TwoLevel {
     const NAME: &'static str = "two-level";
+    type NativeOps = crate::NativeOps;
+    const NATIVE_OPS: crate::NativeOps = crate::NativeOps;
     const PAE: bool = false;
     const PTRS_PER_PGD: u32 = 1024;
     const PTRS_PER_PMD: u32 = 1;
@@ -98,6 +109,8 @@ impl PagingMode for TwoLevel {
 
 impl PagingMode for Pae {
     const NAME: &'static str = "pae";
+    type NativeOps = crate::NativeOps;
+    const NATIVE_OPS: crate::NativeOps = crate::NativeOps;
     const PAE: bool = true;
     const PTRS_PER_PGD: u32 = 4;
     const PTRS_PER_PMD: u32 = 512;

@@ -1,9 +1,9 @@
 //! The call-site layer: what `i386-mm` writes at every hook point.
 //!
 //! [`Pv`] wraps a backend for paging mode `M`. With the `paravirt` feature (the default) each
-//! method forwards to the backend, statically dispatched. Without it, each method is the native
-//! default: the page-type hooks are empty and each entry write is a plain store, exactly like
-//! Linux's stub block in `asm-i386/pgalloc.h`:
+//! method forwards to the backend, statically dispatched. Without it, each method *is* the
+//! native default, written in place from the hook list: the page-type hooks are empty and each
+//! entry write is a plain store, exactly like Linux's stub block in `asm-i386/pgalloc.h`:
 //!
 //! ```c
 //! #define paravirt_alloc_pt(pfn) do { } while (0)
@@ -28,7 +28,6 @@ pub const ENABLED: bool = cfg!(feature = "paravirt");
 /// assert_eq!(rec.calls(paravirt_core::HookKind::AllocPt), 1);
 /// ```
 pub struct Pv<'a, M: PagingMode, B: ?Sized> {
-    #[cfg_attr(not(feature = "paravirt"), allow(dead_code))]
     backend: &'a B,
     _mode: PhantomData<fn() -> M>,
 }
@@ -38,6 +37,19 @@ impl<'a, M: PagingMode, B: PvMmuOps<M> + ?Sized> Pv<'a, M, B> {
     #[inline(always)]
     pub fn new(backend: &'a B) -> Self {
         Pv { backend, _mode: PhantomData }
+    }
+}
+
+#[cfg(not(feature = "paravirt"))]
+impl<M: PagingMode, B: ?Sized> Pv<'_, M, B> {
+    /// The mode's native hooks, reached through the backend's address (the hooks ignore their
+    /// receiver), so the call sites are built the same way as with `paravirt`.
+    #[inline(always)]
+    fn native(&self) -> &M::NativeOps {
+        const { assert!(core::mem::size_of::<M::NativeOps>() == 0 && core::mem::align_of::<M::NativeOps>() == 1) };
+        // SAFETY: `M::NativeOps` is zero-sized with alignment 1 (checked above), so any non-null
+        // pointer, such as the backend's address, is a valid reference to it.
+        unsafe { &*(self.backend as *const B as *const u8 as *const M::NativeOps) }
     }
 }
 
@@ -51,14 +63,14 @@ macro_rules! gen_pv {
                 #[doc = concat!("The `", stringify!($name), "` call site: [`PvMmuOps::", stringify!($name),
                     "`] with `paravirt`, its native default without.")]
                 #[inline(always)]
-                pub fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+                pub fn $name(&$s $(, $arg: $ty)*) $(-> $ret)? {
                     #[cfg(feature = "paravirt")]
                     {
-                        self.backend.$name($($arg),*)
+                        $s.backend.$name($($arg),*)
                     }
                     #[cfg(not(feature = "paravirt"))]
                     {
-                        <crate::NativeOps as PvMmuOps<M>>::$name(&crate::NativeOps $(, $arg)*)
+                        <M::NativeOps as PvMmuOps<M>>::$name($s.native() $(, $arg)*)
                     }
                 }
             )*

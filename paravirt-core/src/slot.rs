@@ -143,13 +143,13 @@ pub mod native {
     /// Stores `val` into the entry: one store of the entry's width.
     #[inline(always)]
     pub fn set<E: Entry>(slot: Slot<E>, val: E) {
-        store(slot, val.raw());
+        store(slot.ptr.as_ptr(), slot.wide, val.raw());
     }
 
     /// Clears the entry: one store of zero of the entry's width.
     #[inline(always)]
     pub fn clear<E: Entry>(slot: Slot<E>) {
-        store(slot, 0);
+        store(slot.ptr.as_ptr(), slot.wide, 0);
     }
 
     /// Reads the entry: one load of the entry's width.
@@ -167,12 +167,13 @@ pub mod native {
         E::from_raw(raw)
     }
 
+    /// One store of `raw` at `p`, 8 bytes when `wide`, else 4. `p` comes from a [`Slot`],
+    /// whose maker guaranteed it valid, aligned and reference-free.
     #[inline(always)]
-    fn store<E: Entry>(slot: Slot<E>, raw: u64) {
-        let p = slot.ptr.as_ptr();
+    fn store(p: *mut u32, wide: bool, raw: u64) {
         #[cfg(feature = "store-log")]
-        super::observe::before_store(p as usize, slot.wide, raw);
-        if slot.wide {
+        super::observe::before_store(p as usize, wide, raw);
+        if wide {
             // SAFETY: `Slot::new`'s caller guaranteed 8 writable bytes, 8-aligned, at `p`,
             // referenced by nothing else.
             unsafe { AtomicU64::from_ptr(p.cast::<u64>()) }.store(raw, Ordering::Relaxed);
