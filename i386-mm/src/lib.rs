@@ -55,7 +55,6 @@ mod layout;
 mod pageattr;
 mod pgtable;
 pub mod ptdump;
-pub mod scenario;
 mod space;
 mod sync;
 mod vmalloc;

@@ -1,4 +1,4 @@
-//! Runs the workspace's demonstration scenario (`i386_mm::scenario::run`, the
+//! Runs the workspace's demonstration scenario (`mm_scenario::run`, the
 //! same code the host demo runs on emulated RAM) on the real MMU, prints its
 //! report, the backend statistics and one machine-readable summary line, and
 //! ends QEMU with the result.
@@ -14,7 +14,7 @@
 //! pages the backend held at the peak / after the teardown, `faults` the
 //! faults the scenario provoked and the CPU raised.
 
-use i386_mm::scenario::{self, Config, ScenarioError, Summary};
+use mm_scenario::{self as scenario, Config, ScenarioError, Summary};
 use i386_paging::{PagingMode, PhysMem};
 use paravirt_core::{Inspect, PvMmuOps};
 

@@ -13,6 +13,7 @@
 //! summary: backend=vmi mode=pae steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18
 //! ```
 
+use mm_scenario::Summary;
 use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
@@ -35,42 +36,10 @@ pub const FAILURE_STATUS: i32 = 35;
 /// Lines of serial output quoted in an error.
 const TAIL_LINES: usize = 25;
 
-/// The kernel's `summary:` line, parsed.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct KernelSummary {
-    /// Scenario steps completed.
-    pub steps: u32,
-    /// Frames in use at the start, the peak and the end.
-    pub frames: (u32, u32, u32),
-    /// Pages the backend held at the peak and after the teardown.
-    pub held: (u32, u32),
-    /// Faults the scenario provoked and saw.
-    pub faults: u32,
-}
-
-impl KernelSummary {
-    /// Finds and parses the `summary:` line of a serial log.
-    pub fn parse(serial: &str) -> Option<Self> {
-        let line = serial.lines().rev().find_map(|l| l.trim().strip_prefix("summary:"))?;
-        let mut s = KernelSummary::default();
-        let triple = |v: &str| -> Option<Vec<u32>> { v.split('/').map(|x| x.parse().ok()).collect() };
-        for (key, value) in line.split_whitespace().filter_map(|kv| kv.split_once('=')) {
-            match key {
-                "steps" => s.steps = value.parse().ok()?,
-                "faults" => s.faults = value.parse().ok()?,
-                "frames" => match triple(value)?.as_slice() {
-                    [a, b, c] => s.frames = (*a, *b, *c),
-                    _ => return None,
-                },
-                "held" => match triple(value)?.as_slice() {
-                    [a, b] => s.held = (*a, *b),
-                    _ => return None,
-                },
-                _ => {}
-            }
-        }
-        Some(s)
-    }
+/// The kernel's `summary:` line (the last one in a serial log), parsed with
+/// [`Summary`]'s `FromStr`.
+pub fn kernel_summary(serial: &str) -> Option<Summary> {
+    serial.lines().rev().find_map(|l| l.trim().strip_prefix("summary:"))?.parse().ok()
 }
 
 /// One boot of the matrix.
@@ -180,7 +149,7 @@ fn print_table(rows: &[Row]) {
             Ok(o) => ("FAILED", format!("{:.2} s", o.elapsed.as_secs_f64())),
             Err(_) => ("NO BOOT", "-".to_string()),
         };
-        let summary = r.outcome.as_ref().ok().filter(|o| o.success).and_then(|o| KernelSummary::parse(&o.serial));
+        let summary = r.outcome.as_ref().ok().filter(|o| o.success).and_then(|o| kernel_summary(&o.serial));
         match summary {
             Some(s) => println!(
                 "{:<18} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
@@ -189,9 +158,9 @@ fn print_table(rows: &[Row]) {
                 result,
                 time,
                 s.steps,
-                format!("{} / {} / {}", s.frames.0, s.frames.1, s.frames.2),
-                format!("{} / {}", s.held.0, s.held.1),
-                s.faults
+                format!("{} / {} / {}", s.frames_before, s.frames_peak, s.frames_after),
+                format!("{} / {}", s.held_peak, s.held_after),
+                s.faults_seen
             ),
             None => println!(
                 "{:<18} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
@@ -219,7 +188,7 @@ fn print_table(rows: &[Row]) {
 /// the chosen backend and the ops-table dispatch); the error names each failed configuration
 /// with the tail of its serial log.
 pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Result<(), String> {
-    qemu::ensure_prerequisites()?;
+    crate::prereq::ensure_prerequisites()?;
     let configs: Vec<BootConfig> = match only {
         Some((backend, pae)) => {
             let backend = BACKENDS
@@ -254,7 +223,7 @@ pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Res
         if !r.passed() {
             failures.push(failure_report(&r.label(), &r.outcome));
         } else if let Ok(o) = &r.outcome {
-            if KernelSummary::parse(&o.serial).is_none() {
+            if kernel_summary(&o.serial).is_none() {
                 failures.push(format!("{}: status 33 but no parsable `summary:` line", r.label()));
             } else if let Some(b) = r.chosen {
                 if let Err(e) = check_boot_select(b, &o.serial) {
@@ -398,7 +367,7 @@ fn has_pfn(text: &str) -> bool {
 /// backend cannot notice the bug (bare metal has no hook to miss), so it is not booted. Then
 /// runs [`run_crash_tests`]. Prints each boot's serial output when `verbose`.
 pub fn run_bug_demos(root: &Path, verbose: bool) -> Result<(), String> {
-    qemu::ensure_prerequisites()?;
+    crate::prereq::ensure_prerequisites()?;
     println!(
         "xtask: bug demo `{BUG_FEATURE}`: pmd_populate links a page table without alloc_pt \
          (native: undetectable on bare metal, not booted)"
@@ -476,11 +445,12 @@ mod tests {
 
     #[test]
     fn parses_the_summary_line() {
-        let log = "x\nsummary: backend=vmi mode=pae steps=10 frames=0/45/0 held=20/0 faults=1 split=yes\nend\n";
-        let s = KernelSummary::parse(log).expect("parsed");
-        assert_eq!(s, KernelSummary { steps: 10, frames: (0, 45, 0), held: (20, 0), faults: 1 });
-        assert_eq!(KernelSummary::parse("no summary here"), None);
-        assert_eq!(KernelSummary::parse("summary: frames=1/2"), None);
+        let log = "x\nsummary: backend=vmi mode=pae steps=10 frames=0/45/0 held=20/0 faults=1 split=yes oom=4 user_pages=18\nend\n";
+        let s = kernel_summary(log).expect("parsed");
+        assert_eq!((s.steps, s.frames_before, s.frames_peak, s.frames_after), (10, 0, 45, 0));
+        assert_eq!((s.held_peak, s.held_after, s.faults_seen, s.split), (20, 0, 1, true));
+        assert_eq!(kernel_summary("no summary here"), None);
+        assert_eq!(kernel_summary("summary: frames=1/2"), None);
     }
 
     #[test]

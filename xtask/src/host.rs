@@ -4,8 +4,8 @@
 use backend_native::Native;
 use backend_vmi::Vmi;
 use backend_xen::{Hypervisor, Xen};
-use i386_mm::scenario::{self, Config, Summary};
 use i386_mm::{Pae, PagingMode, PhysMem, TwoLevel};
+use mm_scenario::{self as scenario, Config, Summary};
 use mm_testkit::{EmulatedRam, HostCpu};
 use paravirt_core::{HookKind, Inspect, Policy, PvMmuOps, Recorder};
 

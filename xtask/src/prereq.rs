@@ -70,3 +70,10 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
+
+/// Installs what booting the kernel needs and is missing (the Rust targets, the
+/// `qemu-system-x86` Debian package), saying what it does.
+pub fn ensure_prerequisites() -> Result<(), String> {
+    ensure_targets()?;
+    ensure_qemu()
+}

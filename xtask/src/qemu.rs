@@ -246,10 +246,3 @@ pub fn describe_status(status: Option<i32>) -> &'static str {
         None => "killed at the time limit (hung kernel)",
     }
 }
-
-/// Installs what booting the kernel needs and is missing (the Rust targets, the
-/// `qemu-system-x86` Debian package), saying what it does.
-pub fn ensure_prerequisites() -> Result<(), String> {
-    crate::prereq::ensure_targets()?;
-    crate::prereq::ensure_qemu()
-}

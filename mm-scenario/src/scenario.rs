@@ -7,11 +7,9 @@
 //! and every kernel table is torn down and the backend must hold nothing, with the frame count
 //! back where it started.
 
-use crate::error::MmError;
-use crate::kernel::{InitOptions, KernelMm};
-use crate::layout::VMALLOC_START;
-use crate::space::AddressSpace;
+use crate::Summary;
 use core::fmt::{self, Write};
+use i386_mm::{AddressSpace, InitOptions, KernelMm, MmError, VMALLOC_START};
 use i386_paging::{lowmem_va, Cpu, FaultInject, PhysMem, PF_PROT, PF_WRITE};
 use paravirt_core::{Inspect, PagingMode, Pfn, PteFlags, PvMmuOps, PAGE_KERNEL, PAGE_KERNEL_RO};
 
@@ -91,52 +89,6 @@ impl fmt::Display for ScenarioError {
 impl From<fmt::Error> for ScenarioError {
     fn from(_: fmt::Error) -> Self {
         ScenarioError::Output
-    }
-}
-
-/// What the scenario measured.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
-    /// Steps completed (each verified).
-    pub steps: usize,
-    /// Frames in use before `pagetable_init`.
-    pub frames_before: usize,
-    /// Frames in use after the final teardown.
-    pub frames_after: usize,
-    /// Frames in use at the peak (all address spaces alive).
-    pub frames_peak: usize,
-    /// Pages the backend held at the peak.
-    pub held_peak: usize,
-    /// Pages the backend held after the teardown.
-    pub held_after: usize,
-    /// Faults the scenario provoked and saw (read-only kernel page, pinned page table).
-    pub faults_seen: usize,
-    /// Whether `change_page_attr` had to split a large page.
-    pub split: bool,
-    /// Injected allocation failures survived without a leak.
-    pub oom_checked: usize,
-    /// User pages mapped in all.
-    pub user_pages: usize,
-}
-
-impl fmt::Display for Summary {
-    /// One machine-readable line: `steps=.. frames=start/peak/end held=peak/end faults=..
-    /// split=yes|no oom=.. user_pages=..`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "steps={} frames={}/{}/{} held={}/{} faults={} split={} oom={} user_pages={}",
-            self.steps,
-            self.frames_before,
-            self.frames_peak,
-            self.frames_after,
-            self.held_peak,
-            self.held_after,
-            self.faults_seen,
-            if self.split { "yes" } else { "no" },
-            self.oom_checked,
-            self.user_pages
-        )
     }
 }
 
@@ -376,7 +328,7 @@ where
     if cfg.ptdump {
         if let Some(a) = spaces[0].as_ref() {
             writeln!(cx.out, "ptdump of address space 0:")?;
-            crate::ptdump::dump::<M, P>(k.mem(), a.pgd(), cx.out)?;
+            i386_mm::ptdump::dump::<M, P>(k.mem(), a.pgd(), cx.out)?;
         }
     }
 
