@@ -39,7 +39,8 @@ pub mod cpu;
 pub mod crashtest;
 #[cfg(feature = "boot-select")]
 pub mod dispatch;
-pub mod exit;
+pub mod exception;
+mod exit;
 pub mod gdt;
 pub mod idt;
 pub mod layout;

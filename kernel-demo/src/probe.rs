@@ -13,7 +13,7 @@ use core::arch::global_asm;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use crate::idt::{self, PageFaultError};
+use crate::exception::{self as idt, PageFaultError};
 
 /// A fault raised by a probe and recovered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -14,8 +14,8 @@
 //! pages the backend held at the peak / after the teardown, `faults` the
 //! faults the scenario provoked and the CPU raised.
 
-use mm_scenario::{self as scenario, Config, ScenarioError, Summary};
 use i386_paging::{PagingMode, PhysMem};
+use mm_scenario::{self as scenario, Config, ScenarioError, Summary};
 use paravirt_core::{Inspect, PvMmuOps};
 
 #[cfg(not(feature = "boot-select"))]
