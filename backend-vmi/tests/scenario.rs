@@ -248,8 +248,8 @@ fn shared_scenario_runs_clean_under_vmi<M: PagingMode>() {
     let v = vmi::<M>(&ram);
     let cpu = HostCpu::<M>::new(&ram);
     let mut out = String::new();
-    let cfg = i386_mm::scenario::Config { ptdump: false, ..Default::default() };
-    let r = i386_mm::scenario::run::<M, _, _, _>(&ram, &v, &cpu, &cfg, &mut out);
+    let cfg = mm_scenario::Config { ptdump: false, ..Default::default() };
+    let r = mm_scenario::run::<M, _, _, _>(&ram, &v, &cpu, &cfg, &mut out);
     let s = r.unwrap_or_else(|e| panic!("{e}\n{out}"));
     assert_eq!(s.held_after, 0);
     assert_eq!(s.frames_after, s.frames_before);

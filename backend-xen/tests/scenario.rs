@@ -149,8 +149,8 @@ fn the_shared_i386_mm_scenario_passes_under_xen<M: PagingMode>() {
     let xen = X::<M>::new(&hv, Policy::Record);
     let cpu = HostCpu::<M>::new(&ram);
     let mut out = String::new();
-    let cfg = scenario::Config { ptdump: false, ..scenario::Config::default() };
-    let r = scenario::run::<M, _, _, _>(&ram, &xen, &cpu, &cfg, &mut out);
+    let cfg = mm_scenario::Config { ptdump: false, ..mm_scenario::Config::default() };
+    let r = mm_scenario::run::<M, _, _, _>(&ram, &xen, &cpu, &cfg, &mut out);
     let summary = r.unwrap_or_else(|e| panic!("{e}\n{out}\nviolations: {:?}", violations(&xen)));
     assert_eq!(summary.held_after, 0);
     assert_eq!(summary.frames_after, summary.frames_before);

@@ -76,6 +76,9 @@ pub unsafe fn ops_pmd_populate_2level(k: &KernelOps2, pmd: PmdSlot, pte: Pfn) {
 
 /// `pgd_ctor` through the run-time ops table.
 ///
+/// # Errors
+/// As for [`KernelMm::pgd_ctor`].
+///
 /// # Safety
 /// As for [`KernelMm::pgd_ctor`].
 #[no_mangle]
@@ -106,6 +109,9 @@ macro_rules! probes {
     (@one [unsafe $call:ident] $name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block) => {
         #[doc = concat!("Probe `", stringify!($name), "`.")]
         ///
+        /// # Errors
+        #[doc = concat!("As for [`KernelMm::", stringify!($call), "`].")]
+        ///
         /// # Safety
         #[doc = concat!("As for [`KernelMm::", stringify!($call), "`].")]
         #[no_mangle]
@@ -118,6 +124,9 @@ macro_rules! probes {
     // A safe call site.
     (@one $name:ident ($($arg:ident : $t:ty),*) -> $ret:ty $body:block) => {
         #[doc = concat!("Probe `", stringify!($name), "`.")]
+        ///
+        /// # Errors
+        /// As for the call site it wraps.
         #[no_mangle]
         #[inline(never)]
         pub fn $name($($arg: $t),*) -> $ret $body

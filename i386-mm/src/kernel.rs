@@ -119,7 +119,33 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     ///   with `set_pte`.
     ///
     /// The kernel's pgd is not loaded; call [`activate_swapper`](Self::activate_swapper).
-    /// On failure every announced table is released and every frame freed.
+    ///
+    /// # Errors
+    /// [`MmError::OutOfMemory`] when a table cannot be allocated: every table announced so far
+    /// is released and every frame freed.
+    ///
+    /// # Example
+    /// Boot, one address space, one page, teardown (on the test kit's emulated machine):
+    /// ```
+    /// use i386_mm::{InitOptions, KernelMm, Pae, PhysMem, PteFlags};
+    /// use backend_native::Native;
+    /// use mm_testkit::{EmulatedRam, HostCpu};
+    ///
+    /// let ram = EmulatedRam::sixteen_mib();
+    /// let cpu = HostCpu::<Pae>::new(&ram);
+    /// let k = KernelMm::<Pae, _, _, _>::pagetable_init(&ram, Native, &cpu, InitOptions::default())?;
+    /// k.activate_swapper();
+    /// let mut mm = k.create()?;
+    /// let frame = ram.alloc_frame().expect("a free frame");
+    /// k.map(&mut mm, 0x0804_8000, frame, PteFlags::USER | PteFlags::RW)?;
+    /// assert_eq!(k.translate(&mm, 0x0804_8123).map(|t| t.pa), Some(frame.phys().as_u64() + 0x123));
+    /// k.destroy(mm);
+    /// ram.free_frame(frame);
+    /// k.load_boot_root(); // shutdown frees swapper_pg_dir: it must not be loaded
+    /// k.shutdown().map_err(|(_, e)| e)?;
+    /// assert_eq!(ram.frames_in_use(), 0);
+    /// # Ok::<(), i386_mm::MmError>(())
+    /// ```
     pub fn pagetable_init(mem: P, backend: B, cpu: C, opts: InitOptions) -> Result<Self, MmError> {
         let max_lowmem = Pfn::new((u32::MAX - PAGE_OFFSET + 1) >> 12);
         let lowmem_end = opts.lowmem_end.unwrap_or(mem.max_pfn()).min(mem.max_pfn()).min(max_lowmem);

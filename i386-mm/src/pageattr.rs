@@ -130,6 +130,10 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// [`MmError::NotMapped`], [`MmError::TooManySplits`], [`MmError::OutOfMemory`], and
     /// [`MmError::AttrNotChanged`] when restoring `PAGE_KERNEL` on a page whose protection was
     /// never changed; nothing changed in every case.
+    ///
+    /// # Panics
+    /// Never in practice: a released split table always finds a deferred-free slot (there is
+    /// one per tracked table).
     pub fn change_page_attr(&self, pfn: Pfn, prot: PteFlags) -> Result<CpaFlush, MmError> {
         if pfn >= self.lowmem_end {
             return Err(MmError::PfnOutOfRange(pfn));

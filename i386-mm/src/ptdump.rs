@@ -35,7 +35,14 @@ fn flush_run(out: &mut dyn Write, r: &Run) -> fmt::Result {
     )
 }
 
-/// Writes the mappings and tables of the tree rooted at `root`.
+/// Writes the mappings and tables of the tree rooted at `root` (virtual ranges, physical
+/// addresses, permissions).
+///
+/// # Errors
+/// What `out` returns.
+///
+/// # Panics
+/// If a table reached is not a frame of `mem`.
 pub fn dump<M: PagingMode, P: PhysMem + ?Sized>(mem: &P, root: Pfn, out: &mut dyn Write) -> fmt::Result {
     let mut run: Option<Run> = None;
     let mut tables = [0usize; 3];

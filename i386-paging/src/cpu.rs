@@ -45,10 +45,17 @@ pub trait Cpu {
     fn flush_tlb(&self);
     /// Flushes every TLB entry.
     fn flush_tlb_global(&self);
-    /// Reads a 32-bit word at `va` through the current page tables as the kernel
-    /// (supervisor, CR0.WP set), reporting a fault instead of dying.
+    /// Reads a 32-bit word at virtual address `va` through the current page tables as the
+    /// kernel (supervisor, CR0.WP set), reporting a fault instead of dying.
+    ///
+    /// # Errors
+    /// The [`Fault`] the access raised (a #PF with its error code and CR2).
     fn read_u32(&self, va: u32) -> Result<u32, Fault>;
-    /// Writes a 32-bit word at `va` as the kernel, reporting a fault instead of dying.
+    /// Writes a 32-bit word at virtual address `va` as the kernel, reporting a fault instead
+    /// of dying.
+    ///
+    /// # Errors
+    /// The [`Fault`] the access raised; nothing was written.
     fn write_u32(&self, va: u32, val: u32) -> Result<(), Fault>;
 }
 

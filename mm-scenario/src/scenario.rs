@@ -128,6 +128,13 @@ fn mm(step: &'static str) -> impl Fn(MmError) -> ScenarioError {
 }
 
 /// Runs the scenario on `mem`, `backend` and `cpu`, writing a report to `out`.
+///
+/// # Errors
+/// The first step that failed: an `i386-mm` error, a backend cross-check or violation, a check
+/// made through the CPU's page walk, or `out` refusing the report.
+///
+/// # Panics
+/// If `mem` hands out a frame it does not manage (a broken [`PhysMem`]).
 pub fn run<M, B, P, C>(mem: P, backend: B, cpu: C, cfg: &Config, out: &mut dyn Write) -> Result<Summary, ScenarioError>
 where
     M: PagingMode,

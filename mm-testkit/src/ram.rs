@@ -57,21 +57,33 @@ impl EmulatedRam {
     }
 
     /// Successful and failed allocations attempted so far.
+    ///
+    /// # Panics
+    /// If another thread panicked while holding the allocator lock.
     pub fn allocations(&self) -> u64 {
         self.alloc.lock().unwrap().allocations
     }
 
     /// Frames still free.
+    ///
+    /// # Panics
+    /// If another thread panicked while holding the allocator lock.
     pub fn free_frames(&self) -> usize {
         self.alloc.lock().unwrap().free.len()
     }
 
     /// Whether `pfn` is currently allocated.
+    ///
+    /// # Panics
+    /// If another thread panicked while holding the allocator lock.
     pub fn is_allocated(&self, pfn: Pfn) -> bool {
         self.alloc.lock().unwrap().used.contains(&pfn.as_u32())
     }
 
     /// The allocated frames, in order.
+    ///
+    /// # Panics
+    /// If another thread panicked while holding the allocator lock.
     pub fn allocated(&self) -> Vec<Pfn> {
         self.alloc.lock().unwrap().used.iter().map(|&p| Pfn::new(p)).collect()
     }

@@ -35,6 +35,9 @@ pub trait Inspect {
     }
 
     /// Writes one-line-per-item statistics (pages by type, calls per hook...).
+    ///
+    /// # Errors
+    /// What `out` returns.
     fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
         writeln!(out, "{}: no state", self.backend_name())
     }

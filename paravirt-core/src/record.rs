@@ -17,6 +17,9 @@ pub trait Recorded: Copy {
     /// Converts the argument.
     fn recorded(self) -> Self::As;
     /// Writes the recorded form in a trace line.
+    ///
+    /// # Errors
+    /// What `f` returns.
     fn write(v: &Self::As, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{v}")
     }

@@ -135,6 +135,9 @@ impl<R: Rule, const N: usize> Violations<R, N> {
     }
 
     /// Writes every kept violation, one a line, prefixed with the backend's name.
+    ///
+    /// # Errors
+    /// What `out` returns.
     pub fn write_all(&self, out: &mut dyn fmt::Write) -> fmt::Result {
         for v in self.iter() {
             writeln!(out, "{}: {}", self.backend, v)?;
