@@ -14,6 +14,22 @@
 //! It depends on `paravirt-core` and `i386-paging` only, like the backends, so it sits below
 //! `i386-mm`.
 //!
+//! ```
+//! use i386_paging::{alloc_zeroed, Cpu, PhysMem, TwoLevel, PF_WRITE};
+//! use mm_testkit::{EmulatedRam, HostCpu};
+//!
+//! let ram = EmulatedRam::new(1024, 256); // 4 MiB, the first 1 MiB never handed out
+//! let root = alloc_zeroed(&ram).expect("a frame");
+//! assert_eq!(ram.frames_in_use(), 1);
+//! let cpu = HostCpu::<TwoLevel>::new(&ram);
+//! cpu.write_cr3(root.phys().as_u64() as u32);
+//! // Nothing is mapped: a write through the software walker faults as the CPU would.
+//! let fault = cpu.write_u32(0x1000, 7).unwrap_err();
+//! assert_eq!((fault.vector, fault.error_code, fault.addr), (14, PF_WRITE, 0x1000));
+//! ram.free_frame(root);
+//! assert_eq!(ram.read_u32(root.phys().as_u64()), 0xA5A5_A5A5, "freed frames are poisoned");
+//! ```
+//!
 //! It lives in its own crate so the libraries stay `#![no_std]`.
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -207,6 +207,17 @@ struct Log<const N: usize> {
 ///
 /// The call is recorded *before* it is forwarded, so the log keeps the order in which the
 /// kernel made the calls even when the backend reacts to them.
+///
+/// ```
+/// use paravirt_core::{EntryRef, Hook, HookKind, NativeOps, Pfn, PvMmuOps, Recorder, TwoLevel};
+/// let rec: Recorder<NativeOps, 64> = Recorder::new(NativeOps);
+/// PvMmuOps::<TwoLevel>::alloc_pt(&rec, Pfn::new(0x42));
+/// PvMmuOps::<TwoLevel>::release_pt(&rec, Pfn::new(0x42));
+/// let seq: Vec<Hook> = rec.with_events(|e| e.iter().map(|e| e.hook).collect());
+/// assert_eq!(seq, [Hook::AllocPt { pfn: Pfn::new(0x42) }, Hook::ReleasePt { pfn: Pfn::new(0x42) }]);
+/// assert_eq!(seq[0].to_string(), "alloc_pt(0x42)");
+/// assert_eq!(rec.calls(HookKind::ReleasePt), 1);
+/// ```
 pub struct Recorder<B, const N: usize> {
     inner: B,
     log: Mutex<Log<N>>,
