@@ -46,6 +46,31 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Crates below the guest's mm code: the hypervisor models and the test kit must not depend
+/// on `i386-mm` (paging definitions come from `paravirt-core` and `i386-paging`).
+const BELOW_I386_MM: &[&str] =
+    &["paravirt-core", "i386-paging", "backend-native", "backend-vmi", "backend-xen", "mm-testkit"];
+
+/// Checks [`BELOW_I386_MM`] with `cargo tree` (normal dependencies).
+fn layering() -> Result<(), String> {
+    for krate in BELOW_I386_MM {
+        let out = cargo()
+            .current_dir(root())
+            .args(["tree", "-p", krate, "-e", "normal", "--prefix", "none"])
+            .output()
+            .map_err(|e| format!("cannot run cargo tree: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("cargo tree -p {krate} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        if tree.lines().any(|l| l.starts_with("i386-mm ")) {
+            return Err(format!("{krate} depends on i386-mm:\n{tree}"));
+        }
+        println!("layering: {krate} does not depend on i386-mm");
+    }
+    Ok(())
+}
+
 /// The libraries that must build without std.
 const NO_STD_CRATES: &[&str] =
     &["paravirt-core", "i386-paging", "backend-native", "backend-vmi", "backend-xen", "i386-mm", "mm-scenario"];
@@ -78,6 +103,7 @@ fn test() -> Result<(), String> {
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     });
     s.step("cargo test --workspace", || run(cargo().args(["test", "--workspace"])));
+    s.step("layering: models and test kit below i386-mm", layering);
     s.step("cargo doc -D warnings", || {
         run(cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--quiet"]))
     });
