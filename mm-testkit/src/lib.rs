@@ -7,7 +7,7 @@
 //!   probing access with the hardware's permission rules (supervisor writes honour CR0.WP).
 //! - [`Oracle`]: an independent model of an address space (a map of virtual → physical) that
 //!   tests compare the real tables against.
-//! - [`StoreLog`]: every native entry store in order, with its address, width and value, so a
+//! - `StoreLog` (feature `store-log`): every native entry store in order, with its address, width and value, so a
 //!   test can replay each intermediate value an entry took (what a concurrent hardware walker
 //!   could have seen).
 //!
@@ -37,12 +37,14 @@
 mod cpu;
 mod oracle;
 mod ram;
+#[cfg(feature = "store-log")]
 mod store_log;
 
 pub use cpu::HostCpu;
 pub use i386_paging::{Pae, TwoLevel};
 pub use oracle::Oracle;
 pub use ram::EmulatedRam;
+#[cfg(feature = "store-log")]
 pub use store_log::{Store, StoreLog};
 
 /// Runs each generic test body `$name::<M>()` once per paging mode, as `two_level::$name` and

@@ -1,7 +1,7 @@
 //! Shared set-up for the backend-xen tests: a 16 MiB emulated machine, the Xen hypervisor model
 //! over it and the guest side on top, the kernel's boot tables, and a macro that runs each test
 //! in both paging modes.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
 pub use backend_xen::*;
 pub use i386_mm::*;
