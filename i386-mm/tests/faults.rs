@@ -128,11 +128,11 @@ fn a_kernel_update_at_release_pd_does_not_reach_the_released_table<M: PagingMode
     let seen: &'static Mutex<Option<Seen>> = leak(Mutex::new(None));
     let fired: &'static AtomicBool = leak(AtomicBool::new(false));
     let pgd = a.pgd();
-    // The recorder's probe runs at every hook call, before the backend sees it: at the
-    // release_pd of the pgd, another CPU makes a kernel-range update that needs a new table.
+    // Right after the first release_pd returns, another CPU makes a kernel-range update that
+    // needs a new page table.
     rec.clear();
-    rec.set_probe(leak(move || {
-        if rec.calls(HookKind::ReleasePd) == 1 && !fired.swap(true, Ordering::SeqCst) {
+    rec.set_after(leak(move |h: &Hook| {
+        if matches!(h, Hook::ReleasePd { .. }) && !fired.swap(true, Ordering::SeqCst) {
             let released = pgd;
             let mut list = [Pfn::new(0); MAX_PGDS];
             let n = k.pgd_list(&mut list);
@@ -145,7 +145,6 @@ fn a_kernel_update_at_release_pd_does_not_reach_the_released_table<M: PagingMode
                 written_by_kernel_update: before != after,
             });
         }
-        false
     }));
     k.destroy(a);
     let seen = seen.lock().unwrap().take().expect("the other CPU ran");

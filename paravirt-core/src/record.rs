@@ -157,8 +157,13 @@ macro_rules! gen_hook_types {
         impl<M: PagingMode, B: PvMmuOps<M>, const N: usize> PvMmuOps<M> for Recorder<B, N> {
             $(
                 fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
-                    self.record(Hook::$variant { $($arg: Recorded::recorded($arg)),* });
-                    self.inner.$name($($arg),*)
+                    let hook = Hook::$variant { $($arg: Recorded::recorded($arg)),* };
+                    self.record(hook);
+                    let r = self.inner.$name($($arg),*);
+                    if let Some(after) = self.after.get() {
+                        after(&hook);
+                    }
+                    r
                 }
             )*
             fn allows_large_pages(&self) -> bool {
@@ -222,6 +227,7 @@ pub struct Recorder<B, const N: usize> {
     inner: B,
     log: Mutex<Log<N>>,
     probe: spin::Once<&'static (dyn Fn() -> bool + Sync)>,
+    after: spin::Once<&'static (dyn Fn(&Hook) + Sync)>,
     enabled: core::sync::atomic::AtomicBool,
     counts: [AtomicU32; HookKind::COUNT],
 }
@@ -235,6 +241,7 @@ impl<B, const N: usize> Recorder<B, N> {
             inner,
             log: Mutex::new(Log { events: [FILLER; N], len: 0, dropped: 0 }),
             probe: spin::Once::new(),
+            after: spin::Once::new(),
             enabled: core::sync::atomic::AtomicBool::new(true),
             counts: [const { AtomicU32::new(0) }; HookKind::COUNT],
         }
@@ -249,6 +256,13 @@ impl<B, const N: usize> Recorder<B, N> {
     /// tests use "is `pgd_lock` held?". Only the first probe installed is kept.
     pub fn set_probe(&self, probe: &'static (dyn Fn() -> bool + Sync)) {
         self.probe.call_once(|| probe);
+    }
+
+    /// Installs a callback run right after each call has returned from the wrapped backend,
+    /// with the call: a test stands in for another CPU acting at exactly that moment (after
+    /// a `release_pd`, say). Only the first callback installed is kept.
+    pub fn set_after(&self, after: &'static (dyn Fn(&Hook) + Sync)) {
+        self.after.call_once(|| after);
     }
 
     /// Turns recording on or off (calls are always forwarded).
