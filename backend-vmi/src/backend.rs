@@ -9,8 +9,8 @@ use crate::types::PageType;
 use crate::verify::Divergence;
 use core::fmt;
 use i386_paging::{zero_frame, PhysMem};
+use paravirt_core::sync::Lock;
 use paravirt_core::{HookKind, PagingMode, Pfn, Policy, Violation, Violations};
-use spin::Mutex;
 
 /// Pages a [`Vmi`] tracks unless told otherwise (and shadow frames it reserves).
 pub const DEFAULT_CAPACITY: usize = 512;
@@ -140,7 +140,7 @@ impl core::error::Error for TeardownError {}
 /// ```
 pub struct Vmi<M: PagingMode, P: PhysMem, const MAX: usize = DEFAULT_CAPACITY> {
     pub(crate) mem: P,
-    pub(crate) state: Mutex<State<M, MAX>>,
+    pub(crate) state: Lock<State<M, MAX>>,
     pub(crate) log: Log,
     pub(crate) calls: CallCounts,
 }
@@ -180,7 +180,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             };
             st.pool.add(f);
         }
-        Ok(Vmi { mem, state: Mutex::new(st), log: Violations::new("vmi", policy), calls: CallCounts::new() })
+        Ok(Vmi { mem, state: Lock::new(st), log: Violations::new("vmi", policy), calls: CallCounts::new() })
     }
 
     /// Gives back the shadow-frame pool and the per-vCPU shadow PDPT. After it, any allocation

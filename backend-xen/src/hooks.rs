@@ -7,12 +7,12 @@ use crate::hypercall::MmuextOp;
 use crate::types::PageType;
 use crate::xen::Xen;
 use i386_paging::{PagingMode, PhysMem};
+use paravirt_core::sync::LockGuard;
 use paravirt_core::{HookKind, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot, PvMmuOps};
-use spin::MutexGuard;
 
 impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// Takes the guest lock and counts a call of `hook`.
-    fn enter(&self, hook: HookKind) -> MutexGuard<'_, GuestState<N>> {
+    fn enter(&self, hook: HookKind) -> LockGuard<'_, GuestState<N>> {
         let mut g = self.guest.lock();
         g.stats.hooks[hook as usize] += 1;
         g

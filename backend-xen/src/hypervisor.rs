@@ -14,8 +14,8 @@ use crate::trace::TraceEntry;
 use crate::types::{PageInfo, PageType, PinnedCounts};
 use core::marker::PhantomData;
 use i386_paging::{PagingMode, PhysMem};
+use paravirt_core::sync::Lock;
 use paravirt_core::{Pfn, Pte};
-use spin::Mutex;
 
 /// Frames the default frame table covers: 16384 frames, 64 MiB of RAM.
 pub const MAX_FRAMES: usize = 16384;
@@ -33,17 +33,20 @@ pub const MAX_FRAMES: usize = 16384;
 /// kernel puts the hypervisor in a `static` ([`new`](Self::new) is `const`) rather than on its
 /// stack.
 pub struct Hypervisor<M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
-    state: Mutex<HvState<N>>,
+    state: Lock<HvState<N>>,
     mem: P,
     invlpg: Option<fn(u32)>,
     _mode: PhantomData<fn() -> M>,
 }
 
 impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
-    /// A hypervisor over the domain's memory `mem`: nothing typed or pinned, no base pointer,
-    /// no initial page table yet.
-    pub const fn new(mem: P) -> Self {
-        Hypervisor { state: Mutex::new(HvState::new()), mem, invlpg: None, _mode: PhantomData }
+    paravirt_core::const_unless_loom! {
+        /// A hypervisor over the domain's memory `mem`: nothing typed or pinned, no base
+        /// pointer, no initial page table yet. `const` (for a kernel's `static`) except in loom
+        /// builds.
+        pub fn new(mem: P) -> Self {
+            Hypervisor { state: Lock::new(HvState::new()), mem, invlpg: None, _mode: PhantomData }
+        }
     }
 
     /// Gives the model the vCPU's `invlpg` (by virtual address): run after an

@@ -7,8 +7,8 @@ use crate::guest::{GuestState, ANNOUNCED, PINNED, RO};
 use crate::hypervisor::{Hypervisor, MAX_FRAMES};
 use crate::stats::XenStats;
 use i386_paging::{PagingMode, PhysMem};
+use paravirt_core::sync::Lock;
 use paravirt_core::{HookKind, Pfn, Policy, Violations};
-use spin::Mutex;
 
 /// Violations kept in full by a [`Xen`] backend; later ones are only counted.
 pub const MAX_VIOLATIONS: usize = 16;
@@ -96,17 +96,19 @@ pub const MAX_VIOLATIONS: usize = 16;
 /// ```
 pub struct Xen<'h, M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
     pub(crate) hv: &'h Hypervisor<M, P, N>,
-    pub(crate) guest: Mutex<GuestState<N>>,
+    pub(crate) guest: Lock<GuestState<N>>,
     pub(crate) log: Violations<XenError, MAX_VIOLATIONS>,
 }
 
 impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
-    /// The guest side of the domain run by `hv`, reacting to violations with `policy`.
-    ///
-    /// Holds one byte of state per frame (about 17 KiB with the default `N`): a kernel puts it
-    /// in a `static` (this is `const`) rather than on a small stack.
-    pub const fn new(hv: &'h Hypervisor<M, P, N>, policy: Policy) -> Self {
-        Xen { hv, guest: Mutex::new(GuestState::new()), log: Violations::new("xen", policy) }
+    paravirt_core::const_unless_loom! {
+        /// The guest side of the domain run by `hv`, reacting to violations with `policy`.
+        ///
+        /// Holds one byte of state per frame (about 17 KiB with the default `N`): a kernel puts it
+        /// in a `static` (this is `const`) rather than on a small stack.
+        pub fn new(hv: &'h Hypervisor<M, P, N>, policy: Policy) -> Self {
+            Xen { hv, guest: Lock::new(GuestState::new()), log: Violations::new("xen", policy) }
+        }
     }
 
     /// The hypervisor this guest runs on (its hypercalls, frame table, base pointer, trace).

@@ -2,11 +2,11 @@
 //! construction (`pagetable_init` in `arch/i386/mm/init.c`).
 
 use crate::error::MmError;
-use crate::sync::Lock;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use i386_paging::{alloc_zeroed, read_entry, Cpu, PhysMem};
 use paravirt_core::pv::Pv;
+use paravirt_core::sync::Lock;
 use paravirt_core::{
     Entry, PagingMode, Pfn, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, PvMmuOps, Slot, PAGE_KERNEL,
     PAGE_OFFSET, PAGE_TABLE,

@@ -56,7 +56,6 @@ mod pageattr;
 mod pgtable;
 pub mod ptdump;
 mod space;
-mod sync;
 mod vmalloc;
 
 pub use bootmem::{BootMem, BOOTMEM_MAX_FRAMES};

@@ -62,28 +62,29 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         }
         // SAFETY: the user part lies inside the frame.
         unsafe { core::ptr::write_bytes(self.mem.frame_ptr(pgd).as_ptr(), 0, user * esz) };
-        #[cfg(feature = "bug-clone-outside-lock")]
-        // SAFETY: as above (the deliberate bug: no lock orders this copy).
-        unsafe {
-            core::ptr::copy_nonoverlapping(src, dst, n)
-        };
+        // SAFETY: both ranges lie inside distinct frames (`clone_pgd_range`); under `pgd_lock`
+        // (except in the loom-only wrong ordering) the copy is ordered against kernel-range
+        // updates.
+        let clone_pgd_range = || unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
+        #[cfg(all(loom, feature = "loom-bug-copy-outside-lock"))]
+        clone_pgd_range();
         let mut list = self.pgd_lock.lock();
         if list.is_full() {
             return Err(MmError::TooManyAddressSpaces);
         }
-        #[cfg(not(feature = "bug-clone-outside-lock"))]
-        // SAFETY: as above; `pgd_lock` orders the copy against kernel-range updates.
-        unsafe {
-            core::ptr::copy_nonoverlapping(src, dst, n)
-        };
-        // must happen under lock
-        self.pv().alloc_pd_clone(
-            pgd,
-            self.swapper_pg_dir,
-            M::USER_PTRS_PER_PGD,
-            M::PTRS_PER_PGD - M::USER_PTRS_PER_PGD,
-        );
+        #[cfg(not(all(loom, feature = "loom-bug-copy-outside-lock")))]
+        clone_pgd_range();
+        // The seed: "We need to clone the root for non-PAE mode while it is protected under
+        // the pgd lock to correctly copy the shadow."
+        #[cfg(not(all(loom, feature = "loom-bug-clone-hook-outside-lock")))]
+        self.pv().alloc_pd_clone(pgd, self.swapper_pg_dir, M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
+        #[cfg(not(all(loom, feature = "loom-bug-list-add-outside-lock")))]
         list.add(pgd);
+        drop(list);
+        #[cfg(all(loom, feature = "loom-bug-clone-hook-outside-lock"))]
+        self.pv().alloc_pd_clone(pgd, self.swapper_pg_dir, M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
+        #[cfg(all(loom, feature = "loom-bug-list-add-outside-lock"))]
+        self.pgd_lock.lock().add(pgd);
         Ok(())
     }
 
@@ -107,8 +108,11 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if M::PAE {
             return;
         }
+        #[cfg(not(all(loom, feature = "loom-bug-release-before-unlist")))]
         self.pgd_lock.lock().del(pgd);
         self.pv().release_pd(pgd);
+        #[cfg(all(loom, feature = "loom-bug-release-before-unlist"))]
+        self.pgd_lock.lock().del(pgd);
     }
 
     /// `pgd_alloc`: a new root with the kernel part in place. PAE: each of the

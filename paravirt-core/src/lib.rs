@@ -54,6 +54,7 @@ pub mod pv;
 mod record;
 mod report;
 mod slot;
+pub mod sync;
 mod table;
 mod with_inspect;
 

@@ -173,6 +173,17 @@ pub mod native {
     fn store(p: *mut u32, wide: bool, raw: u64) {
         #[cfg(feature = "store-log")]
         super::observe::before_store(p as usize, wide, raw);
+        #[cfg(all(loom, feature = "loom-bug-pae-halves"))]
+        if wide {
+            // SAFETY: as below; the deliberate bug writes the two halves separately.
+            unsafe {
+                p.write_volatile(raw as u32);
+                // Between the halves, loom runs the other threads (as a hardware walker may).
+                loom::thread::yield_now();
+                p.add(1).write_volatile((raw >> 32) as u32);
+            }
+            return;
+        }
         if wide {
             // SAFETY: `Slot::new`'s caller guaranteed 8 writable bytes, 8-aligned, at `p`,
             // referenced by nothing else.

@@ -1,11 +1,16 @@
-//! The lock type behind `pgd_lock`: `spin::Mutex` normally, loom's mutex under `cfg(loom)` so
-//! the loom models explore every interleaving around it.
+//! The lock of the page-table code and of the backends' state: `spin::Mutex` normally (Linux's
+//! spinlocks), loom's mutex under `cfg(loom)` so the loom models explore every interleaving
+//! around `pgd_lock` *and* inside the backends (a shadow being cloned, a tree being pinned).
+//!
+//! [`const_unless_loom!`](crate::const_unless_loom) writes a constructor that is `const` in
+//! kernels (for `static`s) and plain under loom, whose mutex cannot be built in a constant.
 
 cfg_if::cfg_if! {
     if #[cfg(loom)] {
         extern crate std;
 
         /// A mutual-exclusion lock (loom's, for model checking).
+        #[derive(Debug)]
         pub struct Lock<T> {
             inner: loom::sync::Mutex<T>,
             held: loom::sync::atomic::AtomicBool,
@@ -54,6 +59,7 @@ cfg_if::cfg_if! {
         }
     } else {
         /// A mutual-exclusion lock (`spin::Mutex`, like Linux's spinlocks).
+        #[derive(Debug)]
         pub struct Lock<T>(spin::Mutex<T>);
 
         /// Guard of a [`Lock`].
@@ -75,4 +81,27 @@ cfg_if::cfg_if! {
             }
         }
     }
+}
+
+/// Defines a function that is `const fn` in normal builds and a plain `fn` under `cfg(loom)`
+/// (loom's mutex has no `const` constructor). Used for constructors that build a
+/// [`Lock`] and that kernels call in `static` initialisers.
+///
+/// ```
+/// paravirt_core::const_unless_loom! {
+///     /// Doubles `x`.
+///     pub fn double(x: u32) -> u32 { x * 2 }
+/// }
+/// assert_eq!(double(2), 4);
+/// ```
+#[macro_export]
+macro_rules! const_unless_loom {
+    ($(#[$m:meta])* $vis:vis fn $name:ident $($rest:tt)*) => {
+        #[cfg(not(loom))]
+        $(#[$m])*
+        $vis const fn $name $($rest)*
+        #[cfg(loom)]
+        $(#[$m])*
+        $vis fn $name $($rest)*
+    };
 }
