@@ -40,7 +40,7 @@ pub mod crashtest;
 #[cfg(feature = "boot-select")]
 pub mod dispatch;
 pub mod exception;
-mod exit;
+pub mod exit;
 pub mod gdt;
 pub mod idt;
 pub mod layout;
