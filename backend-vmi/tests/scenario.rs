@@ -94,7 +94,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
     let peak = v.stats();
 
     // A kernel-range update after the address spaces exist reaches each of them.
-    let kva = VMALLOC_START + 0x0040_0000;
+    let kva = k.vmalloc_start() + 0x0040_0000;
     let kf = ram.alloc_frame().unwrap();
     ram.write_u32(kf.phys().as_u64(), 0xc0de_cafe);
     k.map_kernel_page(kva, kf, PAGE_KERNEL).unwrap();

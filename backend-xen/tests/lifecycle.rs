@@ -225,7 +225,7 @@ fn map_kernel_page_after_the_address_spaces_exist_reaches_each_of_them<M: Paging
         e.k.activate(&spaces[0]);
         e.k.activate(&spaces[1]);
         e.k.activate_swapper();
-        let kva = VMALLOC_START + 0x0040_0000;
+        let kva = e.k.vmalloc_start() + 0x0040_0000;
         let kf = e.ram.alloc_frame().unwrap();
         let updates = e.xen.stats().mmu_update;
         e.k.map_kernel_page(kva, kf, PAGE_KERNEL).unwrap();

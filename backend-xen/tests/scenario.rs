@@ -60,7 +60,7 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     let held_peak = xen.pages_held();
 
     // A kernel mapping made after the address spaces exist is visible from each.
-    let kva = VMALLOC_START + 0x0040_0000;
+    let kva = k.vmalloc_start() + 0x0040_0000;
     let kf = ram.alloc_frame().unwrap();
     k.map_kernel_page(kva, kf, PAGE_KERNEL).unwrap();
     cpu.write_u32(kva, 0xC0DE_CAFE).unwrap();

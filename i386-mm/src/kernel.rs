@@ -2,6 +2,7 @@
 //! construction (`pagetable_init` in `arch/i386/mm/init.c`).
 
 use crate::error::MmError;
+use crate::layout::MAXMEM;
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use i386_paging::{alloc_zeroed, read_entry, Cpu, PhysMem};
@@ -9,7 +10,7 @@ use paravirt_core::pv::Pv;
 use paravirt_core::sync::Lock;
 use paravirt_core::{
     Entry, PagingMode, Pfn, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, PvMmuOps, Slot, PAGE_KERNEL,
-    PAGE_OFFSET, PAGE_TABLE,
+    PAGE_OFFSET, PAGE_SHIFT, PAGE_TABLE,
 };
 
 /// How many non-PAE pgds `pgd_list` can hold.
@@ -147,7 +148,8 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// # Ok::<(), i386_mm::MmError>(())
     /// ```
     pub fn pagetable_init(mem: P, backend: B, cpu: C, opts: InitOptions) -> Result<Self, MmError> {
-        let max_lowmem = Pfn::new((u32::MAX - PAGE_OFFSET + 1) >> 12);
+        // `max_low_pfn`: low memory ends at MAXMEM; RAM above it is not linearly mapped.
+        let max_lowmem = Pfn::new(MAXMEM >> PAGE_SHIFT);
         let lowmem_end = opts.lowmem_end.unwrap_or(mem.max_pfn()).min(mem.max_pfn()).min(max_lowmem);
         let swapper = alloc_zeroed(&mem).ok_or(MmError::OutOfMemory)?;
         let pse = opts.pse && Pv::<M, B>::new(&backend).allows_large_pages();
@@ -383,9 +385,21 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         self.swapper_pg_dir
     }
 
-    /// One past the last frame of the linear map (`max_low_pfn`).
+    /// One past the last frame of the linear map (`max_low_pfn`): all RAM up to 896 MiB
+    /// (`MAXMEM`).
     pub fn lowmem_end(&self) -> Pfn {
         self.lowmem_end
+    }
+
+    /// `high_memory`: the virtual address just past the linear map of low memory.
+    pub fn high_memory(&self) -> u32 {
+        PAGE_OFFSET + (self.lowmem_end.as_u32() << PAGE_SHIFT)
+    }
+
+    /// `VMALLOC_START`: the first virtual address of the vmalloc area, 8 to 16 MiB above
+    /// [`high_memory`](Self::high_memory) (it moves with the amount of low memory).
+    pub fn vmalloc_start(&self) -> u32 {
+        crate::layout::vmalloc_start(self.high_memory())
     }
 
     /// Whether low memory is mapped with large pages.

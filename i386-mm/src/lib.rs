@@ -67,7 +67,7 @@ pub use i386_paging::{
     PF_WRITE, TASK_SIZE,
 };
 pub use kernel::{InitOptions, KernelMm, PgdList, MAX_CPA_TABLES, MAX_PGDS};
-pub use layout::{VMALLOC_END, VMALLOC_START};
+pub use layout::{vmalloc_start, MAXMEM, VMALLOC_END, VMALLOC_OFFSET, VMALLOC_RESERVE};
 pub use pageattr::{CpaFlush, Kpte};
 pub use paravirt_core::PvMmuOps;
 pub use pgtable::{MmuGather, GATHER_PAGES};

@@ -4,22 +4,23 @@
 use crate::error::MmError;
 use crate::flags::leaf_flags_allowed;
 use crate::kernel::KernelMm;
-use crate::layout::{VMALLOC_END, VMALLOC_START};
+use crate::layout::VMALLOC_END;
 use i386_paging::{read_entry, Cpu, PhysMem};
-use paravirt_core::{PagingMode, Pfn, Pte, PteFlags, PvMmuOps};
+use paravirt_core::{PagingMode, Pfn, Pte, PteFlags, PvMmuOps, PAGE_OFFSET};
 
 impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     fn check_vmalloc(&self, va: u32) -> Result<(), MmError> {
         if va & 0xfff != 0 {
             return Err(MmError::Unaligned(va));
         }
-        if !(VMALLOC_START..VMALLOC_END).contains(&va) {
+        if !(self.vmalloc_start()..VMALLOC_END).contains(&va) {
             return Err(MmError::OutOfRange(va));
         }
         Ok(())
     }
 
-    /// Maps kernel address `va` (in `[VMALLOC_START, VMALLOC_END)`) to `pfn`. A missing page
+    /// Maps kernel virtual address `va` (in the vmalloc area, `[vmalloc_start(), VMALLOC_END)`)
+    /// to frame `pfn`. A missing page
     /// table is installed in `swapper_pg_dir` with `pmd_populate_kernel` (`alloc_pt` first) and
     /// then, under `pgd_lock`, in every pgd on `pgd_list` (`vmalloc_sync_all`).
     ///
@@ -48,9 +49,16 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// flushed, then it is released (`release_pt`) and freed.
     ///
     /// # Errors
-    /// [`MmError::Unaligned`], [`MmError::OutOfRange`], [`MmError::NotMapped`]; nothing changed.
+    /// [`MmError::Unaligned`], [`MmError::OutOfRange`] (a user address), [`MmError::NotMapped`]
+    /// (nothing vmalloc-mapped there, which includes every kernel address outside the vmalloc
+    /// area); nothing changed.
     pub fn unmap_kernel_page(&self, va: u32) -> Result<Pfn, MmError> {
-        self.check_vmalloc(va)?;
+        match self.check_vmalloc(va) {
+            // A kernel address outside the vmalloc area (the linear map, the gap above it) has
+            // no vmalloc mapping to remove; the linear map is never touched from here.
+            Err(MmError::OutOfRange(_)) if va >= PAGE_OFFSET => return Err(MmError::NotMapped(va)),
+            r => r?,
+        }
         let _k = self.kernel_lock.lock();
         let (pmd, pte) = self.pte_slot_for(self.swapper_pg_dir, va).ok_or(MmError::NotMapped(va))?;
         let old = pte.read();

@@ -60,23 +60,25 @@ fn kernel_range_calls_reject_bad_input<M: PagingMode>() {
         let f = ram.alloc_frame().unwrap();
         refused(k, ram, rec, &a, MmError::OutOfRange(0x1000), || k.map_kernel_page(0x1000, f, PAGE_KERNEL));
         refused(k, ram, rec, &a, MmError::OutOfRange(PAGE_OFFSET), || k.map_kernel_page(PAGE_OFFSET, f, PAGE_KERNEL));
-        refused(k, ram, rec, &a, MmError::Unaligned(VMALLOC_START + 1), || {
-            k.map_kernel_page(VMALLOC_START + 1, f, PAGE_KERNEL)
+        refused(k, ram, rec, &a, MmError::Unaligned(k.vmalloc_start() + 1), || {
+            k.map_kernel_page(k.vmalloc_start() + 1, f, PAGE_KERNEL)
         });
         refused(k, ram, rec, &a, MmError::BadFlags(PAGE_TABLE.bits()), || {
-            k.map_kernel_page(VMALLOC_START, f, PAGE_TABLE)
+            k.map_kernel_page(k.vmalloc_start(), f, PAGE_TABLE)
         });
-        refused(k, ram, rec, &a, MmError::NotMapped(VMALLOC_START), || k.unmap_kernel_page(VMALLOC_START).map(|_| ()));
-        k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL).unwrap();
-        refused(k, ram, rec, &a, MmError::AlreadyMapped(VMALLOC_START), || {
-            k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL)
+        refused(k, ram, rec, &a, MmError::NotMapped(k.vmalloc_start()), || {
+            k.unmap_kernel_page(k.vmalloc_start()).map(|_| ())
+        });
+        k.map_kernel_page(k.vmalloc_start(), f, PAGE_KERNEL).unwrap();
+        refused(k, ram, rec, &a, MmError::AlreadyMapped(k.vmalloc_start()), || {
+            k.map_kernel_page(k.vmalloc_start(), f, PAGE_KERNEL)
         });
         refused(k, ram, rec, &a, MmError::AttrNotChanged(f), || k.change_page_attr(f, PAGE_KERNEL));
         refused(k, ram, rec, &a, MmError::PfnOutOfRange(Pfn::new(5000)), || {
             k.change_page_attr(Pfn::new(5000), PAGE_KERNEL_RO)
         });
         refused(k, ram, rec, &a, MmError::BadFlags(PteFlags::RW.bits()), || k.change_page_attr(f, PteFlags::RW));
-        assert_eq!(k.unmap_kernel_page(VMALLOC_START), Ok(f));
+        assert_eq!(k.unmap_kernel_page(k.vmalloc_start()), Ok(f));
         k.destroy(a);
     });
 }

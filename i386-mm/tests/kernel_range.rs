@@ -9,7 +9,7 @@ fn kernel_range_update_reaches_every_pgd<M: PagingMode>() {
         let f = ram.alloc_frame().unwrap();
         // SAFETY: the frame is allocated to this test.
         unsafe { ram.frame_ptr(f).cast::<u32>().as_ptr().write(0xABCD) };
-        let va = VMALLOC_START + 0x0123_4000;
+        let va = k.vmalloc_start() + 0x0123_4000;
         rec.clear();
         k.map_kernel_page(va, f, PAGE_KERNEL).unwrap();
         let hs = hooks(rec);
@@ -65,7 +65,7 @@ fn concurrent_pgd_alloc_and_kernel_updates_never_lose_an_entry<M: PagingMode>() 
             let spaces = std::thread::scope(|s| {
                 let maker = s.spawn(|| (0..12).map(|_| k.create().unwrap()).collect::<Vec<_>>());
                 for (i, f) in frames.iter().enumerate() {
-                    let va = VMALLOC_START + (i as u32) * M::LARGE_PAGE_SIZE;
+                    let va = k.vmalloc_start() + (i as u32) * M::LARGE_PAGE_SIZE;
                     k.map_kernel_page(va, *f, PAGE_KERNEL).unwrap();
                     if i % 3 == 2 {
                         k.unmap_kernel_page(va).unwrap();
@@ -75,7 +75,7 @@ fn concurrent_pgd_alloc_and_kernel_updates_never_lose_an_entry<M: PagingMode>() 
             });
             for a in &spaces {
                 for i in 0..16u32 {
-                    let va = VMALLOC_START + i * M::LARGE_PAGE_SIZE;
+                    let va = k.vmalloc_start() + i * M::LARGE_PAGE_SIZE;
                     let want = k.translate_root(k.swapper_pg_dir(), va).map(|t| t.pa);
                     assert_eq!(k.translate(a, va).map(|t| t.pa), want, "round {round}: pgd {:?} va {va:#x}", a.pgd());
                 }
@@ -85,7 +85,7 @@ fn concurrent_pgd_alloc_and_kernel_updates_never_lose_an_entry<M: PagingMode>() 
             }
             for i in 0..16u32 {
                 if i % 3 != 2 {
-                    k.unmap_kernel_page(VMALLOC_START + i * M::LARGE_PAGE_SIZE).unwrap();
+                    k.unmap_kernel_page(k.vmalloc_start() + i * M::LARGE_PAGE_SIZE).unwrap();
                 }
             }
         });

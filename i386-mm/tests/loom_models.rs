@@ -126,12 +126,12 @@ fn pgd_alloc_races_kernel_addition(ram: Ram) {
     let (v, k) = boot_vmi(ram);
     let data = ram.alloc_frame().unwrap();
     let k2 = k.clone();
-    let t = loom::thread::spawn(move || k2.map_kernel_page(VMALLOC_START, data, PAGE_KERNEL).unwrap());
+    let t = loom::thread::spawn(move || k2.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap());
     let a = k.create().unwrap();
     t.join().unwrap();
     kernel_range_agrees(&k, v, a.pgd(), "addition");
     k.destroy(a);
-    k.unmap_kernel_page(VMALLOC_START).unwrap();
+    k.unmap_kernel_page(k.vmalloc_start()).unwrap();
     ram.free_frame(data);
     finish_vmi(v, k, ram);
 }
@@ -163,13 +163,13 @@ fn m2_pgd_alloc_racing_a_kernel_removal_keeps_guest_and_shadow_in_step() {
     explore(None, move || {
         let (v, k) = boot_vmi(ram);
         let data = ram.alloc_frame().unwrap();
-        k.map_kernel_page(VMALLOC_START, data, PAGE_KERNEL).unwrap();
+        k.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap();
         let k2 = k.clone();
-        let t = loom::thread::spawn(move || assert_eq!(k2.unmap_kernel_page(VMALLOC_START), Ok(data)));
+        let t = loom::thread::spawn(move || assert_eq!(k2.unmap_kernel_page(k.vmalloc_start()), Ok(data)));
         let a = k.create().unwrap();
         t.join().unwrap();
         kernel_range_agrees(&k, v, a.pgd(), "removal");
-        assert_eq!(k.translate(&a, VMALLOC_START), None, "stale kernel entry survived a removal");
+        assert_eq!(k.translate(&a, k.vmalloc_start()), None, "stale kernel entry survived a removal");
         k.destroy(a);
         ram.free_frame(data);
         finish_vmi(v, k, ram);
@@ -191,7 +191,7 @@ fn m3_two_pgd_allocs_racing_one_update_both_see_it() {
         let (v, k) = boot_vmi(ram);
         let data = ram.alloc_frame().unwrap();
         let (k2, k3) = (k.clone(), k.clone());
-        let t = loom::thread::spawn(move || k2.map_kernel_page(VMALLOC_START, data, PAGE_KERNEL).unwrap());
+        let t = loom::thread::spawn(move || k2.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap());
         let u = loom::thread::spawn(move || k3.create().unwrap());
         let a = k.create().unwrap();
         t.join().unwrap();
@@ -200,7 +200,7 @@ fn m3_two_pgd_allocs_racing_one_update_both_see_it() {
         kernel_range_agrees(&k, v, b.pgd(), "update racing two allocations");
         k.destroy(a);
         k.destroy(b);
-        k.unmap_kernel_page(VMALLOC_START).unwrap();
+        k.unmap_kernel_page(k.vmalloc_start()).unwrap();
         ram.free_frame(data);
         finish_vmi(v, k, ram);
     });
@@ -217,7 +217,7 @@ fn pgd_free_races_update(ram: Ram) {
     let a = k.create().unwrap();
     let pgd = a.pgd();
     let k2 = k.clone();
-    let t = loom::thread::spawn(move || k2.map_kernel_page(VMALLOC_START, data, PAGE_KERNEL).unwrap());
+    let t = loom::thread::spawn(move || k2.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap());
     k.destroy(a);
     // Reuse the freed pgd frame at once as a data page.
     let reused = loop {
@@ -242,7 +242,7 @@ fn pgd_free_races_update(ram: Ram) {
         assert_eq!(ram.read_u32(reused.phys().as_u64() + i * 4), PATTERN, "the update wrote into the reused frame");
     }
     ram.free_frame(reused);
-    k.unmap_kernel_page(VMALLOC_START).unwrap();
+    k.unmap_kernel_page(k.vmalloc_start()).unwrap();
     ram.free_frame(data);
     finish_vmi(v, k, ram);
 }
@@ -320,17 +320,17 @@ fn m6_xen_pinning_a_tree_racing_a_kernel_update() {
         k.map(&mut a, 0x4000_0000, page, PteFlags::USER | PteFlags::RW).unwrap();
         let data = ram.alloc_frame().unwrap();
         let k2 = k.clone();
-        let t = loom::thread::spawn(move || k2.map_kernel_page(VMALLOC_START, data, PAGE_KERNEL).unwrap());
+        let t = loom::thread::spawn(move || k2.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap());
         k.activate(&a); // pins a's tree
         t.join().unwrap();
         let mut report = String::new();
         assert!(x.verify(&mut report), "Xen cross-check: {report}");
         assert_eq!(x.violations(), 0, "Xen violations: {:?}", x.violation_log().get(0));
-        assert!(k.translate(&a, VMALLOC_START).is_some(), "the pinned tree missed the kernel-range update");
+        assert!(k.translate(&a, k.vmalloc_start()).is_some(), "the pinned tree missed the kernel-range update");
         k.activate_swapper();
         assert_eq!(k.unmap(&mut a, 0x4000_0000), Ok(page));
         k.destroy(a);
-        k.unmap_kernel_page(VMALLOC_START).unwrap();
+        k.unmap_kernel_page(k.vmalloc_start()).unwrap();
         ram.free_frame(page);
         ram.free_frame(data);
         assert_eq!(hv.pinned_tables(), pinned_before, "pin counts balance");

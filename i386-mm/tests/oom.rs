@@ -106,10 +106,10 @@ fn kernel_map_oom_changes_nothing<M: PagingMode>() {
         let frames = ram.frames_in_use();
         rec.clear();
         ram.fail_nth_alloc(1);
-        assert_eq!(k.map_kernel_page(VMALLOC_START, f, PAGE_KERNEL), Err(MmError::OutOfMemory));
+        assert_eq!(k.map_kernel_page(k.vmalloc_start(), f, PAGE_KERNEL), Err(MmError::OutOfMemory));
         assert!(hooks(rec).is_empty());
         assert_eq!(ram.frames_in_use(), frames);
-        assert_eq!(k.translate(&a, VMALLOC_START), None);
+        assert_eq!(k.translate(&a, k.vmalloc_start()), None);
         k.destroy(a);
     });
 }

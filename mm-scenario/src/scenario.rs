@@ -9,7 +9,7 @@
 
 use crate::Summary;
 use core::fmt::{self, Write};
-use i386_mm::{AddressSpace, InitOptions, KernelMm, MmError, VMALLOC_START};
+use i386_mm::{AddressSpace, InitOptions, KernelMm, MmError};
 use i386_paging::{lowmem_va, Cpu, FaultInject, PhysMem, PF_PROT, PF_WRITE};
 use paravirt_core::{Inspect, PagingMode, Pfn, PteFlags, PvMmuOps, PAGE_KERNEL, PAGE_KERNEL_RO};
 
@@ -223,7 +223,7 @@ where
     )?;
 
     // 4. A kernel-range update made after the address spaces exist reaches each of them.
-    let kva = VMALLOC_START + 0x0040_0000;
+    let kva = k.vmalloc_start() + 0x0040_0000;
     let kframe =
         k.mem().alloc_frame().ok_or(ScenarioError::Mm { step: "map_kernel_page", err: MmError::OutOfMemory })?;
     // SAFETY: a frame just allocated.

@@ -10,6 +10,24 @@ use std::sync::Mutex;
 #[repr(C, align(4096))]
 struct Page(UnsafeCell<[u8; 4096]>);
 
+/// `n` zeroed pages, allocated with `alloc_zeroed` so the host hands out zero pages lazily: a
+/// 4 GiB machine costs only the frames a test touches.
+fn zeroed_pages(n: usize) -> Box<[Page]> {
+    if n == 0 {
+        return Box::new([]);
+    }
+    let layout = std::alloc::Layout::array::<Page>(n).expect("RAM size fits the host's address space");
+    // SAFETY: `layout` has a non-zero size (n > 0 pages of 4096 bytes).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Page>();
+    if p.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    // SAFETY: `p` points at `n` zeroed, properly aligned `Page`s (all-zero bytes are a valid
+    // `Page`), allocated with the global allocator for exactly this layout, owned from now on
+    // by the returned box.
+    unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(p, n)) }
+}
+
 /// Byte written over a frame when it is freed.
 pub const POISON: u8 = 0xA5;
 
@@ -38,7 +56,7 @@ unsafe impl Send for EmulatedRam {}
 impl EmulatedRam {
     /// RAM of `frames` frames, the first `reserved` of which are never allocated.
     pub fn new(frames: u32, reserved: u32) -> Self {
-        let pages = (0..frames).map(|_| Page(UnsafeCell::new([0; 4096]))).collect();
+        let pages = zeroed_pages(frames as usize);
         EmulatedRam {
             pages,
             alloc: Mutex::new(Alloc {
