@@ -22,12 +22,8 @@ pub enum MmError {
     PfnOutOfRange(Pfn),
     /// The flags are not valid for this operation (e.g. `PSE` on a 4 KiB mapping).
     BadFlags(u64),
-    /// `pgd_list` is full.
-    TooManyAddressSpaces,
     /// The kernel's tables cannot be torn down while this many address spaces are alive.
     AddressSpacesAlive(usize),
-    /// Too many large pages are split at once.
-    TooManySplits,
     /// `change_page_attr` back to `PAGE_KERNEL` on a page that was never changed (Linux `BUG()`s).
     AttrNotChanged(Pfn),
     /// The operation needs the boot page tables (`pagetable_init`) first.
@@ -49,9 +45,7 @@ impl fmt::Display for MmError {
             MmError::NotMapped(va) => write!(f, "address {va:#010x} is not mapped"),
             MmError::PfnOutOfRange(p) => write!(f, "{p:?} is beyond the end of RAM"),
             MmError::BadFlags(b) => write!(f, "flags {b:#x} are not allowed here"),
-            MmError::TooManyAddressSpaces => f.write_str("pgd_list is full"),
             MmError::AddressSpacesAlive(n) => write!(f, "{n} address space(s) still alive"),
-            MmError::TooManySplits => f.write_str("too many large pages split at once"),
             MmError::AttrNotChanged(p) => write!(f, "{p:?} has no changed attribute to restore"),
             MmError::NotInitialised => f.write_str("pagetable_init has not run"),
             MmError::RootLoaded(p) => write!(f, "root {p:?} is loaded in CR3"),

@@ -3,6 +3,7 @@
 
 use crate::error::MmError;
 use crate::layout::MAXMEM;
+use crate::memmap::{MemMap, Meta, EMPTY, NIL, ON_LIST};
 use core::marker::PhantomData;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use i386_paging::{alloc_zeroed, read_entry, Cpu, PhysMem};
@@ -13,58 +14,106 @@ use paravirt_core::{
     PAGE_OFFSET, PAGE_SHIFT, PAGE_TABLE,
 };
 
-/// How many non-PAE pgds `pgd_list` can hold.
-pub const MAX_PGDS: usize = 64;
-/// How many page tables with changed attributes `change_page_attr` tracks at once.
-pub const MAX_CPA_TABLES: usize = 32;
-
-/// `pgd_list`: every non-PAE pgd in use, so kernel-range updates can reach all of them.
-/// Guarded by `pgd_lock`.
+/// `pgd_list`: every pgd whose kernel part must follow `swapper_pg_dir` (two-level), so
+/// kernel-range updates can reach all of them. Guarded by `pgd_lock`.
+///
+/// An intrusive doubly-linked list whose links live in per-frame metadata, as Linux keeps them
+/// in each pgd's `struct page` (`page->index`, `page->private`): no capacity limit, O(1) add
+/// and removal; a kernel-range update walks it (linear in live pgds, as in Linux).
 pub struct PgdList {
-    pgds: [Pfn; MAX_PGDS],
+    links: MemMap,
+    head: u32,
     len: usize,
 }
 
 impl PgdList {
     const fn new() -> Self {
-        PgdList { pgds: [Pfn::new(0); MAX_PGDS], len: 0 }
+        PgdList { links: MemMap::new(), head: NIL, len: 0 }
     }
-    /// The pgds on the list.
-    pub fn as_slice(&self) -> &[Pfn] {
-        &self.pgds[..self.len]
+
+    /// Pgds on the list.
+    pub fn len(&self) -> usize {
+        self.len
     }
-    pub(crate) fn is_full(&self) -> bool {
-        self.len == MAX_PGDS
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
-    /// `pgd_list_add`.
-    pub(crate) fn add(&mut self, pgd: Pfn) {
-        assert!(self.len < MAX_PGDS, "pgd_list overflow");
-        self.pgds[self.len] = pgd;
-        self.len += 1;
-    }
-    /// `pgd_list_del`.
-    pub(crate) fn del(&mut self, pgd: Pfn) {
-        if let Some(i) = self.as_slice().iter().position(|&p| p == pgd) {
-            self.pgds[i] = self.pgds[self.len - 1];
-            self.len -= 1;
+
+    /// `pgd_list_add`: puts `pgd` at the head.
+    ///
+    /// # Errors
+    /// [`MmError::OutOfMemory`] if the metadata frame for `pgd` cannot be allocated; the list
+    /// is unchanged.
+    pub(crate) fn add<P: PhysMem + ?Sized>(&mut self, mem: &P, pgd: Pfn) -> Result<(), MmError> {
+        debug_assert!(self.links.get(mem, pgd).flags & ON_LIST == 0, "{pgd:?} already on pgd_list");
+        self.links.set(mem, pgd, Meta { next: self.head, prev: NIL, count: 0, flags: ON_LIST })?;
+        if self.head != NIL {
+            let h = Pfn::new(self.head);
+            let m = self.links.get(mem, h);
+            // Updating a record in use never allocates.
+            self.links.set(mem, h, Meta { prev: pgd.as_u32(), ..m }).expect("existing record");
         }
+        self.head = pgd.as_u32();
+        self.len += 1;
+        Ok(())
+    }
+
+    /// `pgd_list_del`: takes `pgd` off the list (nothing if it is not on it).
+    pub(crate) fn del<P: PhysMem + ?Sized>(&mut self, mem: &P, pgd: Pfn) {
+        let m = self.links.get(mem, pgd);
+        if m.flags & ON_LIST == 0 {
+            return;
+        }
+        if m.prev == NIL {
+            self.head = m.next;
+        } else {
+            let p = Pfn::new(m.prev);
+            let pm = self.links.get(mem, p);
+            self.links.set(mem, p, Meta { next: m.next, ..pm }).expect("existing record");
+        }
+        if m.next != NIL {
+            let n = Pfn::new(m.next);
+            let nm = self.links.get(mem, n);
+            self.links.set(mem, n, Meta { prev: m.prev, ..nm }).expect("existing record");
+        }
+        self.links.set(mem, pgd, EMPTY).expect("clearing never allocates");
+        self.len -= 1;
+    }
+
+    /// The pgds on the list, most recent first.
+    pub(crate) fn iter<'a, P: PhysMem + ?Sized>(&'a self, mem: &'a P) -> impl Iterator<Item = Pfn> + 'a {
+        let mut cur = self.head;
+        core::iter::from_fn(move || {
+            if cur == NIL {
+                return None;
+            }
+            let p = Pfn::new(cur);
+            cur = self.links.get(mem, p).next;
+            Some(p)
+        })
+    }
+
+    /// Frames the list's metadata holds right now.
+    pub(crate) fn metadata_frames<P: PhysMem + ?Sized>(&self, mem: &P) -> usize {
+        self.links.frames(mem)
     }
 }
 
-/// A page table some of whose entries `change_page_attr` changed (Linux keeps the count in
-/// `page_private`; split tables are the ones that are not `PageReserved`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct CpaTable {
-    pub(crate) pfn: Pfn,
-    pub(crate) changed: u32,
-    pub(crate) split: bool,
-}
-
-/// State guarded by the kernel-range lock (`init_mm.page_table_lock` and `cpa_lock`).
+/// State guarded by the kernel-range lock (`init_mm.page_table_lock` and `cpa_lock`):
+/// per page table, how many of its pages `change_page_attr` changed and whether it was made by
+/// splitting a large page (Linux keeps both in the table's `struct page`), and `df_list`, the
+/// page tables `revert_page` released, freed by `global_flush_tlb`. All in per-frame metadata:
+/// no limit on how many tables are split or changed at once.
 pub(crate) struct KernelRange {
-    pub(crate) cpa: [Option<CpaTable>; MAX_CPA_TABLES],
-    /// `df_list`: page tables released by `revert_page`, freed by `global_flush_tlb`.
-    pub(crate) deferred: [Option<Pfn>; MAX_CPA_TABLES],
+    pub(crate) cpa: MemMap,
+    /// Page tables with a count in `cpa` (for [`KernelMm::split_tables`]).
+    pub(crate) tables: usize,
+    pub(crate) split: usize,
+    /// Head of `df_list` (linked through `cpa`'s `next`).
+    pub(crate) deferred: u32,
+    pub(crate) deferred_len: usize,
 }
 
 /// Boot options for [`KernelMm::pagetable_init`].
@@ -161,7 +210,13 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             lowmem_end,
             pse,
             pgd_lock: Lock::new(PgdList::new()),
-            kernel_lock: Lock::new(KernelRange { cpa: [None; MAX_CPA_TABLES], deferred: [None; MAX_CPA_TABLES] }),
+            kernel_lock: Lock::new(KernelRange {
+                cpa: MemMap::new(),
+                tables: 0,
+                split: 0,
+                deferred: NIL,
+                deferred_len: 0,
+            }),
             live_pgds: AtomicUsize::new(0),
             active: AtomicU32::new(0),
             _mode: PhantomData,
@@ -370,11 +425,13 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if let Some(root) = self.active_root() {
             return Err((self, MmError::RootLoaded(root)));
         }
-        {
-            let mut k = self.kernel_lock.lock();
-            k.cpa = [None; MAX_CPA_TABLES];
-        }
         self.global_flush_tlb();
+        {
+            // Pages left with a changed protection are forgotten with the tables they are in.
+            let mut k = self.kernel_lock.lock();
+            k.cpa.clear(&self.mem);
+            (k.tables, k.split) = (0, 0);
+        }
         self.pv().exit_mmap(self.swapper_pg_dir);
         self.free_kernel_tables();
         Ok((self.backend, self.mem, self.cpu))
@@ -430,9 +487,17 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// A copy of `pgd_list` (taken under `pgd_lock`), written into `out`; returns the count.
     pub fn pgd_list(&self, out: &mut [Pfn]) -> usize {
         let list = self.pgd_lock.lock();
-        let n = list.as_slice().len().min(out.len());
-        out[..n].copy_from_slice(&list.as_slice()[..n]);
-        list.as_slice().len()
+        for (o, p) in out.iter_mut().zip(list.iter(&self.mem)) {
+            *o = p;
+        }
+        list.len()
+    }
+
+    /// Frames holding per-frame metadata right now (`pgd_list`'s links, `change_page_attr`'s
+    /// counts): allocated when a frame first needs a record, freed when the last record in
+    /// them is cleared.
+    pub fn metadata_frames(&self) -> usize {
+        self.pgd_lock.lock().metadata_frames(&self.mem) + self.kernel_lock.lock().cpa.frames(&self.mem)
     }
 
     /// Address spaces currently alive.

@@ -52,6 +52,7 @@ mod error;
 mod flags;
 mod kernel;
 mod layout;
+mod memmap;
 mod pageattr;
 mod pgtable;
 pub mod ptdump;
@@ -66,7 +67,7 @@ pub use i386_paging::{
     TwoLevel, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_OFFSET, PAGE_SIZE, PAGE_TABLE, PDPT_ALLOWED, PF_PROT, PF_USER,
     PF_WRITE, TASK_SIZE,
 };
-pub use kernel::{InitOptions, KernelMm, PgdList, MAX_CPA_TABLES, MAX_PGDS};
+pub use kernel::{InitOptions, KernelMm, PgdList};
 pub use layout::{vmalloc_start, MAXMEM, VMALLOC_END, VMALLOC_OFFSET, VMALLOC_RESERVE};
 pub use pageattr::{CpaFlush, Kpte};
 pub use paravirt_core::PvMmuOps;

@@ -14,7 +14,8 @@
 
 use crate::error::MmError;
 use crate::flags::leaf_flags_allowed;
-use crate::kernel::{CpaTable, KernelMm, KernelRange};
+use crate::kernel::KernelMm;
+use crate::memmap::{Meta, DEFERRED, EMPTY, NIL, SPLIT};
 use i386_paging::{alloc_zeroed, lowmem_va, Cpu, PhysMem};
 use paravirt_core::{
     PagingMode, Pfn, PhysAddr, Pmd, PmdSlot, Pte, PteFlags, PteSlot, PvMmuOps, PAGE_KERNEL, PAGE_OFFSET,
@@ -127,13 +128,11 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     ///
     /// # Errors
     /// [`MmError::PfnOutOfRange`] (not low memory), [`MmError::BadFlags`],
-    /// [`MmError::NotMapped`], [`MmError::TooManySplits`], [`MmError::OutOfMemory`], and
+    /// [`MmError::NotMapped`], [`MmError::OutOfMemory`] (a split table, or the frame recording
+    /// how many pages of a table are changed, could not be allocated), and
     /// [`MmError::AttrNotChanged`] when restoring `PAGE_KERNEL` on a page whose protection was
     /// never changed; nothing changed in every case.
     ///
-    /// # Panics
-    /// Never in practice: a released split table always finds a deferred-free slot (there is
-    /// one per tracked table).
     pub fn change_page_attr(&self, pfn: Pfn, prot: PteFlags) -> Result<CpaFlush, MmError> {
         if pfn >= self.lowmem_end {
             return Err(MmError::PfnOutOfRange(pfn));
@@ -145,29 +144,34 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         let va = lowmem_va(pfn);
         let mut st = self.kernel_lock.lock();
         let kpte = self.lookup_address(va).ok_or(MmError::NotMapped(va))?;
-        let kpte_page;
+        let mem = &self.mem;
         if prot != PAGE_KERNEL {
             match kpte {
                 Kpte::Pte(pte) => {
-                    kpte_page = pte.table();
-                    let was_changed = pte_changed(pte.read());
-                    let slot_free = st.cpa.iter().any(|c| c.is_none() || c.is_some_and(|c| c.pfn == kpte_page));
-                    if !was_changed && !slot_free {
-                        return Err(MmError::TooManySplits);
+                    if !pte_changed(pte.read()) {
+                        // One more changed page in this table; recorded first, so running out
+                        // of memory for the record changes nothing.
+                        let t = pte.table();
+                        let m = st.cpa.get(mem, t);
+                        st.cpa.set(mem, t, Meta { count: m.count + 1, ..m })?;
+                        if m.count == 0 {
+                            st.tables += 1;
+                        }
                     }
                     self.pv().set_pte_atomic(pte, Pte::new(pfn, prot));
-                    if !was_changed {
-                        cpa_entry(&mut st, kpte_page, false).changed += 1;
-                    }
                 }
                 Kpte::Large(pmd) => {
-                    if !st.cpa.iter().any(Option::is_none) {
-                        return Err(MmError::TooManySplits);
-                    }
                     let split = self.split(va, prot, PAGE_KERNEL)?;
+                    let rec = Meta { count: 1, flags: SPLIT, ..EMPTY };
+                    if let Err(e) = st.cpa.set(mem, split, rec) {
+                        // Never linked: release and free it, nothing changed.
+                        self.pv().release_pt(split);
+                        self.mem.free_frame(split);
+                        return Err(e);
+                    }
+                    st.tables += 1;
+                    st.split += 1;
                     self.set_pmd_pte(pmd, va, Pmd::new(split, PAGE_KERNEL));
-                    kpte_page = split;
-                    cpa_entry(&mut st, kpte_page, true).changed += 1;
                 }
             }
         } else {
@@ -177,23 +181,31 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             if !pte_changed(pte.read()) {
                 return Err(MmError::AttrNotChanged(pfn));
             }
-            kpte_page = pte.table();
-            if let Some(entry) = st.cpa.iter_mut().flatten().find(|c| c.pfn == kpte_page) {
-                entry.changed -= 1;
-            }
             self.pv().set_pte_atomic(pte, Pte::new(pfn, PAGE_KERNEL));
-        }
-        let idx = st.cpa.iter().position(|c| c.is_some_and(|c| c.pfn == kpte_page));
-        if let Some(i) = idx {
-            let c = st.cpa[i].unwrap_or(CpaTable { pfn: kpte_page, changed: 0, split: false });
-            if c.changed == 0 {
-                st.cpa[i] = None;
-                if c.split && self.pse {
-                    self.revert(va);
-                    self.pv().release_pt(kpte_page);
-                    let d = st.deferred.iter_mut().find(|d| d.is_none()).expect("df_list has a slot per cpa table");
-                    *d = Some(kpte_page);
+            let t = pte.table();
+            let m = st.cpa.get(mem, t);
+            if m.count == 1 {
+                st.tables -= 1;
+                if m.flags & SPLIT != 0 {
+                    st.split -= 1;
                 }
+                if m.flags & SPLIT != 0 && self.pse {
+                    // The last changed page of a split table: restore the large page
+                    // everywhere, release the table, and queue it on `df_list` for
+                    // `global_flush_tlb` (the record's link, no allocation).
+                    self.revert(va);
+                    self.pv().release_pt(t);
+                    let head = st.deferred;
+                    st.cpa
+                        .set(mem, t, Meta { next: head, prev: NIL, count: 0, flags: DEFERRED })
+                        .expect("existing record");
+                    st.deferred = t.as_u32();
+                    st.deferred_len += 1;
+                } else {
+                    st.cpa.set(mem, t, EMPTY).expect("clearing never allocates");
+                }
+            } else if m.count > 1 {
+                st.cpa.set(mem, t, Meta { count: m.count - 1, ..m }).expect("existing record");
             }
         }
         drop(st);
@@ -206,32 +218,23 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     pub fn global_flush_tlb(&self) {
         let mut st = self.kernel_lock.lock();
         self.flush_tlb_kernel();
-        for d in st.deferred.iter_mut() {
-            if let Some(p) = d.take() {
-                self.mem.free_frame(p);
-            }
+        let mut cur = core::mem::replace(&mut st.deferred, NIL);
+        st.deferred_len = 0;
+        while cur != NIL {
+            let t = Pfn::new(cur);
+            cur = st.cpa.get(&self.mem, t).next;
+            st.cpa.set(&self.mem, t, EMPTY).expect("clearing never allocates");
+            self.mem.free_frame(t);
         }
     }
 
     /// Page tables of the kernel range currently split by `change_page_attr`.
     pub fn split_tables(&self) -> usize {
-        self.kernel_lock.lock().cpa.iter().flatten().filter(|c| c.split).count()
+        self.kernel_lock.lock().split
     }
 
     /// Page tables released by `revert_page` still waiting for `global_flush_tlb`.
     pub fn deferred_frees(&self) -> usize {
-        self.kernel_lock.lock().deferred.iter().flatten().count()
+        self.kernel_lock.lock().deferred_len
     }
-}
-
-fn cpa_entry(st: &mut KernelRange, pfn: Pfn, split: bool) -> &mut CpaTable {
-    let i = match st.cpa.iter().position(|c| c.is_some_and(|c| c.pfn == pfn)) {
-        Some(i) => i,
-        None => {
-            let i = st.cpa.iter().position(Option::is_none).expect("caller checked for a free slot");
-            st.cpa[i] = Some(CpaTable { pfn, changed: 0, split });
-            i
-        }
-    };
-    st.cpa[i].as_mut().expect("present")
 }

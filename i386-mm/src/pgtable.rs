@@ -44,7 +44,8 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// the shared kernel pmd entry, no hook, not on the list.
     ///
     /// # Errors
-    /// [`MmError::TooManyAddressSpaces`] when `pgd_list` is full, before any hook.
+    /// [`MmError::OutOfMemory`] when the metadata frame recording `pgd_list`'s links for `pgd`
+    /// cannot be allocated, before any hook.
     ///
     /// # Safety
     /// `pgd` must be a frame of this kernel's memory that the caller owns exclusively (freshly
@@ -69,22 +70,20 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         #[cfg(all(loom, feature = "loom-bug-copy-outside-lock"))]
         clone_pgd_range();
         let mut list = self.pgd_lock.lock();
-        if list.is_full() {
-            return Err(MmError::TooManyAddressSpaces);
-        }
+        // The list's metadata for this pgd first: if it cannot be had, nothing happened.
+        #[cfg(not(all(loom, feature = "loom-bug-list-add-outside-lock")))]
+        list.add(&self.mem, pgd)?;
         #[cfg(not(all(loom, feature = "loom-bug-copy-outside-lock")))]
         clone_pgd_range();
         // The seed: "We need to clone the root for non-PAE mode while it is protected under
         // the pgd lock to correctly copy the shadow."
         #[cfg(not(all(loom, feature = "loom-bug-clone-hook-outside-lock")))]
         self.pv().alloc_pd_clone(pgd, self.swapper_pg_dir, M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
-        #[cfg(not(all(loom, feature = "loom-bug-list-add-outside-lock")))]
-        list.add(pgd);
         drop(list);
         #[cfg(all(loom, feature = "loom-bug-clone-hook-outside-lock"))]
         self.pv().alloc_pd_clone(pgd, self.swapper_pg_dir, M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
         #[cfg(all(loom, feature = "loom-bug-list-add-outside-lock"))]
-        self.pgd_lock.lock().add(pgd);
+        self.pgd_lock.lock().add(&self.mem, pgd)?;
         Ok(())
     }
 
@@ -109,10 +108,10 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             return;
         }
         #[cfg(not(all(loom, feature = "loom-bug-release-before-unlist")))]
-        self.pgd_lock.lock().del(pgd);
+        self.pgd_lock.lock().del(&self.mem, pgd);
         self.pv().release_pd(pgd);
         #[cfg(all(loom, feature = "loom-bug-release-before-unlist"))]
-        self.pgd_lock.lock().del(pgd);
+        self.pgd_lock.lock().del(&self.mem, pgd);
     }
 
     /// `pgd_alloc`: a new root with the kernel part in place. PAE: each of the
@@ -122,7 +121,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// leaked.
     ///
     /// # Errors
-    /// [`MmError::OutOfMemory`] or [`MmError::TooManyAddressSpaces`], with nothing changed.
+    /// [`MmError::OutOfMemory`], with nothing changed.
     pub fn pgd_alloc(&self) -> Result<Pfn, MmError> {
         let pgd = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
         // SAFETY: `pgd` was just allocated: this call owns it.
@@ -252,7 +251,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         }
         let want: Pmd = read_entry::<M, _, _>(&self.mem, self.swapper_pg_dir, index);
         let list = self.pgd_lock.lock();
-        for &pgd in list.as_slice() {
+        for pgd in list.iter(&self.mem) {
             // A pgd on `pgd_list` is alive while listed.
             let s: PmdSlot = self.entry_slot(pgd, index);
             let cur = s.read();

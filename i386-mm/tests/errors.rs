@@ -115,20 +115,59 @@ fn protect_makes_a_user_page_read_only_for_the_walker<M: PagingMode>() {
 }
 
 #[test]
-fn pgd_list_full_is_a_typed_error_and_leaks_nothing() {
-    let ram = EmulatedRam::sixteen_mib();
+fn address_spaces_are_limited_by_ram_alone_and_running_out_leaks_nothing() {
+    let ram = EmulatedRam::new(2048, 256); // 8 MiB
     let rec: Box<Rec> = Box::new(Recorder::new(Native));
     let cpu = HostCpu::<TwoLevel>::new(&ram);
     let k = KernelMm::<TwoLevel, _, _, _>::pagetable_init(&ram, &*rec, &cpu, InitOptions::default()).unwrap();
-    let spaces: Vec<_> = (0..MAX_PGDS).map(|_| k.create().unwrap()).collect();
-    let frames = ram.frames_in_use();
-    rec.clear();
-    assert_eq!(k.create().map(|a| a.pgd()), Err(MmError::TooManyAddressSpaces));
-    assert!(hooks(&rec).is_empty(), "refused before alloc_pd_clone");
-    assert_eq!(ram.frames_in_use(), frames);
+    let boot = ram.frames_in_use();
+    let mut spaces = Vec::new();
+    let refused = loop {
+        let frames = ram.frames_in_use();
+        rec.clear();
+        match k.create() {
+            Ok(a) => spaces.push(a),
+            Err(e) => {
+                assert!(hooks(&rec).is_empty(), "refused before alloc_pd_clone");
+                assert_eq!(ram.frames_in_use(), frames, "nothing leaked");
+                break e;
+            }
+        }
+    };
+    assert_eq!(refused, MmError::OutOfMemory);
+    assert_eq!(k.live_address_spaces(), spaces.len());
+    assert!(spaces.len() > 1700, "every free frame became a pgd: {}", spaces.len());
+    let mut list = vec![Pfn::new(0); spaces.len()];
+    assert_eq!(k.pgd_list(&mut list), spaces.len());
     for a in spaces {
         k.destroy(a);
     }
+    assert_eq!(k.metadata_frames(), 0, "pgd_list's metadata frames are freed with the last pgd");
+    assert_eq!(ram.frames_in_use(), boot);
+    k.shutdown().map_err(|e| e.1).unwrap();
+    assert_eq!(ram.frames_in_use(), 0);
+}
+
+/// Ten thousand live two-level address spaces, and a kernel-range update that reaches every
+/// one of them through `pgd_list`.
+#[test]
+fn ten_thousand_address_spaces_all_see_a_kernel_range_update() {
+    let ram = EmulatedRam::new(12288, 256); // 48 MiB
+    let cpu = HostCpu::<TwoLevel>::new(&ram);
+    let k = KernelMm::<TwoLevel, _, _, _>::pagetable_init(&ram, Native, &cpu, InitOptions::default()).unwrap();
+    let spaces: Vec<_> = (0..10_000).map(|_| k.create().unwrap()).collect();
+    let f = ram.alloc_frame().unwrap();
+    let va = k.vmalloc_start();
+    k.map_kernel_page(va, f, PAGE_KERNEL).unwrap();
+    for a in &spaces {
+        assert_eq!(k.translate(a, va).map(|t| t.pa), Some(f.phys().as_u64()));
+    }
+    for a in spaces {
+        k.destroy(a);
+    }
+    assert_eq!(k.unmap_kernel_page(va), Ok(f));
+    ram.free_frame(f);
+    assert_eq!(k.metadata_frames(), 0);
     k.shutdown().map_err(|e| e.1).unwrap();
     assert_eq!(ram.frames_in_use(), 0);
 }

@@ -134,7 +134,7 @@ fn a_kernel_update_at_release_pd_does_not_reach_the_released_table<M: PagingMode
     rec.set_after(leak(move |h: &Hook| {
         if matches!(h, Hook::ReleasePd { .. }) && !fired.swap(true, Ordering::SeqCst) {
             let released = pgd;
-            let mut list = [Pfn::new(0); MAX_PGDS];
+            let mut list = [Pfn::new(0); 64];
             let n = k.pgd_list(&mut list);
             let before: Vec<u64> = (0..1024).map(|i| raw::<TwoLevel>(ram, released, i)).collect();
             k.map_kernel_page(0xE000_0000, g, PAGE_KERNEL).unwrap();
