@@ -53,7 +53,7 @@ impl PgdList {
             let h = Pfn::new(self.head);
             let m = self.links.get(mem, h);
             // Updating a record in use never allocates.
-            self.links.set(mem, h, Meta { prev: pgd.as_u32(), ..m }).expect("existing record");
+            self.links.update(mem, h, Meta { prev: pgd.as_u32(), ..m });
         }
         self.head = pgd.as_u32();
         self.len += 1;
@@ -71,14 +71,14 @@ impl PgdList {
         } else {
             let p = Pfn::new(m.prev);
             let pm = self.links.get(mem, p);
-            self.links.set(mem, p, Meta { next: m.next, ..pm }).expect("existing record");
+            self.links.update(mem, p, Meta { next: m.next, ..pm });
         }
         if m.next != NIL {
             let n = Pfn::new(m.next);
             let nm = self.links.get(mem, n);
-            self.links.set(mem, n, Meta { prev: m.prev, ..nm }).expect("existing record");
+            self.links.update(mem, n, Meta { prev: m.prev, ..nm });
         }
-        self.links.set(mem, pgd, EMPTY).expect("clearing never allocates");
+        self.links.update(mem, pgd, EMPTY);
         self.len -= 1;
     }
 

@@ -104,8 +104,21 @@ impl MemMap {
     /// [`MmError::OutOfMemory`] when a leaf or directory frame cannot be allocated (only when
     /// `meta` is not empty); nothing changed.
     pub(crate) fn set<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn, meta: Meta) -> Result<(), MmError> {
+        self.store(mem, pfn, meta, true)
+    }
+
+    /// Changes or clears the record of `pfn`, which already has one: never allocates. (A frame
+    /// without a record is left without one.)
+    pub(crate) fn update<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn, meta: Meta) {
+        debug_assert!(in_use(self.get(mem, pfn)) || !in_use(meta), "{pfn:?} has no record to update");
+        // Without allocation `store` cannot fail.
+        let _ = self.store(mem, pfn, meta, false);
+    }
+
+    fn store<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn, meta: Meta, alloc: bool) -> Result<(), MmError> {
         let (d, s, i) = Self::split(pfn);
-        let empty = !in_use(meta);
+        let empty = !in_use(meta) || !alloc && !in_use(self.get(mem, pfn));
+        let meta = if empty { EMPTY } else { meta };
         let dir = match self.dirs[d] {
             Some(dir) => dir,
             None if empty => return Ok(()),

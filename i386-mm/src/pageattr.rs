@@ -196,16 +196,14 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
                     self.revert(va);
                     self.pv().release_pt(t);
                     let head = st.deferred;
-                    st.cpa
-                        .set(mem, t, Meta { next: head, prev: NIL, count: 0, flags: DEFERRED })
-                        .expect("existing record");
+                    st.cpa.update(mem, t, Meta { next: head, prev: NIL, count: 0, flags: DEFERRED });
                     st.deferred = t.as_u32();
                     st.deferred_len += 1;
                 } else {
-                    st.cpa.set(mem, t, EMPTY).expect("clearing never allocates");
+                    st.cpa.update(mem, t, EMPTY);
                 }
             } else if m.count > 1 {
-                st.cpa.set(mem, t, Meta { count: m.count - 1, ..m }).expect("existing record");
+                st.cpa.update(mem, t, Meta { count: m.count - 1, ..m });
             }
         }
         drop(st);
@@ -223,7 +221,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         while cur != NIL {
             let t = Pfn::new(cur);
             cur = st.cpa.get(&self.mem, t).next;
-            st.cpa.set(&self.mem, t, EMPTY).expect("clearing never allocates");
+            st.cpa.update(&self.mem, t, EMPTY);
             self.mem.free_frame(t);
         }
     }
