@@ -7,7 +7,7 @@ fn split_then_revert_round_trip<M: PagingMode>() {
         let spaces: Vec<_> = (0..2).map(|_| k.create().unwrap()).collect();
         let f = ram.alloc_frame().unwrap();
         let va = lowmem_va(f);
-        let frames = (ram.frames_in_use() - k.metadata_frames());
+        let frames = ram.frames_in_use() - k.metadata_frames();
         rec.clear();
         k.change_page_attr(f, PAGE_KERNEL_RO).unwrap().ignore();
         let hs = hooks(rec);
@@ -95,7 +95,7 @@ fn split_table_reverts_only_when_its_last_changed_page_is_restored<M: PagingMode
 fn without_large_pages_the_pte_changes_in_place<M: PagingMode>() {
     with_kernel::<M, _>(false, |k, ram, rec| {
         let f = ram.alloc_frame().unwrap();
-        let frames = (ram.frames_in_use() - k.metadata_frames());
+        let frames = ram.frames_in_use() - k.metadata_frames();
         k.change_page_attr(f, PAGE_KERNEL_RO).unwrap().ignore();
         k.global_flush_tlb();
         assert!(page_type_hooks(rec).is_empty());
