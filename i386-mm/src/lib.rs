@@ -59,7 +59,7 @@ pub mod ptdump;
 mod space;
 mod vmalloc;
 
-pub use bootmem::{BootMem, BOOTMEM_MAX_FRAMES};
+pub use bootmem::{BootMem, FRAMES_PER_REGION};
 pub use error::MmError;
 pub use i386_paging::{
     alloc_zeroed, lowmem_va, read_entry, read_raw, slot, walk, zero_frame, Cpu, Entry, Fault, FaultInject, Level, Pae,

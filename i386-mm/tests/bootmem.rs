@@ -1,5 +1,5 @@
 //! `BootMem`, the real-RAM allocator the kernel uses, exercised over a host buffer.
-use i386_mm::{BootMem, FaultInject, Pfn, PhysMem};
+use i386_mm::{BootMem, FaultInject, Pfn, PhysMem, FRAMES_PER_REGION};
 
 #[repr(C, align(4096))]
 struct Frame([u8; 4096]);
@@ -17,16 +17,17 @@ fn hands_out_only_usable_frames_and_takes_them_back() {
     assert_eq!(mem.alloc_frame(), None, "nothing is usable before add_range");
     // SAFETY: the frames are the test's buffer, unused and mapped at the offset.
     unsafe {
-        assert_eq!(mem.add_range(Pfn::new(2), Pfn::new(10)), 8);
+        assert_eq!(mem.add_range(Pfn::new(2), Pfn::new(10)), 7, "frame 2 holds the region's bitmaps");
         assert_eq!(mem.add_range(Pfn::new(20), Pfn::new(24)), 4);
         assert_eq!(mem.add_range(Pfn::new(8), Pfn::new(12)), 2, "overlap counted once");
     }
-    assert_eq!(mem.total_frames(), 14);
+    assert_eq!(mem.total_frames(), 13);
+    assert_eq!(mem.bitmap_frames(), 1);
     assert_eq!(mem.max_pfn(), Pfn::new(24));
     let got: Vec<Pfn> = std::iter::from_fn(|| mem.alloc_frame()).collect();
-    let want: Vec<Pfn> = (2..12).chain(20..24).map(Pfn::new).collect();
-    assert_eq!(got, want, "lowest first, never the hole");
-    assert_eq!(mem.frames_in_use(), 14);
+    let want: Vec<Pfn> = (3..12).chain(20..24).map(Pfn::new).collect();
+    assert_eq!(got, want, "lowest first, never the hole, never the bitmap frame");
+    assert_eq!(mem.frames_in_use(), 13);
     assert_eq!(mem.free_frames(), 0);
     for p in &got {
         // SAFETY: every frame is one of the buffer's.
@@ -34,7 +35,32 @@ fn hands_out_only_usable_frames_and_takes_them_back() {
         mem.free_frame(*p);
     }
     assert_eq!(mem.frames_in_use(), 0);
-    assert_eq!(mem.alloc_frame(), Some(Pfn::new(2)));
+    assert_eq!(mem.alloc_frame(), Some(Pfn::new(3)));
+}
+
+/// A gigabyte of RAM (16 regions): every frame but the 16 bitmap frames is handed out once.
+#[test]
+fn manages_as_much_ram_as_it_is_given() {
+    const FRAMES: usize = 1 << 18;
+    let layout = std::alloc::Layout::from_size_align(FRAMES * 4096, 4096).unwrap();
+    // SAFETY: a non-zero size; the memory is freed below with the same layout.
+    let buf = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!buf.is_null());
+    let mem = BootMem::new(Pfn::new(0), buf as usize);
+    // SAFETY: the frames are the test's buffer, unused and mapped at the offset.
+    let added = unsafe { mem.add_range(Pfn::new(0), Pfn::new(FRAMES as u32)) };
+    assert_eq!(added, FRAMES - 16, "16 regions of 64 MiB, one bitmap frame each");
+    assert_eq!(mem.bitmap_frames(), 16);
+    let mut seen = vec![false; FRAMES];
+    while let Some(p) = mem.alloc_frame() {
+        assert!(!std::mem::replace(&mut seen[p.as_usize()], true), "{p:?} handed out twice");
+    }
+    assert_eq!(mem.frames_in_use(), FRAMES - 16);
+    for r in 0..16u32 {
+        assert!(!seen[(r * FRAMES_PER_REGION) as usize], "bitmap frame of region {r} handed out");
+    }
+    // SAFETY: allocated above with this layout.
+    unsafe { std::alloc::dealloc(buf, layout) };
 }
 
 #[test]
