@@ -4,8 +4,9 @@
 use core::fmt;
 use paravirt_core::Pfn;
 
-/// Why an `i386-mm` operation was refused.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why an `i386-mm` operation was refused. `Debug` shows addresses and flags in hex
+/// (`OutOfRange(0xc0000000)`) and frames as pfns.
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum MmError {
     /// No frame could be allocated (`-ENOMEM`); everything allocated so far was given back.
     OutOfMemory,
@@ -53,3 +54,24 @@ impl fmt::Display for MmError {
         }
     }
 }
+
+impl fmt::Debug for MmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            MmError::OutOfMemory => f.write_str("OutOfMemory"),
+            MmError::Unaligned(va) => write!(f, "Unaligned({va:#010x})"),
+            MmError::OutOfRange(va) => write!(f, "OutOfRange({va:#010x})"),
+            MmError::AlreadyMapped(va) => write!(f, "AlreadyMapped({va:#010x})"),
+            MmError::NotMapped(va) => write!(f, "NotMapped({va:#010x})"),
+            MmError::PfnOutOfRange(p) => write!(f, "PfnOutOfRange({p:?})"),
+            MmError::BadFlags(b) => write!(f, "BadFlags({b:#x})"),
+            MmError::AddressSpacesAlive(n) => write!(f, "AddressSpacesAlive({n})"),
+            MmError::AttrNotChanged(p) => write!(f, "AttrNotChanged({p:?})"),
+            MmError::NotInitialised => f.write_str("NotInitialised"),
+            MmError::RootLoaded(p) => write!(f, "RootLoaded({p:?})"),
+            MmError::WrongMode => f.write_str("WrongMode"),
+        }
+    }
+}
+
+impl core::error::Error for MmError {}

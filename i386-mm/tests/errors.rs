@@ -221,3 +221,12 @@ both_modes!(
     shutdown_is_refused_while_address_spaces_live,
     protect_makes_a_user_page_read_only_for_the_walker,
 );
+
+#[test]
+fn errors_print_addresses_in_hex() {
+    assert_eq!(format!("{:?}", MmError::OutOfRange(0xC000_0000)), "OutOfRange(0xc0000000)");
+    assert_eq!(format!("{:?}", MmError::PfnOutOfRange(Pfn::new(0x1234))), "PfnOutOfRange(pfn 0x1234)");
+    assert_eq!(MmError::NotMapped(0x1000).to_string(), "address 0x00001000 is not mapped");
+    let e: &dyn std::error::Error = &MmError::OutOfMemory;
+    assert_eq!(e.to_string(), "out of memory");
+}

@@ -72,8 +72,16 @@ fn layering() -> Result<(), String> {
 }
 
 /// The libraries that must build without std.
-const NO_STD_CRATES: &[&str] =
-    &["paravirt-core", "i386-paging", "backend-native", "backend-vmi", "backend-xen", "i386-mm", "mm-scenario"];
+const NO_STD_CRATES: &[&str] = &[
+    "paravirt-core",
+    "i386-paging",
+    "backend-native",
+    "backend-vmi",
+    "backend-xen",
+    "backend-select",
+    "i386-mm",
+    "mm-scenario",
+];
 
 struct Suite {
     passed: Vec<(String, f64)>,
@@ -104,6 +112,12 @@ fn test() -> Result<(), String> {
     });
     s.step("cargo test --workspace", || run(cargo().args(["test", "--workspace"])));
     s.step("layering: models and test kit below i386-mm", layering);
+    s.step("backend-select: the backend picked by each feature", || {
+        for f in ["vmi", "xen"] {
+            run(cargo().args(["test", "--quiet", "-p", "backend-select", "--features", f]))?;
+        }
+        Ok(())
+    });
     s.step("cargo doc -D warnings", || {
         run(cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--quiet"]))
     });
