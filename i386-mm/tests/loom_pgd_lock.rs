@@ -5,13 +5,19 @@
 //! live pgd agreeing with `swapper_pg_dir`. With the `bug-clone-outside-lock` feature the
 //! copy happens before the lock is taken, and loom must find the interleaving that loses the
 //! update.
+//!
+//! The same models run in PAE under the Xen model, which does not share the kernel pmd: there
+//! `pgd_alloc` lists the pgd and copies `swapper_pg_dir`'s kernel pmd in one `pgd_lock`
+//! critical section, and the kernel-range update reaches each copy through `pgd_list` (with
+//! `mmu_update` into the pinned `swapper_pg_dir`).
 #![cfg(loom)]
 
 use backend_native::Native;
+use backend_xen::{Hypervisor, Policy, Xen};
 use i386_mm::*;
 use loom::sync::Arc;
 use mm_testkit::EmulatedRam;
-use paravirt_core::Pfn;
+use paravirt_core::{Inspect, Pfn};
 
 /// A processor that does nothing: the models check tables with the software walker.
 struct NullCpu;
@@ -32,32 +38,72 @@ impl Cpu for NullCpu {
     }
 }
 
-type Kern = KernelMm<TwoLevel, Native, &'static EmulatedRam, NullCpu>;
+/// Frames of the model machines (and of the Xen model's frame table).
+const FRAMES: usize = 1024;
+
+type XenOnRam = Xen<'static, Pae, &'static EmulatedRam, FRAMES>;
+
+/// A kernel configuration the models run on.
+trait Machine: Sized + 'static {
+    /// The paging mode.
+    type M: PagingMode;
+    /// The backend.
+    type B: PvMmuOps<Self::M> + Inspect + Send + Sync + 'static;
+    /// A fresh backend over `ram`.
+    fn backend(ram: &'static EmulatedRam) -> Self::B;
+}
+
+/// Two-level paging on bare metal.
+struct TwoLevelNative;
+impl Machine for TwoLevelNative {
+    type M = TwoLevel;
+    type B = Native;
+    fn backend(_: &'static EmulatedRam) -> Native {
+        Native
+    }
+}
+
+/// PAE under the Xen model: a kernel pmd per pgd, PAE pgds on `pgd_list`.
+struct PaeXen;
+impl Machine for PaeXen {
+    type M = Pae;
+    type B = &'static XenOnRam;
+    fn backend(ram: &'static EmulatedRam) -> &'static XenOnRam {
+        let hv: &'static Hypervisor<Pae, &'static EmulatedRam, FRAMES> = Box::leak(Box::new(Hypervisor::new(ram)));
+        Box::leak(Box::new(Xen::new(hv, Policy::Panic)))
+    }
+}
+
+type Kern<X> = KernelMm<<X as Machine>::M, <X as Machine>::B, &'static EmulatedRam, NullCpu>;
 
 fn ram() -> &'static EmulatedRam {
-    Box::leak(Box::new(EmulatedRam::new(1024, 256)))
+    Box::leak(Box::new(EmulatedRam::new(FRAMES as u32, 256)))
 }
 
-fn boot(ram: &'static EmulatedRam) -> Arc<Kern> {
-    let opts = InitOptions { pse: true, lowmem_end: Some(Pfn::new(256)) };
-    Arc::new(KernelMm::pagetable_init(ram, Native, NullCpu, opts).unwrap())
+fn boot<X: Machine>(ram: &'static EmulatedRam) -> Arc<Kern<X>> {
+    let opts = InitOptions { pse: true, lowmem_end: Some(Pfn::new(256)), ..InitOptions::default() };
+    let k = KernelMm::pagetable_init(ram, X::backend(ram), NullCpu, opts).unwrap();
+    k.activate_swapper();
+    Arc::new(k)
 }
 
-fn agrees(k: &Kern, pgd: Pfn, va: u32) -> bool {
+fn agrees<X: Machine>(k: &Kern<X>, pgd: Pfn, va: u32) -> bool {
     k.translate_root(pgd, va).map(|t| t.pa) == k.translate_root(k.swapper_pg_dir(), va).map(|t| t.pa)
 }
 
-fn finish(k: Arc<Kern>, ram: &EmulatedRam) {
+fn finish<X: Machine>(k: Arc<Kern<X>>, ram: &EmulatedRam) {
     let k = Arc::try_unwrap(k).ok().expect("threads joined");
-    k.shutdown().map_err(|e| e.1).unwrap();
+    k.load_boot_root();
+    let (backend, _, _) = k.shutdown().map_err(|e| e.1).unwrap();
+    assert_eq!((backend.pages_held(), backend.violations()), (0, 0));
     assert_eq!(ram.frames_in_use(), 0);
 }
 
 /// `pgd_alloc` racing a kernel-range update: the new pgd must see the new kernel page table.
-fn clone_races_kernel_update() {
+fn clone_races_kernel_update<X: Machine>() {
     let ram = ram();
     loom::model(move || {
-        let k = boot(ram);
+        let k = boot::<X>(ram);
         let data = ram.alloc_frame().unwrap();
         let k2 = k.clone();
         let updater = loom::thread::spawn(move || {
@@ -65,36 +111,42 @@ fn clone_races_kernel_update() {
         });
         let a = k.create().unwrap();
         updater.join().unwrap();
-        assert!(agrees(&k, a.pgd(), VMALLOC_START), "pgd {:?} missed the kernel-range update", a.pgd());
+        assert!(agrees::<X>(&k, a.pgd(), VMALLOC_START), "pgd {:?} missed the kernel-range update", a.pgd());
         k.destroy(a);
         k.unmap_kernel_page(VMALLOC_START).unwrap();
         ram.free_frame(data);
-        finish(k, ram);
+        finish::<X>(k, ram);
     });
 }
 
 #[test]
 #[cfg(not(feature = "bug-clone-outside-lock"))]
 fn pgd_ctor_under_pgd_lock_never_loses_a_kernel_update() {
-    clone_races_kernel_update();
+    clone_races_kernel_update::<TwoLevelNative>();
+}
+
+/// Xen PAE (`shared_kernel_pmd = 0`): the kernel pmd's copy, made under `pgd_lock` with the pgd
+/// already on `pgd_list`, never misses a kernel-range update.
+#[test]
+#[cfg(not(feature = "bug-clone-outside-lock"))]
+fn pae_under_xen_the_kernel_pmd_copy_never_loses_a_kernel_update() {
+    clone_races_kernel_update::<PaeXen>();
 }
 
 #[test]
 #[cfg(feature = "bug-clone-outside-lock")]
 fn loom_catches_the_clone_made_outside_pgd_lock() {
-    let err = std::panic::catch_unwind(clone_races_kernel_update)
+    let err = std::panic::catch_unwind(clone_races_kernel_update::<TwoLevelNative>)
         .expect_err("loom must find the interleaving where the copy misses the update");
     let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("missed the kernel-range update"), "loom failed for another reason: {msg}");
 }
 
 /// `pgd_free` and `pgd_alloc` racing removals and additions of kernel page tables.
-#[test]
-#[cfg(not(feature = "bug-clone-outside-lock"))]
-fn pgd_dtor_and_removal_sync_keep_every_live_pgd_consistent() {
+fn dtor_races_removal<X: Machine>() {
     let ram = ram();
     loom::model(move || {
-        let k = boot(ram);
+        let k = boot::<X>(ram);
         let data = ram.alloc_frame().unwrap();
         k.map_kernel_page(VMALLOC_START, data, PAGE_KERNEL).unwrap();
         let old = k.create().unwrap();
@@ -105,10 +157,24 @@ fn pgd_dtor_and_removal_sync_keep_every_live_pgd_consistent() {
         k.destroy(old);
         let new = k.create().unwrap();
         updater.join().unwrap();
-        assert!(agrees(&k, new.pgd(), VMALLOC_START), "stale kernel entry survived a removal");
+        assert!(agrees::<X>(&k, new.pgd(), VMALLOC_START), "stale kernel entry survived a removal");
         assert_eq!(k.translate(&new, VMALLOC_START), None);
         k.destroy(new);
         ram.free_frame(data);
-        finish(k, ram);
+        finish::<X>(k, ram);
     });
+}
+
+#[test]
+#[cfg(not(feature = "bug-clone-outside-lock"))]
+fn pgd_dtor_and_removal_sync_keep_every_live_pgd_consistent() {
+    dtor_races_removal::<TwoLevelNative>();
+}
+
+/// Xen PAE: `pgd_free` takes the pgd off `pgd_list` before releasing its kernel pmd's copy, and
+/// removals reach every listed copy.
+#[test]
+#[cfg(not(feature = "bug-clone-outside-lock"))]
+fn pae_under_xen_pgd_free_and_removal_sync_keep_every_copy_consistent() {
+    dtor_races_removal::<PaeXen>();
 }

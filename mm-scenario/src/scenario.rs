@@ -29,11 +29,14 @@ pub struct Config {
     pub lowmem_end: Option<Pfn>,
     /// Print a ptdump of the first address space.
     pub ptdump: bool,
+    /// Bytes at the top of the address space reserved for a hypervisor
+    /// ([`InitOptions::reserve_top`]).
+    pub reserve_top: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { address_spaces: 3, pages_per_space: 6, lowmem_end: None, ptdump: true }
+        Config { address_spaces: 3, pages_per_space: 6, lowmem_end: None, ptdump: true, reserve_top: 0 }
     }
 }
 
@@ -148,7 +151,7 @@ where
     let mut cx: Ctx<'_, B> = Ctx { out, steps: 0, _b: core::marker::PhantomData };
 
     // 1. Boot page tables.
-    let opts = InitOptions { pse: true, lowmem_end: cfg.lowmem_end };
+    let opts = InitOptions { pse: true, lowmem_end: cfg.lowmem_end, reserve_top: cfg.reserve_top };
     let k: KernelMm<M, B, P, C> = KernelMm::pagetable_init(mem, backend, cpu, opts).map_err(mm("pagetable_init"))?;
     let lowmem_mib = k.lowmem_end().phys().as_u64() >> 20;
     let large = if k.uses_large_pages() { "large pages" } else { "4 KiB pages" };
@@ -307,7 +310,7 @@ where
     )?;
 
     // 7. Out of memory inside pgd_alloc at every allocation: nothing leaks.
-    let attempts = if M::PAE { 1 + M::USER_PTRS_PER_PGD as u64 } else { 1 };
+    let attempts = u64::from(k.pgd_alloc_frames());
     for n in 1..=attempts {
         let before = (k.mem().frames_in_use(), k.backend().pages_held());
         k.mem().fail_nth_alloc(n);

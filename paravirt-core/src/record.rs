@@ -169,6 +169,9 @@ macro_rules! gen_hook_types {
             fn allows_large_pages(&self) -> bool {
                 self.inner.allows_large_pages()
             }
+            fn shared_kernel_pmd(&self) -> bool {
+                self.inner.shared_kernel_pmd()
+            }
         }
     };
 }
