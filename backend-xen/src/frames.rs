@@ -13,7 +13,9 @@
 
 use crate::error::XenError;
 use crate::stats::HvStats;
-use crate::table::{checksum, decode, disallow_mask, entries, first_private_slot, hv_store, mix, read, root_type, Decoded};
+use crate::table::{
+    checksum, decode, disallow_mask, entries, first_private_slot, hv_store, mix, read, root_type, Decoded,
+};
 use crate::trace::Trace;
 use crate::types::{PageInfo, PageType, PinnedCounts};
 use core::fmt::Write;
@@ -600,11 +602,14 @@ impl<const N: usize> HvState<N> {
         let ti = self.info(t);
         let linear = ty.is_l2() && e & PteFlags::RW.bits() == 0 && (t == table || (ti.ty.is_l2() && ti.count > 0));
         match Self::child_type(ty, index) {
-            _ if ty == PageType::L1 => {
-                (writable && ti.ty != PageType::Writable).then_some("writable mapping not counted (a page-table page mapped writable?)")
+            _ if ty == PageType::L1 => (writable && ti.ty != PageType::Writable)
+                .then_some("writable mapping not counted (a page-table page mapped writable?)"),
+            Some(PageType::L1) if ti.ty != PageType::L1 && !linear => {
+                Some("references a page that is not a validated l1")
             }
-            Some(PageType::L1) if ti.ty != PageType::L1 && !linear => Some("references a page that is not a validated l1"),
-            Some(want) if want != PageType::L1 && ti.ty != want => Some("references a page that is not a validated l2 of that slot"),
+            Some(want) if want != PageType::L1 && ti.ty != want => {
+                Some("references a page that is not a validated l2 of that slot")
+            }
             _ => None,
         }
     }

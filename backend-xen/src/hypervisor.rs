@@ -13,8 +13,8 @@ use crate::table::{hv_store, read, root_type};
 use crate::trace::TraceEntry;
 use crate::types::{PageInfo, PageType, PinnedCounts};
 use core::marker::PhantomData;
-use i386_paging::{PagingMode, PhysMem};
 use i386_paging::{lowmem_va, PteFlags};
+use i386_paging::{PagingMode, PhysMem};
 use paravirt_core::{Pfn, Pte};
 use spin::Mutex;
 

@@ -58,6 +58,11 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Inspect for Xen<'_, M, P, N> {
         true
     }
 
+    /// Stores into validated L1s emulated by the hypervisor (`ptwr_emulated_update`).
+    fn emulated_writes(&self) -> u64 {
+        self.hv.with_state(|hv| hv.stats.ptwr)
+    }
+
     /// [`XenStats`](crate::XenStats) (its `Display`), then the mode, frames held and violations.
     fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
         write!(out, "{}", self.stats())?;

@@ -74,7 +74,7 @@ pub use hypercall::{
     MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
     MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };
-pub use hypervisor::{Hypervisor, MAX_FRAMES};
+pub use hypervisor::{hypervisor_virt_start, Hypervisor, MAX_FRAMES};
 pub use paravirt_core::{HookKind, Inspect, Origin, Policy, PvMmuOps, Rule, Violation, Violations};
 pub use stats::XenStats;
 pub use trace::{TraceEntry, TRACE_LEN};

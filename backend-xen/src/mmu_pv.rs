@@ -106,11 +106,19 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// Visits `table` (of type `ty`, at `depth` below the walk's start) and the tables below
     /// it: all of them for [`Scope::Whole`]; for [`Scope::User`] the address space's own
     /// tables only (`kernel` says the walk is under a kernel slot of the root).
+    fn walk(&self, table: Pfn, ty: PageType, scope: Scope, order: Order, f: Visit<'_>) -> Result<(), XenError> {
+        self.walk_at(table, ty, 0, scope, order, 0, false, f)
+    }
+
+    /// [`walk`](Self::walk) from a table mapping the addresses from `base` (a virtual
+    /// address). Like Linux's `__xen_pgd_walk`, which stops below `FIXADDR_TOP`, it does not
+    /// go into Xen's area (from [`Hypervisor::virt_start`](crate::Hypervisor::virt_start) up).
     #[allow(clippy::too_many_arguments)]
-    fn walk(
+    fn walk_at(
         &self,
         table: Pfn,
         ty: PageType,
+        base: u32,
         scope: Scope,
         order: Order,
         depth: u32,
@@ -123,10 +131,16 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         }
         // A pgd's own kernel pmd (PAE) links the kernel's page tables, which are not its own.
         let descend = !(scope == Scope::User && kernel);
+        let shift = match ty {
+            PageType::L3 => M::PGDIR_SHIFT,
+            _ if M::PAE => M::PMD_SHIFT,
+            _ => M::PGDIR_SHIFT,
+        };
         if let (Some(cty), true) = (ty.child(), descend) {
             for i in 0..entries::<M>(ty) {
                 let Decoded::Table { pfn: c } = decode(ty, read::<M, P>(mem, table, i)) else { continue };
-                if c >= mem.max_pfn() {
+                let va = base.wrapping_add(i << shift);
+                if c >= mem.max_pfn() || va >= self.hv.virt_start() {
                     continue;
                 }
                 let child_kernel = kernel || (depth == 0 && ty == root_type::<M>() && i >= M::USER_PTRS_PER_PGD);
@@ -135,7 +149,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
                 if scope == Scope::User && child_kernel && !(M::PAE && depth == 0) {
                     continue;
                 }
-                self.walk(c, cty, scope, order, depth + 1, child_kernel, f)?;
+                self.walk_at(c, cty, va, scope, order, depth + 1, child_kernel, f)?;
             }
         }
         if order == Order::Post {
@@ -165,7 +179,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         ty: PageType,
         scope: Scope,
     ) -> Result<(), XenError> {
-        self.walk(root, ty, scope, Order::Pre, 0, false, &mut |t, tty, depth| {
+        self.walk(root, ty, scope, Order::Pre, &mut |t, tty, depth| {
             if g.has(t, PINNED) {
                 return Ok(());
             }
@@ -174,7 +188,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
             }
             self.make_readonly(g, t)
         })?;
-        self.walk(root, ty, scope, Order::Post, 0, false, &mut |t, tty, _| {
+        self.walk(root, ty, scope, Order::Post, &mut |t, tty, _| {
             if g.has(t, PINNED) {
                 return Ok(());
             }
@@ -194,7 +208,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// and the walk goes on.
     pub(crate) fn unpin_tree(&self, g: &mut GuestState<N>, hook: HookKind, root: Pfn, ty: PageType, scope: Scope) {
         self.unpin_only(g, hook, root, ty, scope);
-        let _ = self.walk(root, ty, scope, Order::Pre, 0, false, &mut |t, _, _| {
+        let _ = self.walk(root, ty, scope, Order::Pre, &mut |t, _, _| {
             let r = self.make_writable(g, t);
             self.check(hook, r);
             Ok(())
@@ -203,7 +217,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
 
     /// The unpinning half of [`unpin_tree`](Self::unpin_tree).
     fn unpin_only(&self, g: &mut GuestState<N>, hook: HookKind, root: Pfn, ty: PageType, scope: Scope) {
-        let _ = self.walk(root, ty, scope, Order::Pre, 0, false, &mut |t, _, _| {
+        let _ = self.walk(root, ty, scope, Order::Pre, &mut |t, _, _| {
             if g.has(t, HV_PIN) {
                 g.clear(t, HV_PIN);
                 let r = self.hv.mmuext_one(MmuextOp::UnpinTable(t));
@@ -307,7 +321,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
                 self.check(HOOK, r);
             }
             // The builder mapped the tree's tables read-only: the guest knows them as such.
-            let _ = self.walk(root, root_type::<M>(), Scope::Whole, Order::Pre, 0, false, &mut |t, _, _| {
+            let _ = self.walk(root, root_type::<M>(), Scope::Whole, Order::Pre, &mut |t, _, _| {
                 if let Ok(Some(pte)) = self.linear_pte(root, lowmem_va(t)) {
                     if !pte.flags().contains(PteFlags::RW) {
                         g.set(t, RO)?;
@@ -362,7 +376,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
             return;
         }
         self.unpin_only(g, HOOK, mm, root_type::<M>(), Scope::Whole);
-        let _ = self.walk(mm, root_type::<M>(), Scope::Whole, Order::Pre, 0, false, &mut |t, _, _| {
+        let _ = self.walk(mm, root_type::<M>(), Scope::Whole, Order::Pre, &mut |t, _, _| {
             if g.has(t, RO) {
                 let r = self.hv.relinquish_writable(t);
                 if self.check(HOOK, r) {

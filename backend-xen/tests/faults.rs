@@ -84,7 +84,11 @@ fn write_cr3_answers_the_root_asked_for_when_xen_never_had_one<M: PagingMode>() 
         assert_eq!(e.xen.write_cr3(asked), asked, "no base pointer to fall back on");
         assert_eq!(e.hv.base(), None);
         assert!(violations(e.xen).iter().any(|v| matches!(v.rule, XenError::LargePage { .. })));
-        assert_eq!(violations(e.xen).iter().filter(|v| matches!(v.rule, XenError::LargePage { .. })).count(), 2, "the pin, then NEW_BASEPTR's own validation");
+        assert_eq!(
+            violations(e.xen).iter().filter(|v| matches!(v.rule, XenError::LargePage { .. })).count(),
+            2,
+            "the pin, then NEW_BASEPTR's own validation"
+        );
     });
 }
 

@@ -126,7 +126,10 @@ fn exit_mmap_unpins_the_user_tree_and_makes_its_pages_writable_so_teardown_write
 
         e.xen.exit_mmap(pgd);
         for &t in &own {
-            assert!(!e.hv.is_pinned(t) && !e.xen.guest_pinned(t) && !e.xen.is_read_only(t), "{t:?} still pinned or read-only");
+            assert!(
+                !e.hv.is_pinned(t) && !e.xen.guest_pinned(t) && !e.xen.is_read_only(t),
+                "{t:?} still pinned or read-only"
+            );
             assert!(linear_writable::<M>(e.ram, e.k.swapper_pg_dir(), t));
         }
         assert!(kernel.iter().all(|&t| e.hv.is_pinned(t) && e.xen.is_read_only(t)), "shared tables stay pinned");

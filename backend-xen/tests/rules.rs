@@ -149,7 +149,10 @@ fn new_baseptr_validates_an_unpinned_root_and_refuses_another_type<M: PagingMode
         let own: Vec<Pfn> = tables::<M>(e.ram, a.pgd())
             .into_iter()
             .map(|t| t.0)
-            .filter(|&t| t == a.pgd() || (M::PAE && e.ram.is_allocated(t) && !e.hv.is_pinned(t) && e.hv.page_info(t).ty != PageType::L1))
+            .filter(|&t| {
+                t == a.pgd()
+                    || (M::PAE && e.ram.is_allocated(t) && !e.hv.is_pinned(t) && e.hv.page_info(t).ty != PageType::L1)
+            })
             .collect();
         assert_eq!(own.len(), if M::PAE { 5 } else { 1 }, "the root, and in PAE its four pmds");
         for &t in &own {

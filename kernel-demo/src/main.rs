@@ -39,6 +39,7 @@ pub mod cpu;
 pub mod crashtest;
 #[cfg(feature = "boot-select")]
 pub mod dispatch;
+pub mod emulate;
 pub mod exception;
 mod exit;
 pub mod gdt;

@@ -277,7 +277,8 @@ where
     let how = if s.split { "large page split, then reverted" } else { "4 KiB PTE changed, then restored" };
     cx.done(k.backend(), "change_page_attr", format_args!("{how}"))?;
 
-    // 6. A direct write to a page-table page: faults when the backend keeps tables read-only.
+    // 6. A direct write to a page-table page: faults when the backend keeps tables read-only;
+    //    into a page table, the backend may emulate it (Xen's `ptwr_do_page_fault`).
     let pgd0 = spaces[0].as_ref().map(|a| a.pgd()).unwrap_or(k.swapper_pg_dir());
     let tva = lowmem_va(pgd0);
     let old = k.cpu().read_u32(tva).map_err(|_| ScenarioError::Check {
@@ -302,6 +303,28 @@ where
         }
     } else if r.is_err() {
         return Err(ScenarioError::Check { step: "direct write", what: "writable page table faulted", va: tva });
+    }
+    // The same value written back into the first user page table of address space 0.
+    let pt0 = spaces[0].as_ref().and_then(|a| {
+        let (dir, idx) = i386_paging::walk::pmd_table::<M, P>(k.mem(), a.pgd(), user_va(0))?;
+        let e: paravirt_core::Pmd = i386_paging::read_entry::<M, _, P>(k.mem(), dir, idx);
+        e.is_present().then(|| e.pfn())
+    });
+    if let Some(pt) = pt0 {
+        let pva = lowmem_va(pt);
+        let emulated = k.backend().emulated_writes();
+        let ok = k.cpu().read_u32(pva).and_then(|v| k.cpu().write_u32(pva, v)).is_ok();
+        let emulated = k.backend().emulated_writes() - emulated;
+        if !ok || (k.backend().page_tables_read_only() && emulated != 1) {
+            return Err(ScenarioError::Check {
+                step: "direct write",
+                what: "store into a page table not emulated",
+                va: pva,
+            });
+        }
+        if emulated != 0 {
+            writeln!(cx.out, "     direct write to pinned page table {pt} faulted and was emulated by the backend")?;
+        }
     }
     cx.done(
         k.backend(),
