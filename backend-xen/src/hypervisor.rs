@@ -128,8 +128,8 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     /// `MMU_NORMAL_PT_UPDATE`; [`XenError::ForeignFrame`] / [`XenError::Capacity`] for an entry
     /// outside the domain or the frame table; for a validated table, the rule its level's
     /// entry breaks ([`XenError::WritablePageTable`], [`XenError::MappedWritable`],
-    /// [`XenError::TypeConflict`], [`XenError::LargePage`], [`XenError::ReservedBits`],
-    /// [`XenError::BadIndex`]...).
+    /// [`XenError::TypeConflict`], [`XenError::LargePage`], [`XenError::DisallowedFlags`],
+    /// [`XenError::XenPrivateSlot`], [`XenError::PaeL3Slot3Update`], [`XenError::BadIndex`]...).
     #[doc(alias = "do_mmu_update")]
     pub fn mmu_update(&self, reqs: &[MmuUpdate], success_count: &mut usize) -> Result<(), XenError> {
         *success_count = 0;

@@ -29,10 +29,12 @@
 //! | type references | `get_page_type` / `put_page_type`, `alloc_lN_table` / `free_lN_table` |
 //!
 //! The rules the model enforces, and the simplifications it makes, are listed in the crate's
-//! `README.md`. In short: per-frame page types (none, writable, L1, L2, L3) with type counts;
-//! pinning validates recursively; a page-table page may never be mapped writable, and a page
-//! mapped writable cannot become a page table; `NEW_BASEPTR` needs a root pinned at the root
-//! level; read-only is real page-table state (the PTE of the page in the kernel's linear map,
+//! `README.md`. In short: per-frame page types (none, writable, L1, L2, the `PGT_pae_xen_l2` L2
+//! of a PAE L3's slot 3, L3) with type counts; validation is recursive; a page-table page may
+//! never be mapped writable, and a page mapped writable cannot become a page table; entries
+//! obey Xen's flag masks per level; Xen's own L2 slots are not the guest's; `NEW_BASEPTR`
+//! validates the root it installs; a direct store into a validated L1 is emulated
+//! ([`Hypervisor::ptwr_do_page_fault`]); read-only is real page-table state (the PTE of the page in the kernel's linear map,
 //! changed through `update_va_mapping`); refusals are typed [`XenError`]s; protocol
 //! violations caught inside hooks panic or are recorded ([`Policy`], [`Violations`]), never
 //! ignored, each marked with its [`Origin`]: a refusal of the real Xen, or a rule of this
