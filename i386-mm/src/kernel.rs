@@ -436,13 +436,6 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         M::PAE && !self.pv().shared_kernel_pmd()
     }
 
-    /// Whether pgds go on `pgd_list`: every two-level pgd, and PAE pgds when each has its own
-    /// kernel pmd (the kernel-range sync must then reach each copy).
-    #[inline(always)]
-    pub(crate) fn pgds_listed(&self) -> bool {
-        !M::PAE || self.unshared_kernel_pmd()
-    }
-
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.backend

@@ -329,25 +329,52 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// in two-level mode, the entry of the pgd's own kernel pmd in PAE when the kernel pmd is
     /// not shared. A present entry is copied, an absent one cleared ("present ≠ present →
     /// copy", additions and removals). A shared PAE kernel pmd needs nothing.
+    ///
+    /// Out of line (it takes `pgd_lock` and walks the list), so the callers' code does not
+    /// depend on how much of it the compiler would inline.
+    #[inline(never)]
     pub(crate) fn sync_kernel_pmd(&self, va: u32) {
-        if !self.pgds_listed() {
+        if M::PAE {
+            if self.unshared_kernel_pmd() {
+                self.sync_kernel_pmd_copies(va);
+            }
             return;
         }
+        let index = M::pgd_index(va);
+        let want: Pmd = read_entry::<M, _, _>(&self.mem, self.swapper_pg_dir, index);
+        let list = self.pgd_lock.lock();
+        for &pgd in list.as_slice() {
+            // A pgd on `pgd_list` is alive while listed.
+            let s: PmdSlot = self.entry_slot(pgd, index);
+            self.sync_entry(s, want);
+        }
+    }
+
+    /// [`sync_kernel_pmd`](Self::sync_kernel_pmd) for PAE pgds with their own kernel pmd.
+    #[inline(never)]
+    fn sync_kernel_pmd_copies(&self, va: u32) {
         let Some(kslot) = self.kernel_pmd_slot(va) else { return };
         let want = kslot.read();
         let list = self.pgd_lock.lock();
         for &pgd in list.as_slice() {
-            // A pgd on `pgd_list` is alive while listed, and (PAE) has its kernel pmd.
-            let Some(s) = self.pmd_slot(pgd, va) else { continue };
-            let cur = s.read();
-            if cur == want {
-                continue;
+            // A pgd on `pgd_list` is alive while listed, and has its kernel pmd.
+            if let Some(s) = self.pmd_slot(pgd, va) {
+                self.sync_entry(s, want);
             }
-            if want.is_present() {
-                self.pv().set_pmd(s, want);
-            } else {
-                self.pv().pmd_clear(s);
-            }
+        }
+    }
+
+    /// Makes the directory entry `s` hold `want`: copied if present, cleared if not.
+    #[inline(always)]
+    fn sync_entry(&self, s: PmdSlot, want: Pmd) {
+        let cur = s.read();
+        if cur == want {
+            return;
+        }
+        if want.is_present() {
+            self.pv().set_pmd(s, want);
+        } else {
+            self.pv().pmd_clear(s);
         }
     }
 }
