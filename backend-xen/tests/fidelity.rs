@@ -401,3 +401,25 @@ both_modes!(
     exit_mmap_of_the_loaded_root_switches_to_swapper_first,
     read_only_linear_page_tables_are_accepted,
 );
+
+/// The example under `Policy::Panic`: `map_kernel_page(va, pfn, GLOBAL | RW)` under a
+/// pinned `swapper_pg_dir` is refused by Xen (`get_page_from_l1e`: "Bad L1 flags"), and Linux
+/// `BUG()`s.
+fn a_global_kernel_mapping_stops_the_kernel<M: PagingMode>() {
+    booted::<M>(Policy::Panic, |e| {
+        let f = e.ram.alloc_frame().unwrap();
+        let _ = e.k.map_kernel_page(VMALLOC_START, f, PteFlags::GLOBAL | PteFlags::RW);
+    });
+}
+
+#[test]
+#[should_panic(expected = "xen: set_pte: EINVAL: entry sets flags Xen forbids at its level")]
+fn two_level_a_global_kernel_mapping_stops_the_kernel() {
+    a_global_kernel_mapping_stops_the_kernel::<TwoLevel>();
+}
+
+#[test]
+#[should_panic(expected = "[hypervisor rule disallowed-flags]")]
+fn pae_a_global_kernel_mapping_stops_the_kernel() {
+    a_global_kernel_mapping_stops_the_kernel::<Pae>();
+}
