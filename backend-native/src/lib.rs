@@ -70,6 +70,7 @@ mod tests {
         assert!(PvMmuOps::<Pae>::allows_large_pages(&Native));
         let ops = native_ops::<Pae>();
         assert!(ops.allows_large_pages());
+        assert!(PvMmuOps::<Pae>::shared_kernel_pmd(&Native) && ops.shared_kernel_pmd());
         assert_eq!(ops.write_cr3(0x3000), 0x3000);
     }
 }

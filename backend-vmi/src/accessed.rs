@@ -37,7 +37,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
                 let s: Pud = shadow::load::<M, _, P>(mem, frame, i);
                 let g: Pud = shadow::load::<M, _, P>(mem, l.root, l.base + i);
                 let cleaned = s.with_flags(s.flags() - PteFlags::ACCESSED);
-                if s != cleaned && self.pdpt_entry(g).is_ok_and(|(e, _)| e == cleaned) {
+                if s != cleaned && self.pdpt_entry(mem, g).is_ok_and(|(e, _)| e == cleaned) {
                     shadow::store::<M, _, P>(mem, frame, i, cleaned);
                 }
             }

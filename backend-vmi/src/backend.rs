@@ -183,6 +183,43 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         Ok(Vmi { mem, state: Lock::new(st), log: Violations::new("vmi", policy), calls: CallCounts::new() })
     }
 
+    /// Records boot-time allocations without checking them until
+    /// [`apply_boot_page_allocations`](Self::apply_boot_page_allocations), as `vmi.c`'s
+    /// `vmi_set_page_type` does before `vmi_apply_boot_page_allocations` (`record_page_type`:
+    /// `mem_map` is not set up yet, and `swapper_pg_dir` "already has data on it"): a `ZEROED`
+    /// page is not checked for zeroes, and a release of an untyped page is only recorded. The
+    /// shadows are built all the same (the ROM call is made). Without it, the model checks from
+    /// the first allocation, a checker's strictness.
+    pub fn with_boot_recording(self) -> Self {
+        self.state.lock().boot_phase = true;
+        self
+    }
+
+    /// `vmi_apply_boot_page_allocations`: the types recorded at boot are in force, and every
+    /// later allocation and release is checked.
+    pub fn apply_boot_page_allocations(&self) {
+        self.state.lock().boot_phase = false;
+    }
+
+    /// Lets VMI defer shadow updates until a TLB flush (`VMI_PAGE_DEFER`: "may queue update
+    /// until TLB inval"): a change of a present PTE of the loaded address space made by
+    /// `set_pte_at`, `set_pte_present` or `pte_clear` reaches the shadow (the entry the CPU
+    /// walks) only at the next `flush_tlb_single` of its address (`InvalPage`),
+    /// `flush_tlb_user` / `flush_tlb_kernel` (`FlushTLB`) or `write_cr3`; a release of the
+    /// table applies its own first. A kernel that forgets a flush then leaves a stale shadow,
+    /// as a real TLB would keep a stale translation; [`verify_each`](Self::verify_each)
+    /// reports it. A not-present shadow entry is filled at once (on hardware the CPU's fault
+    /// would make the hypervisor fill it).
+    pub fn with_deferred_updates(self) -> Self {
+        self.state.lock().defer = true;
+        self
+    }
+
+    /// Shadow updates deferred and not applied yet ([`with_deferred_updates`](Self::with_deferred_updates)).
+    pub fn pending_updates(&self) -> usize {
+        self.state.lock().pending_count()
+    }
+
     /// Gives back the shadow-frame pool and the per-vCPU shadow PDPT. After it, any allocation
     /// is refused for lack of capacity and a PAE `write_cr3` for lack of a PDPT.
     ///
@@ -195,6 +232,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         if typed != 0 {
             return Err(TeardownError { typed });
         }
+        st.pending = [None; crate::state::PENDING_UPDATES];
         st.unload(&self.mem);
         if let Some(f) = st.pdpt.take() {
             self.mem.free_frame(f);
@@ -353,6 +391,8 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             shadow_pdpt: st.pdpt.is_some(),
             pdpt_updates: st.pdpt_updates,
             entries_mirrored: st.mirrored,
+            updates_deferred: st.deferred,
+            updates_pending: st.pending_count(),
             calls: self.calls.snapshot(),
             checks: st.checks.snapshot(),
             violations: 0,

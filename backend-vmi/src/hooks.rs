@@ -26,7 +26,12 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// An entry write of `hook` into a page table or a directory: `val` (`None`: a clear) is
     /// stored into the guest entry with one native store, then checked and mirrored into the
     /// table's shadow, all under the backend's lock.
-    fn entry_hook<E: Entry>(&self, hook: HookKind, slot: Slot<E>, val: Option<E>, want: Level) {
+    ///
+    /// `at` is the address space and virtual address the hook names (`set_pte_at`,
+    /// `set_pte_present`, `pte_clear`): with deferred updates on, a change of a present PTE of
+    /// the loaded address space reaches the shadow only at the next flush of that address
+    /// (`VMI_PAGE_DEFER | VMI_PAGE_CURRENT_AS`).
+    fn entry_hook<E: Entry>(&self, hook: HookKind, slot: Slot<E>, val: Option<E>, want: Level, at: Option<(Pfn, u32)>) {
         self.calls.count(hook);
         let _ = self.locked(Some(hook), |st, found| {
             match val {
@@ -43,9 +48,21 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
                 found.push(VmiRule::WrongLevel { table, index, current: ty });
             }
             // A slot made by `i386_paging::slot` is always in range; one made by hand may not be.
-            if index < entries::<M>() {
-                st.mirror(&self.mem, found, table, index, val.unwrap_or(E::from_raw(0)));
+            if index >= entries::<M>() {
+                return;
             }
+            if let (true, Some((mm, addr)), true) = (st.defer, at, ty.is_l1()) {
+                let current = st.loaded.is_some_and(|l| l.root == mm);
+                let shadow = st.pages.get(table).map(|t| t.shadow);
+                let was_present =
+                    shadow.is_some_and(|s| crate::shadow::load::<M, Pte, P>(&self.mem, s, index).is_present());
+                // A not-present shadow entry would fault, and the hypervisor would fill it from
+                // the guest entry then: it is filled now.
+                if current && was_present {
+                    return st.defer(&self.mem, found, table, index, addr);
+                }
+            }
+            st.mirror(&self.mem, found, table, index, val.unwrap_or(E::from_raw(0)));
         });
     }
 
@@ -58,7 +75,19 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// A `release_*` hook: `ReleasePage(pfn, ty)` under the lock, reported with `hook`.
     fn retire(&self, hook: HookKind, pfn: Pfn, ty: PageType) {
         self.calls.count(hook);
-        let _ = self.locked(Some(hook), |st, found| st.release(&self.mem, found, pfn, ty));
+        let _ = self.locked(Some(hook), |st, found| {
+            st.apply_pending(&self.mem, found, |p| p.table == pfn);
+            st.release(&self.mem, found, pfn, ty)
+        });
+    }
+
+    /// A flush: the deferred updates of `addr` (all of them for `None`) reach the shadows.
+    fn flush_pending(&self, hook: HookKind, addr: Option<u32>) {
+        if !self.state.lock().defer {
+            return;
+        }
+        let _ = self
+            .locked(Some(hook), |st, found| st.apply_pending(&self.mem, found, |p| addr.is_none_or(|a| p.addr == a)));
     }
 }
 
@@ -93,24 +122,32 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
         self.retire(HookKind::ReleasePd, pfn, PageType::l2::<M>());
     }
 
+    /// `vmi_set_pte`. Linux's own check accepts a PTE page *or* a PD here (2.6.21's
+    /// `set_pmd_pte` writes pmds with it); the model reports a directory as `WrongLevel`, a
+    /// checker rule, and mirrors the write by the table's real level.
     fn set_pte(&self, slot: PteSlot, val: Pte) {
-        self.entry_hook(HookKind::SetPte, slot, Some(val), Level::Pt)
+        self.entry_hook(HookKind::SetPte, slot, Some(val), Level::Pt, None)
     }
 
-    fn set_pte_at(&self, _mm: Pfn, _addr: u32, slot: PteSlot, val: Pte) {
-        self.entry_hook(HookKind::SetPteAt, slot, Some(val), Level::Pt)
+    /// `vmi_set_pte_at`.
+    fn set_pte_at(&self, mm: Pfn, addr: u32, slot: PteSlot, val: Pte) {
+        self.entry_hook(HookKind::SetPteAt, slot, Some(val), Level::Pt, Some((mm, addr)))
     }
 
+    /// `vmi_set_pte_atomic` (PAE): Linux checks nothing here; the model's `WriteUntyped` and
+    /// `WrongLevel` are checker rules.
     fn set_pte_atomic(&self, slot: PteSlot, val: Pte) {
-        self.entry_hook(HookKind::SetPteAtomic, slot, Some(val), Level::Pt)
+        self.entry_hook(HookKind::SetPteAtomic, slot, Some(val), Level::Pt, None)
     }
 
-    fn set_pte_present(&self, _mm: Pfn, _addr: u32, slot: PteSlot, val: Pte) {
-        self.entry_hook(HookKind::SetPtePresent, slot, Some(val), Level::Pt)
+    /// `vmi_set_pte_present`: `vmi_flags_addr_defer`, the update VMI may defer.
+    fn set_pte_present(&self, mm: Pfn, addr: u32, slot: PteSlot, val: Pte) {
+        self.entry_hook(HookKind::SetPtePresent, slot, Some(val), Level::Pt, Some((mm, addr)))
     }
 
+    /// `vmi_set_pmd`.
     fn set_pmd(&self, slot: PmdSlot, val: Pmd) {
-        self.entry_hook(HookKind::SetPmd, slot, Some(val), Level::Dir)
+        self.entry_hook(HookKind::SetPmd, slot, Some(val), Level::Dir, None)
     }
 
     /// A PAE PDPT entry: written natively; the PDPT must be untyped, the entry must hold only
@@ -130,7 +167,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
             if let Some(t) = st.pages.get(table) {
                 return found.push(VmiRule::PdptTyped { pfn: table, flags: t.ty });
             }
-            if st.check_pdpt_entry(found, table, index, val) && val.is_present() {
+            if st.check_pdpt_entry(&self.mem, found, table, index, val) && val.is_present() {
                 if let Some(pmd) = st.pages.get_mut(val.pfn()) {
                     pmd.pdpt_slot = (index % 4) as u8;
                 }
@@ -143,12 +180,14 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
         });
     }
 
-    fn pte_clear(&self, _mm: Pfn, _addr: u32, slot: PteSlot) {
-        self.entry_hook(HookKind::PteClear, slot, None, Level::Pt)
+    /// `vmi_pte_clear`.
+    fn pte_clear(&self, mm: Pfn, addr: u32, slot: PteSlot) {
+        self.entry_hook(HookKind::PteClear, slot, None, Level::Pt, Some((mm, addr)))
     }
 
+    /// `vmi_pmd_clear`.
     fn pmd_clear(&self, slot: PmdSlot) {
-        self.entry_hook(HookKind::PmdClear, slot, None, Level::Dir)
+        self.entry_hook(HookKind::PmdClear, slot, None, Level::Dir, None)
     }
 
     /// The address space rooted at `mm` is being torn down. If it is still the loaded root
@@ -156,7 +195,8 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
     /// back), the backend forgets it: nothing it shadows is in CR3 any more.
     fn exit_mmap(&self, mm: Pfn) {
         self.calls.count(HookKind::ExitMmap);
-        let _ = self.locked(Some(HookKind::ExitMmap), |st, _| {
+        let _ = self.locked(Some(HookKind::ExitMmap), |st, found| {
+            st.apply_pending(&self.mem, found, |_| true);
             if st.loaded.is_some_and(|l| l.root == mm) {
                 st.unload(&self.mem);
             }
@@ -168,7 +208,12 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
     /// then gets the guest root itself.
     fn write_cr3(&self, cr3: u32) -> u32 {
         self.calls.count(HookKind::WriteCr3);
-        self.locked(Some(HookKind::WriteCr3), |st, found| st.load_root(&self.mem, found, cr3)).0
+        self.locked(Some(HookKind::WriteCr3), |st, found| {
+            // A CR3 load flushes the TLB: every deferred update is due.
+            st.apply_pending(&self.mem, found, |_| true);
+            st.load_root(&self.mem, found, cr3)
+        })
+        .0
     }
 
     /// Maps a shadow root back to the guest root (other values pass through).
@@ -177,16 +222,23 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
         self.state.lock().guest_cr3(hw)
     }
 
+    /// `vmi_flush_tlb_user` (`FlushTLB`): applies every deferred update.
     fn flush_tlb_user(&self) {
         self.calls.count(HookKind::FlushTlbUser);
+        self.flush_pending(HookKind::FlushTlbUser, None);
     }
 
+    /// `vmi_flush_tlb_kernel` (`FlushTLB` with `VMI_FLUSH_GLOBAL`): applies every deferred
+    /// update.
     fn flush_tlb_kernel(&self) {
         self.calls.count(HookKind::FlushTlbKernel);
+        self.flush_pending(HookKind::FlushTlbKernel, None);
     }
 
-    fn flush_tlb_single(&self, _addr: u32) {
+    /// `InvalPage`: applies the deferred updates of the page at virtual address `addr`.
+    fn flush_tlb_single(&self, addr: u32) {
         self.calls.count(HookKind::FlushTlbSingle);
+        self.flush_pending(HookKind::FlushTlbSingle, Some(addr & !0xfff));
     }
 
     /// VMI shadows large (PSE) directory entries as they are.

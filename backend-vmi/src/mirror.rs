@@ -1,4 +1,5 @@
-//! Mirroring one guest entry into its shadow.
+//! Mirroring one guest entry into its shadow, at once or, for an update VMI may defer
+//! (`VMI_PAGE_DEFER`), at the next flush.
 //!
 //! A shadow L1 holds the guest's PTEs as they are; a shadow L2 holds the guest's directory
 //! entries with each linked page table replaced by that table's shadow (flags kept), and
@@ -7,7 +8,7 @@
 
 use crate::rule::{Found, VmiRule};
 use crate::shadow::{self, linked, relink};
-use crate::state::State;
+use crate::state::{Pending, State, PENDING_UPDATES};
 use crate::stats::Check;
 use crate::types::PageType;
 use i386_paging::PhysMem;
@@ -60,5 +61,56 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
                 Pmd::EMPTY
             }
         }
+    }
+}
+
+impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+    /// Queues the shadow update of entry `index` of page table `table` (virtual address
+    /// `addr`); with the queue full, the queued ones are applied first, as a flush would.
+    pub(crate) fn defer<P: PhysMem + ?Sized>(
+        &mut self,
+        mem: &P,
+        found: &mut Found<'_>,
+        table: Pfn,
+        index: u32,
+        addr: u32,
+    ) {
+        let p = Pending { table, index, addr: addr & !0xfff };
+        if self.pending.iter().flatten().any(|q| *q == p) {
+            return;
+        }
+        if self.pending.iter().all(Option::is_some) {
+            self.apply_pending(mem, found, |_| true);
+        }
+        if let Some(slot) = self.pending.iter_mut().find(|q| q.is_none()) {
+            *slot = Some(p);
+        }
+        self.deferred += 1;
+    }
+
+    /// Applies the deferred updates `which` selects: each shadow entry is set from the guest
+    /// entry as it is now.
+    pub(crate) fn apply_pending<P: PhysMem + ?Sized>(
+        &mut self,
+        mem: &P,
+        found: &mut Found<'_>,
+        which: impl Fn(&Pending) -> bool,
+    ) {
+        for i in 0..PENDING_UPDATES {
+            let Some(p) = self.pending[i] else { continue };
+            if !which(&p) {
+                continue;
+            }
+            self.pending[i] = None;
+            if self.pages.get(p.table).is_some() {
+                let g: Pte = shadow::load::<M, _, P>(mem, p.table, p.index);
+                self.mirror(mem, found, p.table, p.index, g);
+            }
+        }
+    }
+
+    /// Deferred updates not applied yet.
+    pub(crate) fn pending_count(&self) -> usize {
+        self.pending.iter().flatten().count()
     }
 }

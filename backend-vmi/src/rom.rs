@@ -85,7 +85,9 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
                 _ => return found.push(VmiRule::CloneRange { pfn, start: clone.start, count: clone.count }),
             }
         }
-        if flags.contains(PageType::ZEROED) {
+        // `vmi_set_page_type` before `vmi_apply_boot_page_allocations` only records the type
+        // (`record_page_type`): "swapper_pg_dir ... already has data on it".
+        if flags.contains(PageType::ZEROED) && !self.boot_phase {
             self.checks.count(Check::Zeroed);
             let limit = if flags.contains(PageType::CLONE) { M::USER_PTRS_PER_PGD.min(n) } else { n };
             if let Some((index, value)) = (0..limit).map(|i| (i, read_raw::<M, P>(mem, pfn, i))).find(|&(_, v)| v != 0)
@@ -149,6 +151,10 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     pub(crate) fn release<P: PhysMem + ?Sized>(&mut self, mem: &P, found: &mut Found<'_>, pfn: Pfn, flags: PageType) {
         self.checks.count(Check::ReleaseTyped);
         let Some(t) = self.pages.get(pfn).copied() else {
+            // Before `vmi_apply_boot_page_allocations` the release is only recorded.
+            if self.boot_phase {
+                return;
+            }
             return found.push(VmiRule::ReleaseUntyped { pfn, requested: flags });
         };
         self.checks.count(Check::ReleaseLevel);

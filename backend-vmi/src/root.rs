@@ -13,21 +13,39 @@ use crate::shadow::{self, relink_pud};
 use crate::state::{Loaded, State};
 use crate::stats::Check;
 use crate::types::PageType;
-use i386_paging::PhysMem;
+use i386_paging::{read_raw, PhysMem};
 use paravirt_core::{PagingMode, Pfn, PhysAddr, Pud, PDPT_ALLOWED};
 
 impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     /// What guest PDPT entry `g` becomes in the shadow PDPT: `Ok((entry, linked pmd))`, or
     /// `Err((pmd, its type))` when it links a page that is not a typed L2.
-    pub(crate) fn pdpt_entry(&self, g: Pud) -> Result<(Pud, Option<Pfn>), (Pfn, PageType)> {
+    ///
+    /// An entry linking an untyped page that is all zeroes (2.6.2x's `pagetable_init` points
+    /// the unused PDPT slots at `empty_zero_page`) is kept as it is: the page maps nothing,
+    /// and `vmi_check_page_type` does not look at the PDP level at all.
+    pub(crate) fn pdpt_entry<P: PhysMem + ?Sized>(
+        &self,
+        mem: &P,
+        g: Pud,
+    ) -> Result<(Pud, Option<Pfn>), (Pfn, PageType)> {
         if !g.is_present() {
             return Ok((g, None));
         }
         let child = g.pfn();
         match self.pages.get(child) {
             Some(t) if t.ty.is_l2() => Ok((relink_pud(g, t.shadow), Some(child))),
+            None if self.zero_page(mem, child) => Ok((g, None)),
             other => Err((child, other.map_or(PageType::NORMAL, |t| t.ty))),
         }
+    }
+
+    /// Whether `pfn` is an untyped page of RAM whose every entry is zero (an empty pmd, such
+    /// as `empty_zero_page`).
+    pub(crate) fn zero_page<P: PhysMem + ?Sized>(&self, mem: &P, pfn: Pfn) -> bool {
+        pfn < mem.max_pfn()
+            && self.pages.get(pfn).is_none()
+            && self.pages.by_shadow(pfn).is_none()
+            && (0..crate::shadow::entries::<M>()).all(|i| read_raw::<M, P>(mem, pfn, i) == 0)
     }
 
     /// Forgets the loaded root: drops the shadow PDPT's links and clears its entries.
@@ -56,7 +74,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     pub(crate) fn pdpt_set<P: PhysMem + ?Sized>(&mut self, mem: &P, i: usize, g: Pud) {
         let Some(frame) = self.pdpt else { return };
         self.pdpt_unlink(i);
-        let (v, child) = self.pdpt_entry(g).unwrap_or((Pud::EMPTY, None));
+        let (v, child) = self.pdpt_entry(mem, g).unwrap_or((Pud::EMPTY, None));
         if let Some(pmd) = child {
             if let Some(t) = self.pages.get_mut(pmd) {
                 t.links += 1;
@@ -69,7 +87,14 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
 
     /// Checks a PDPT entry's reserved bits and what it links (for `set_pud` and `write_cr3`);
     /// `true` if it passes.
-    pub(crate) fn check_pdpt_entry(&mut self, found: &mut Found<'_>, pdpt: Pfn, index: u32, g: Pud) -> bool {
+    pub(crate) fn check_pdpt_entry<P: PhysMem + ?Sized>(
+        &mut self,
+        mem: &P,
+        found: &mut Found<'_>,
+        pdpt: Pfn,
+        index: u32,
+        g: Pud,
+    ) -> bool {
         if !g.is_present() {
             return true;
         }
@@ -81,7 +106,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             ok = false;
         }
         self.checks.count(Check::ChildAnnounced);
-        if let Err((child, child_type)) = self.pdpt_entry(g) {
+        if let Err((child, child_type)) = self.pdpt_entry(mem, g) {
             found.push(VmiRule::UnannouncedChild { table: pdpt, index, child, child_type });
             ok = false;
         }
@@ -130,7 +155,9 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         let mut known = 0;
         for (i, e) in (0u32..).zip(g.iter_mut()) {
             *e = shadow::load::<M, _, P>(mem, root, base + i);
-            if self.check_pdpt_entry(found, root, base + i, *e) && e.is_present() {
+            if self.check_pdpt_entry(mem, found, root, base + i, *e)
+                && self.pdpt_entry(mem, *e).is_ok_and(|(_, c)| c.is_some())
+            {
                 known += 1;
             }
         }

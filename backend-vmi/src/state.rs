@@ -19,6 +19,18 @@ pub(crate) struct Loaded {
     pub(crate) cr3: u32,
 }
 
+/// Deferred shadow updates the backend holds at most (`VMI_PAGE_DEFER`); one more flushes them.
+pub const PENDING_UPDATES: usize = 32;
+
+/// A shadow update deferred until a TLB flush (`VMI_PAGE_DEFER`): the guest entry `index` of
+/// page table `table`, mapping the virtual address `addr` of the loaded address space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Pending {
+    pub(crate) table: Pfn,
+    pub(crate) index: u32,
+    pub(crate) addr: u32,
+}
+
 /// The backend's state for paging mode `M`, tracking up to `MAX` pages.
 pub(crate) struct State<M: PagingMode, const MAX: usize> {
     pub(crate) pages: Tracker<MAX>,
@@ -34,6 +46,12 @@ pub(crate) struct State<M: PagingMode, const MAX: usize> {
     pub(crate) peak: usize,
     pub(crate) pdpt_updates: u64,
     pub(crate) mirrored: u64,
+    /// Before `vmi_apply_boot_page_allocations`: allocations are recorded, not checked.
+    pub(crate) boot_phase: bool,
+    /// Updates of the loaded address space's PTEs may be deferred until a flush.
+    pub(crate) defer: bool,
+    pub(crate) pending: [Option<Pending>; PENDING_UPDATES],
+    pub(crate) deferred: u64,
     _mode: PhantomData<M>,
 }
 
@@ -52,6 +70,10 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             peak: 0,
             pdpt_updates: 0,
             mirrored: 0,
+            boot_phase: false,
+            defer: false,
+            pending: [None; PENDING_UPDATES],
+            deferred: 0,
             _mode: PhantomData,
         }
     }

@@ -149,6 +149,10 @@ pub struct Stats {
     pub pdpt_updates: u64,
     /// Shadow entries written by mirroring.
     pub entries_mirrored: u64,
+    /// Shadow updates deferred until a flush (`VMI_PAGE_DEFER`) so far.
+    pub updates_deferred: u64,
+    /// Of those, not applied yet.
+    pub updates_pending: usize,
     /// Calls per hook, indexed by `HookKind as usize`.
     pub calls: [u32; HookKind::COUNT],
     /// Evaluations per check, indexed by [`Check::index`].
@@ -195,12 +199,14 @@ impl fmt::Display for Stats {
         )?;
         writeln!(
             f,
-            "vmi frames: shadow pool {} ({} free), per-vCPU PDPT {}, PDPT updates {}, entries mirrored {}",
+            "vmi frames: shadow pool {} ({} free), per-vCPU PDPT {}, PDPT updates {}, entries mirrored {}, deferred {} ({} pending)",
             self.pool_frames,
             self.pool_free,
             if self.shadow_pdpt { "held" } else { "none" },
             self.pdpt_updates,
-            self.entries_mirrored
+            self.entries_mirrored,
+            self.updates_deferred,
+            self.updates_pending
         )?;
         f.write_str("vmi hooks:")?;
         for h in HookKind::ALL {

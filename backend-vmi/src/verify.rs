@@ -157,7 +157,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
                 let guest: Pud = shadow::load::<M, _, P>(mem, l.root, index);
                 let shadow_value: Pud = shadow::load::<M, _, P>(mem, frame, i);
                 let (guest_raw, shadow_raw) = (guest.raw(), shadow_value.raw());
-                match self.pdpt_entry(guest) {
+                match self.pdpt_entry(mem, guest) {
                     Ok((expected, _)) if expected != shadow_value => emit(Divergence::Pdpt {
                         pdpt: l.root,
                         index,
@@ -184,12 +184,13 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         })
     }
 
-    /// PAE: whether every present entry of a 4-entry PDPT reaches a walkable L2.
+    /// PAE: whether every present entry of a 4-entry PDPT reaches a walkable L2 (or an
+    /// untyped page of zeroes, which maps nothing).
     fn walkable_pdpt<P: PhysMem + ?Sized>(&self, mem: &P, pdpt: &[Pud; 4], shadow: bool) -> bool {
         pdpt.iter().filter(|e| e.is_present()).all(|e| {
             let p = e.pfn();
             let t = if shadow { self.pages.by_shadow(p) } else { self.pages.get(p) };
-            t.is_some_and(|t| t.ty.is_l2() && self.walkable_l2(mem, p, shadow))
+            t.is_some_and(|t| t.ty.is_l2() && self.walkable_l2(mem, p, shadow)) || self.zero_page(mem, p)
         })
     }
 

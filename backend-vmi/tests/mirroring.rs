@@ -229,7 +229,8 @@ fn write_cr3_of_an_unknown_root_is_a_violation<M: PagingMode>() {
     let want = if M::PAE { VmiRule::PdptTyped { pfn: pt, flags: l1::<M>() } } else { VmiRule::UnknownRoot { cr3 } };
     take_violations(&v, &[(HookKind::WriteCr3, want)]);
     if M::PAE {
-        // A PDPT linking a page that is not an announced pmd.
+        // A PDPT linking a page that is not an announced pmd (nor a page of zeroes).
+        ram.write_u32(entry_pa::<M>(nothing, 7), 2);
         let pdpt = zeroed(&ram);
         ram.write_u32(entry_pa::<M>(pdpt, 1), pdpt_entry(nothing).raw() as u32);
         let cr3 = pdpt.phys().as_u64() as u32;

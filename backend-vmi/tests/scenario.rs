@@ -284,8 +284,13 @@ fn pagetable_init_without_pse_shadows_every_kernel_page_table<M: PagingMode>() {
     let base = ram.frames_in_use();
     let v = vmi::<M>(&ram);
     let cpu = HostCpu::<M>::new(&ram);
-    let k =
-        KernelMm::<M, _, _, _>::pagetable_init(&ram, &v, &cpu, InitOptions { pse: false, lowmem_end: None }).unwrap();
+    let k = KernelMm::<M, _, _, _>::pagetable_init(
+        &ram,
+        &v,
+        &cpu,
+        InitOptions { pse: false, lowmem_end: None, ..InitOptions::default() },
+    )
+    .unwrap();
     let tables = (8 << 20) / (M::PTRS_PER_PTE as usize * 4096);
     let s = v.stats();
     assert_eq!(s.typed_l1, tables);

@@ -8,7 +8,7 @@
 
 use crate::types::PageType;
 use core::fmt;
-use paravirt_core::{Origin, Pfn, Pud, Rule};
+use paravirt_core::{Origin, Pfn, Rule};
 
 /// The errno class of a refusal (Xen hypercalls return `-errno`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -116,14 +116,63 @@ pub enum XenError {
         /// The entry's index.
         index: u32,
     },
-    /// An entry sets bits its level forbids (a PAE PDPT entry may hold only PRESENT, PWT, PCD).
-    ReservedBits {
-        /// The table (a PAE root).
+    /// An entry sets flag bits Xen forbids at its level (`l1_disallow_mask`,
+    /// `L2_DISALLOW_MASK`, `L3_DISALLOW_MASK` in `get_page_from_l1e` / `l2e` / `l3e` and
+    /// `mod_lN_entry`: "Bad L1 flags").
+    DisallowedFlags {
+        /// The table.
         table: Pfn,
         /// The entry's index.
         index: u32,
-        /// The value refused.
-        val: Pud,
+        /// The table's level.
+        level: PageType,
+        /// The forbidden bits the entry sets (raw entry bits).
+        bits: u64,
+    },
+    /// A guest update of one of Xen's own slots at the top of an L2 (`mod_l2_entry`: "Illegal
+    /// L2 update attempt in Xen-private area"): the slots from `HYPERVISOR_VIRT_START` up in
+    /// every two-level L2, and in the PAE L2 of slot 3.
+    XenPrivateSlot {
+        /// The L2.
+        table: Pfn,
+        /// The entry's index.
+        index: u32,
+    },
+    /// A PAE L3 whose slot 3 is empty (`create_pae_xen_mappings`: "PAE L3 3rd slot is empty"):
+    /// Xen's own mappings live in the L2 there.
+    PaeL3SlotEmpty {
+        /// The L3.
+        table: Pfn,
+    },
+    /// The L2 in slot 3 of a PAE L3 is referenced by another L3 too
+    /// (`create_pae_xen_mappings`: "PAE L3 3rd slot is shared"): Xen's private mappings in it
+    /// include the L3's own linear mappings, so it cannot serve two roots.
+    PaeL3SlotShared {
+        /// The L3 being validated.
+        table: Pfn,
+        /// The L2 in its slot 3.
+        l2: Pfn,
+    },
+    /// A guest update of slot 3 of a validated PAE L3 (`mod_l3_entry`: "Disallow updates to
+    /// final L3 slot").
+    PaeL3Slot3Update {
+        /// The L3.
+        table: Pfn,
+    },
+    /// `update_va_mapping` of an address whose L1 is not a validated page table
+    /// (`do_update_va_mapping` through `guest_map_l1e` and `mod_l1_entry`).
+    UnvalidatedL1 {
+        /// The virtual address.
+        va: u32,
+        /// The page table that maps it.
+        l1: Pfn,
+    },
+    /// A write fault the hypervisor does not emulate (`ptwr_do_page_fault` bails out): the
+    /// address is not mapped read-only, or not onto a validated L1. The fault goes to the
+    /// guest.
+    NotPtwr {
+        /// The faulting virtual address.
+        va: u32,
     },
     /// The entry index lies beyond the table (e.g. a PDPT index ≥ 4).
     BadIndex {
@@ -146,22 +195,6 @@ pub enum XenError {
     NotPinned {
         /// The frame.
         pfn: Pfn,
-    },
-    /// A pin at a level this paging mode does not have (L3 in two-level mode, L4 on i386).
-    BadLevel {
-        /// The frame.
-        pfn: Pfn,
-        /// The level asked for (3 for L3 in two-level mode, 4 for L4).
-        level: u8,
-    },
-    /// `MMUEXT_NEW_BASEPTR` to a root that is not pinned at the root level (L2 two-level, L3 PAE).
-    BaseNotPinned {
-        /// The root.
-        pfn: Pfn,
-        /// The level a root must have.
-        want: PageType,
-        /// What it has.
-        has: PageType,
     },
     /// An unknown or unmodelled command number.
     BadCommand {
@@ -207,11 +240,6 @@ pub enum XenError {
         /// The level it was reached at.
         level: PageType,
     },
-    /// Guest side: `exit_mmap` of the root currently loaded (it is switched away first).
-    ExitActiveRoot {
-        /// The root.
-        pfn: Pfn,
-    },
     /// Guest side: `release_pt`/`release_pd` of a frame that was never announced with
     /// `alloc_pt`/`alloc_pd`/`alloc_pd_clone` (or was already released).
     ReleaseNotAnnounced {
@@ -230,7 +258,6 @@ impl XenError {
             XenError::AllocWhilePinned { .. }
             | XenError::AlreadyAnnounced { .. }
             | XenError::NotAnnounced { .. }
-            | XenError::ExitActiveRoot { .. }
             | XenError::ReleaseNotAnnounced { .. } => Errno::Busy,
             _ => Errno::Inval,
         }
@@ -246,20 +273,25 @@ impl XenError {
             | XenError::CountOverflow { pfn }
             | XenError::AlreadyPinned { pfn }
             | XenError::NotPinned { pfn }
-            | XenError::BadLevel { pfn, .. }
-            | XenError::BaseNotPinned { pfn, .. }
             | XenError::PtBaseAlreadySet { pfn }
             | XenError::AllocWhilePinned { pfn }
             | XenError::AlreadyAnnounced { pfn }
             | XenError::NotAnnounced { pfn, .. }
-            | XenError::ExitActiveRoot { pfn }
             | XenError::ReleaseNotAnnounced { pfn } => Some(pfn),
             XenError::WritablePageTable { table, .. }
             | XenError::LargePage { table, .. }
-            | XenError::ReservedBits { table, .. }
+            | XenError::DisallowedFlags { table, .. }
+            | XenError::XenPrivateSlot { table, .. }
+            | XenError::PaeL3SlotEmpty { table }
+            | XenError::PaeL3SlotShared { table, .. }
+            | XenError::PaeL3Slot3Update { table }
             | XenError::BadIndex { table, .. }
             | XenError::TableModified { table, .. } => Some(table),
-            XenError::BadCommand { .. } | XenError::NoLinearMap | XenError::NotMapped { .. } => None,
+            XenError::UnvalidatedL1 { l1, .. } => Some(l1),
+            XenError::BadCommand { .. }
+            | XenError::NoLinearMap
+            | XenError::NotMapped { .. }
+            | XenError::NotPtwr { .. } => None,
         }
     }
 
@@ -272,13 +304,17 @@ impl XenError {
             XenError::MappedWritable { .. } => "a page mapped writable cannot become a page table",
             XenError::WritablePageTable { .. } => "a page-table page may never be mapped writable",
             XenError::LargePage { .. } => "no PSE mappings in a PV guest",
-            XenError::ReservedBits { .. } => "entry sets bits its level forbids",
+            XenError::DisallowedFlags { .. } => "entry sets flags Xen forbids at its level",
+            XenError::XenPrivateSlot { .. } => "illegal L2 update attempt in Xen-private area",
+            XenError::PaeL3SlotEmpty { .. } => "PAE L3 3rd slot is empty",
+            XenError::PaeL3SlotShared { .. } => "PAE L3 3rd slot is shared",
+            XenError::PaeL3Slot3Update { .. } => "update of the final slot of a PAE L3",
+            XenError::UnvalidatedL1 { .. } => "update_va_mapping through a page table that is not a validated l1",
+            XenError::NotPtwr { .. } => "write fault not on a read-only mapping of a validated l1 (not emulated)",
             XenError::BadIndex { .. } => "entry index beyond the table",
             XenError::CountOverflow { .. } => "type count overflow",
             XenError::AlreadyPinned { .. } => "table is already pinned",
             XenError::NotPinned { .. } => "unpin of a table that is not pinned",
-            XenError::BadLevel { .. } => "no such page-table level in this paging mode",
-            XenError::BaseNotPinned { .. } => "new base pointer must be a root pinned at the root level",
             XenError::BadCommand { .. } => "unknown or unmodelled command",
             XenError::NoLinearMap => "the domain's initial page table is not known yet",
             XenError::NotMapped { .. } => "address not mapped by a 4 KiB PTE",
@@ -287,7 +323,6 @@ impl XenError {
             XenError::AllocWhilePinned { .. } => "page announced while still pinned (freed without release)",
             XenError::AlreadyAnnounced { .. } => "page announced twice",
             XenError::NotAnnounced { .. } => "page table linked without alloc_pt/alloc_pd",
-            XenError::ExitActiveRoot { .. } => "exit_mmap of the loaded root",
             XenError::ReleaseNotAnnounced { .. } => "page released that was never announced",
         }
     }
@@ -303,13 +338,17 @@ impl Rule for XenError {
             XenError::MappedWritable { .. } => "mapped-writable",
             XenError::WritablePageTable { .. } => "writable-page-table",
             XenError::LargePage { .. } => "large-page",
-            XenError::ReservedBits { .. } => "reserved-bits",
+            XenError::DisallowedFlags { .. } => "disallowed-flags",
+            XenError::XenPrivateSlot { .. } => "xen-private-slot",
+            XenError::PaeL3SlotEmpty { .. } => "pae-l3-slot-empty",
+            XenError::PaeL3SlotShared { .. } => "pae-l3-slot-shared",
+            XenError::PaeL3Slot3Update { .. } => "pae-l3-slot3-update",
+            XenError::UnvalidatedL1 { .. } => "unvalidated-l1",
+            XenError::NotPtwr { .. } => "not-ptwr",
             XenError::BadIndex { .. } => "bad-index",
             XenError::CountOverflow { .. } => "count-overflow",
             XenError::AlreadyPinned { .. } => "already-pinned",
             XenError::NotPinned { .. } => "not-pinned",
-            XenError::BadLevel { .. } => "bad-level",
-            XenError::BaseNotPinned { .. } => "base-not-pinned",
             XenError::BadCommand { .. } => "bad-command",
             XenError::NoLinearMap => "no-linear-map",
             XenError::NotMapped { .. } => "not-mapped",
@@ -318,7 +357,6 @@ impl Rule for XenError {
             XenError::AllocWhilePinned { .. } => "alloc-while-pinned",
             XenError::AlreadyAnnounced { .. } => "already-announced",
             XenError::NotAnnounced { .. } => "not-announced",
-            XenError::ExitActiveRoot { .. } => "exit-active-root",
             XenError::ReleaseNotAnnounced { .. } => "release-not-announced",
         }
     }
@@ -334,21 +372,16 @@ impl Rule for XenError {
 
     /// [`Origin::Hypervisor`] for what the real Xen refuses (its hypercalls fail the same
     /// way); [`Origin::Checker`] for what the real Xen lets through and this project reports:
-    /// the guest-side protocol errors (`EBUSY`), a change the model's checksum caught, a pin
-    /// at a level the guest lacks (Xen ignores it), the model's own `set_pt_base`, and a new
-    /// base pointer that is merely not pinned (Xen's `new_guest_cr3` validates an unpinned
-    /// root; it refuses only a frame that holds another type).
+    /// the guest-side protocol errors (`EBUSY`), a change the model's checksum caught, and the
+    /// model's own `set_pt_base`.
     fn origin(&self) -> Origin {
         match *self {
             XenError::AllocWhilePinned { .. }
             | XenError::AlreadyAnnounced { .. }
             | XenError::NotAnnounced { .. }
-            | XenError::ExitActiveRoot { .. }
             | XenError::ReleaseNotAnnounced { .. }
             | XenError::TableModified { .. }
-            | XenError::BadLevel { .. }
             | XenError::PtBaseAlreadySet { .. } => Origin::Checker,
-            XenError::BaseNotPinned { want, has, .. } if has == want || has == PageType::None => Origin::Checker,
             _ => Origin::Hypervisor,
         }
     }
@@ -368,12 +401,14 @@ impl fmt::Display for XenError {
                 write!(f, " (l1 {table}[{index}] maps {target_type} page {target} writable)")
             }
             XenError::LargePage { table, index } => write!(f, " ({table}[{index}])"),
-            XenError::ReservedBits { table, index, val } => write!(f, " ({table}[{index}] = {val})"),
-            XenError::BadIndex { table, index } => write!(f, " ({table}[{index}])"),
-            XenError::BadLevel { pfn, level } => write!(f, " (pfn {pfn} as l{level})"),
-            XenError::BaseNotPinned { pfn, want, has } => {
-                write!(f, " (pfn {pfn} is {has}, a root must be a pinned {want})")
+            XenError::DisallowedFlags { table, index, level, bits } => {
+                write!(f, " ({level} {table}[{index}] sets {bits:#x})")
             }
+            XenError::XenPrivateSlot { table, index } => write!(f, " ({table}[{index}])"),
+            XenError::PaeL3SlotShared { table, l2 } => write!(f, " (l3 {table}: l2 {l2} is another l3's too)"),
+            XenError::UnvalidatedL1 { va, l1 } => write!(f, " (va {va:#010x}, l1 {l1})"),
+            XenError::NotPtwr { va } => write!(f, " (va {va:#010x})"),
+            XenError::BadIndex { table, index } => write!(f, " ({table}[{index}])"),
             XenError::BadCommand { cmd } => write!(f, " (command {cmd})"),
             XenError::NotMapped { va } => write!(f, " (va {va:#010x})"),
             XenError::TableModified { table, level } => write!(f, " ({level} table {table})"),

@@ -13,11 +13,13 @@
 
 use crate::error::XenError;
 use crate::stats::HvStats;
-use crate::table::{checksum, decode, entries, hv_store, mix, read, root_type, Decoded};
+use crate::table::{
+    checksum, decode, disallow_mask, entries, first_private_slot, hv_store, mix, read, root_type, Decoded,
+};
 use crate::trace::Trace;
 use crate::types::{PageInfo, PageType, PinnedCounts};
 use core::fmt::Write;
-use i386_paging::{lowmem_va, read_entry, walk, PagingMode, PhysMem, Pmd, Pte, PteFlags};
+use i386_paging::{lowmem_va, read_entry, walk, PagingMode, PhysMem, Pmd, Pte, PteFlags, Pud};
 use paravirt_core::Pfn;
 
 /// One frame's hypervisor state: its type information plus the checksum of its contents
@@ -32,10 +34,22 @@ impl Frame {
     const EMPTY: Frame = Frame { info: PageInfo { ty: PageType::None, count: 0, pinned: false }, sum: 0 };
 }
 
+/// How this hypervisor is configured for the domain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HvConfig {
+    /// `HYPERVISOR_VIRT_START`: the first virtual address of Xen's own area, whose L2 slots
+    /// the guest may not touch.
+    pub(crate) virt_start: u32,
+    /// The domain has I/O capabilities (`iomem_caps` / `ioport_caps` not empty), so its L1
+    /// entries may carry the cache attributes PAT, PCD and PWT.
+    pub(crate) io_caps: bool,
+}
+
 /// Xen's view of the domain: the frame table, the base pointer and the domain's initial
 /// page table (where the linear map lives).
 pub(crate) struct HvState<const N: usize> {
     pub(crate) frames: [Frame; N],
+    pub(crate) cfg: HvConfig,
     /// The root installed with `MMUEXT_NEW_BASEPTR` (holds one type reference).
     pub(crate) base: Option<Pfn>,
     /// The domain's initial page table (`start_info.pt_base`): the root whose kernel range
@@ -50,10 +64,14 @@ pub(crate) struct HvState<const N: usize> {
     pub(crate) trace: Trace,
 }
 
+/// `_PAGE_PSE` in a directory entry.
+const PSE: u64 = PteFlags::PSE.bits();
+
 impl<const N: usize> HvState<N> {
-    pub(crate) const fn new() -> Self {
+    pub(crate) const fn new(cfg: HvConfig) -> Self {
         HvState {
             frames: [Frame::EMPTY; N],
+            cfg,
             base: None,
             pt_base: None,
             anomalies: 0,
@@ -85,8 +103,16 @@ impl<const N: usize> HvState<N> {
         (i.ty.is_table() && i.count > 0).then_some(i.ty)
     }
 
+    /// The guest's slots of a table of type `ty`: all of them, except the Xen-private top of a
+    /// two-level L2 or of the PAE L2 in slot 3 (`is_guest_l2_slot`).
+    pub(crate) fn guest_slots<M: PagingMode>(&self, ty: PageType) -> u32 {
+        first_private_slot::<M>(ty, self.cfg.virt_start).min(entries::<M>(ty))
+    }
+
     /// `get_page_type(page, want)`: takes one type reference, validating the page as a table
-    /// of type `want` if this is its first one.
+    /// of type `want` if this is its first one. A page with live references of another type
+    /// (a plain L2 asked for as the L2 of a PAE L3's slot 3, or the reverse, included) is
+    /// refused.
     pub(crate) fn get_page_type<M: PagingMode, P: PhysMem>(
         &mut self,
         mem: &P,
@@ -145,9 +171,9 @@ impl<const N: usize> HvState<N> {
             // If the table changed behind the hypervisor's back, the entries read here may not
             // be the ones that took references: mismatched puts are counted as anomalies and
             // reported by `verify` (and `unpin` reports the change itself).
-            for idx in 0..entries::<M>(ty) {
+            for idx in 0..self.guest_slots::<M>(ty) {
                 let e = read::<M, P>(mem, pfn, idx);
-                self.put_entry::<M, P>(mem, ty, e);
+                self.put_entry::<M, P>(mem, pfn, ty, idx, e);
             }
             self.stats.devalidations += 1;
         }
@@ -155,27 +181,52 @@ impl<const N: usize> HvState<N> {
         self.frames[i].sum = 0;
     }
 
-    /// Validates every entry of `table` as a table of type `ty`, taking the references its
-    /// entries need; on a refusal gives back the ones already taken. Returns the checksum.
+    /// Validates every guest entry of `table` as a table of type `ty`, taking the references
+    /// its entries need (`alloc_l1_table`, `alloc_l2_table`, `alloc_l3_table`); on a refusal
+    /// gives back the ones already taken. A PAE L3 must hold in slot 3 an L2 no other L3 holds
+    /// (`create_pae_xen_mappings`). Returns the checksum of the whole table.
     fn validate<M: PagingMode, P: PhysMem>(&mut self, mem: &P, table: Pfn, ty: PageType) -> Result<u64, XenError> {
-        let n = entries::<M>(ty);
-        let mut sum = 0u64;
+        let n = self.guest_slots::<M>(ty);
         for idx in 0..n {
             let e = read::<M, P>(mem, table, idx);
             if let Err(err) = self.get_entry::<M, P>(mem, table, ty, idx, e) {
-                for back in (0..idx).rev() {
-                    let e = read::<M, P>(mem, table, back);
-                    self.put_entry::<M, P>(mem, ty, e);
-                }
+                self.unvalidate::<M, P>(mem, table, ty, idx);
                 return Err(err);
             }
-            sum = sum.wrapping_add(mix(idx, e));
         }
-        Ok(sum)
+        if ty == PageType::L3 {
+            // Slot 3 was validated as a PaeXenL2 above, so it is present.
+            let l2 = Pud::from_raw(read::<M, P>(mem, table, 3)).pfn();
+            if self.info(l2).count != 1 {
+                self.unvalidate::<M, P>(mem, table, ty, n);
+                return Err(XenError::PaeL3SlotShared { table, l2 });
+            }
+        }
+        Ok(checksum::<M, P>(mem, table, ty))
+    }
+
+    /// Gives back the references entries `[0, upto)` of `table` took while it was validated.
+    fn unvalidate<M: PagingMode, P: PhysMem>(&mut self, mem: &P, table: Pfn, ty: PageType, upto: u32) {
+        for back in (0..upto).rev() {
+            let e = read::<M, P>(mem, table, back);
+            self.put_entry::<M, P>(mem, table, ty, back, e);
+        }
+    }
+
+    /// The type the table an entry of a `ty` table at `index` links must have: L1 under an
+    /// L2, L2 under a PAE L3, the `PGT_pae_xen_l2` L2 in slot 3.
+    fn child_type(ty: PageType, index: u32) -> Option<PageType> {
+        match ty {
+            PageType::L3 if index == 3 => Some(PageType::PaeXenL2),
+            other => other.child(),
+        }
     }
 
     /// The references the raw entry `e` at `table[index]` must hold in a validated table of
-    /// type `ty` (`get_page_from_l1e` / `l2e` / `l3e`).
+    /// type `ty` (`get_page_from_l1e` / `l2e` / `l3e`): its flags pass the level's disallow
+    /// mask, an L1 entry maps a frame of the domain (writable only if it may be), a directory
+    /// entry links a table of the level below, or (`get_l2_linear_pagetable`) an L2 entry
+    /// without `_PAGE_RW` links a validated L2: a linear page table.
     fn get_entry<M: PagingMode, P: PhysMem>(
         &mut self,
         mem: &P,
@@ -184,8 +235,21 @@ impl<const N: usize> HvState<N> {
         index: u32,
         e: u64,
     ) -> Result<(), XenError> {
+        if ty == PageType::L3 && index == 3 && e & PteFlags::PRESENT.bits() == 0 {
+            return Err(XenError::PaeL3SlotEmpty { table });
+        }
+        if e & PteFlags::PRESENT.bits() == 0 {
+            return Ok(());
+        }
+        if ty.is_l2() && e & PSE != 0 {
+            return Err(XenError::LargePage { table, index });
+        }
+        let bits = e & disallow_mask::<M>(ty, self.cfg.io_caps);
+        if bits != 0 {
+            return Err(XenError::DisallowedFlags { table, index, level: ty, bits });
+        }
         match decode(ty, e) {
-            Decoded::Empty => Ok(()),
+            Decoded::Empty | Decoded::Large => Ok(()),
             Decoded::Page { pfn, writable } => {
                 self.check_frame(mem, pfn)?;
                 if !writable {
@@ -198,23 +262,55 @@ impl<const N: usize> HvState<N> {
                     other => other,
                 })
             }
-            Decoded::Large => Err(XenError::LargePage { table, index }),
-            Decoded::Table { reserved: true, .. } => {
-                Err(XenError::ReservedBits { table, index, val: paravirt_core::Pud::from_raw(e) })
+            Decoded::Table { pfn } => {
+                let Some(child) = Self::child_type(ty, index) else { return Ok(()) };
+                match self.get_page_type::<M, P>(mem, pfn, child) {
+                    Ok(()) => Ok(()),
+                    Err(err) if ty.is_l2() => self.get_l2_linear_pagetable(mem, table, pfn, e).map_err(|()| err),
+                    Err(err) => Err(err),
+                }
             }
-            Decoded::Table { pfn, reserved: false } => match ty.child() {
-                Some(child) => self.get_page_type::<M, P>(mem, pfn, child),
-                None => Ok(()),
-            },
         }
     }
 
-    /// Drops the references the raw entry `e` of a validated table of type `ty` held.
-    fn put_entry<M: PagingMode, P: PhysMem>(&mut self, mem: &P, ty: PageType, e: u64) {
+    /// `get_l2_linear_pagetable`: an L2 entry that links an L2 is accepted if it is read-only
+    /// and the L2 is the table itself (no reference) or another validated L2 (one more type
+    /// reference).
+    fn get_l2_linear_pagetable<P: PhysMem>(&mut self, mem: &P, table: Pfn, pfn: Pfn, e: u64) -> Result<(), ()> {
+        if e & PteFlags::RW.bits() != 0 {
+            return Err(());
+        }
+        if pfn == table {
+            return Ok(());
+        }
+        let i = self.check_frame(mem, pfn).map_err(|_| ())?;
+        let info = self.frames[i].info;
+        if !info.ty.is_l2() || info.count == 0 {
+            return Err(());
+        }
+        self.frames[i].info.count = info.count.checked_add(1).ok_or(())?;
+        Ok(())
+    }
+
+    /// Drops the references the raw entry `e` at `table[index]` of a validated table of type
+    /// `ty` held (`put_page_from_l1e` / `l2e` / `l3e`).
+    fn put_entry<M: PagingMode, P: PhysMem>(&mut self, mem: &P, table: Pfn, ty: PageType, index: u32, e: u64) {
+        if e & PteFlags::PRESENT.bits() == 0 || (ty.is_l2() && e & PSE != 0) {
+            return;
+        }
         match decode(ty, e) {
             Decoded::Page { pfn, writable: true } => self.put_page_type::<M, P>(mem, pfn, PageType::Writable),
-            Decoded::Table { pfn, .. } => {
-                if let Some(child) = ty.child() {
+            Decoded::Table { pfn } if ty.is_l2() => {
+                if pfn == table {
+                    return; // a linear self-mapping holds no reference
+                }
+                // An L1, or through a linear page table another L2.
+                let has = self.info(pfn).ty;
+                let want = if has.is_l2() { has } else { PageType::L1 };
+                self.put_page_type::<M, P>(mem, pfn, want)
+            }
+            Decoded::Table { pfn } => {
+                if let Some(child) = Self::child_type(ty, index) {
                     self.put_page_type::<M, P>(mem, pfn, child)
                 }
             }
@@ -222,8 +318,9 @@ impl<const N: usize> HvState<N> {
         }
     }
 
-    /// The checked `*ptr = val` of `mod_lN_entry`: validates the new entry (taking its
-    /// references), stores it, then drops the references of the old one.
+    /// The checked `*ptr = val` of `mod_l1_entry` / `mod_l2_entry` / `mod_l3_entry`: the slot
+    /// must be the guest's (not Xen-private, not the final slot of a PAE L3), the new entry is
+    /// validated (taking its references), stored, then the old entry's references dropped.
     pub(crate) fn update_entry<M: PagingMode, P: PhysMem>(
         &mut self,
         mem: &P,
@@ -235,13 +332,84 @@ impl<const N: usize> HvState<N> {
         if index >= entries::<M>(ty) {
             return Err(XenError::BadIndex { table, index });
         }
+        if ty.is_l2() && index >= self.guest_slots::<M>(ty) {
+            return Err(XenError::XenPrivateSlot { table, index });
+        }
+        if ty == PageType::L3 && index >= 3 {
+            return Err(XenError::PaeL3Slot3Update { table });
+        }
+        self.apply_entry::<M, P>(mem, table, ty, index, val)
+    }
+
+    /// Validates the new entry, stores it, drops the old one's references, keeps the checksum.
+    fn apply_entry<M: PagingMode, P: PhysMem>(
+        &mut self,
+        mem: &P,
+        table: Pfn,
+        ty: PageType,
+        index: u32,
+        val: u64,
+    ) -> Result<(), XenError> {
         let old = read::<M, P>(mem, table, index);
         self.get_entry::<M, P>(mem, table, ty, index, val)?;
         hv_store::<M, P>(mem, table, ty, index, val);
-        self.put_entry::<M, P>(mem, ty, old);
+        self.put_entry::<M, P>(mem, table, ty, index, old);
         let f = &mut self.frames[table.as_usize()];
         f.sum = f.sum.wrapping_sub(mix(index, old)).wrapping_add(mix(index, val));
         Ok(())
+    }
+
+    /// `ptwr_do_page_fault` + `ptwr_emulated_update`: the guest stored `bytes` bytes of `val`
+    /// at the virtual address `addr` through a read-only mapping and faulted. If that mapping
+    /// (in the current base pointer's tables) is a read-only mapping of a validated L1, the
+    /// store is emulated: a store of less than an entry is merged with the rest of the entry,
+    /// the new entry is validated like `mod_l1_entry` and written (one store), and the old
+    /// one's references are dropped. A PAE upper-half store whose entry does not validate is
+    /// written with `_PAGE_PRESENT` cleared ("the guest has simply got the two writes the
+    /// wrong way round").
+    pub(crate) fn ptwr<M: PagingMode, P: PhysMem>(
+        &mut self,
+        mem: &P,
+        addr: u32,
+        val: u64,
+        bytes: u32,
+    ) -> Result<(), XenError> {
+        let bail = XenError::NotPtwr { va: addr };
+        let root = self.base.ok_or(bail)?;
+        let (dir, di) = walk::pmd_table::<M, P>(mem, root, addr).ok_or(bail)?;
+        let pde: Pmd = read_entry::<M, _, P>(mem, dir, di);
+        if !pde.is_present() || pde.is_large() || self.check_frame(mem, pde.pfn()).is_err() {
+            return Err(bail);
+        }
+        let pte: Pte = read_entry::<M, _, P>(mem, pde.pfn(), M::pte_index(addr));
+        if !pte.is_present() || pte.flags().contains(PteFlags::RW) || self.check_frame(mem, pte.pfn()).is_err() {
+            return Err(bail);
+        }
+        let l1 = pte.pfn();
+        if self.validated(l1) != Some(PageType::L1) {
+            return Err(bail);
+        }
+        // Only naturally aligned stores of at most one entry.
+        if !matches!(bytes, 1 | 2 | 4 | 8) || bytes > M::ENTRY_SIZE || addr & (bytes - 1) != 0 {
+            return Err(bail);
+        }
+        let off = addr & 0xfff;
+        let index = off / M::ENTRY_SIZE;
+        let shift = (off % M::ENTRY_SIZE) * 8;
+        let mut new = val;
+        if bytes != M::ENTRY_SIZE {
+            let full = read::<M, P>(mem, l1, index);
+            let mask = (u64::MAX >> (64 - bytes * 8)) << shift;
+            new = (full & !mask) | ((val << shift) & mask);
+        }
+        self.stats.ptwr += 1;
+        match self.apply_entry::<M, P>(mem, l1, PageType::L1, index, new) {
+            Err(_) if M::PAE && bytes == 4 && shift == 32 && new & PteFlags::PRESENT.bits() != 0 => {
+                let fixed = new & !PteFlags::PRESENT.bits();
+                self.apply_entry::<M, P>(mem, l1, PageType::L1, index, fixed)
+            }
+            r => r,
+        }
     }
 
     /// `MMUEXT_PIN_Ln_TABLE`: takes a type reference for the pin, validating the table (and,
@@ -277,18 +445,13 @@ impl<const N: usize> HvState<N> {
         Ok(())
     }
 
-    /// `MMUEXT_NEW_BASEPTR` (`new_guest_cr3`): the root must be pinned at the root level; the
-    /// base pointer takes a type reference on it and drops the one on the old root.
+    /// `MMUEXT_NEW_BASEPTR` (`new_guest_cr3`): the base pointer takes a root-type reference on
+    /// the new root (`get_page_and_type_from_pagenr(mfn, PGT_root_page_table)`), validating it
+    /// if it is not validated yet: no pin is needed. Then the reference on the old root goes.
     pub(crate) fn new_baseptr<M: PagingMode, P: PhysMem>(&mut self, mem: &P, pfn: Pfn) -> Result<(), XenError> {
-        let i = self.check_frame(mem, pfn)?;
-        let want = root_type::<M>();
-        let info = self.frames[i].info;
-        if !info.pinned || info.ty != want {
-            return Err(XenError::BaseNotPinned { pfn, want, has: info.ty });
-        }
-        self.frames[i].info.count = info.count.checked_add(1).ok_or(XenError::CountOverflow { pfn })?;
+        self.get_page_type::<M, P>(mem, pfn, root_type::<M>())?;
         if let Some(old) = self.base.replace(pfn) {
-            self.put_page_type::<M, P>(mem, old, want);
+            self.put_page_type::<M, P>(mem, old, root_type::<M>());
         }
         Ok(())
     }
@@ -315,6 +478,23 @@ impl<const N: usize> HvState<N> {
         let l1 = pde.pfn();
         self.check_frame(mem, l1)?;
         Ok((l1, M::pte_index(va)))
+    }
+
+    /// Calls `f` with every table of the tree rooted at `root` (the root first), each once.
+    pub(crate) fn tree<M: PagingMode, P: PhysMem>(&self, mem: &P, root: Pfn, f: &mut dyn FnMut(Pfn)) {
+        fn go<M: PagingMode, P: PhysMem>(mem: &P, t: Pfn, ty: PageType, f: &mut dyn FnMut(Pfn)) {
+            f(t);
+            if let Some(child) = ty.child() {
+                for i in 0..entries::<M>(ty) {
+                    if let Decoded::Table { pfn } = decode(ty, read::<M, P>(mem, t, i)) {
+                        if pfn < mem.max_pfn() {
+                            go::<M, P>(mem, pfn, child, f);
+                        }
+                    }
+                }
+            }
+        }
+        go::<M, P>(mem, root, root_type::<M>(), f);
     }
 
     /// Pinned tables by level.
@@ -363,9 +543,9 @@ impl<const N: usize> HvState<N> {
                     now, f.sum
                 ));
             }
-            for idx in 0..entries::<M>(ty) {
+            for idx in 0..self.guest_slots::<M>(ty) {
                 let e = read::<M, P>(mem, pfn, idx);
-                if let Some(rule) = self.entry_rule::<P>(mem, ty, e) {
+                if let Some(rule) = self.entry_rule::<M, P>(mem, pfn, ty, idx, e) {
                     say(format_args!("xen: {ty} table {pfn}[{idx}] = {e:#x}: {rule}"));
                 }
             }
@@ -389,26 +569,47 @@ impl<const N: usize> HvState<N> {
         ok
     }
 
-    /// Whether the raw entry `e` of a validated table of type `ty` breaks its rule under the
-    /// current types (a read-only check, used by `verify`).
-    fn entry_rule<P: PhysMem>(&self, mem: &P, ty: PageType, e: u64) -> Option<&'static str> {
+    /// Whether the raw entry `e` at `table[index]` of a validated table of type `ty` breaks
+    /// its rule under the current types (a read-only check, used by `verify`).
+    fn entry_rule<M: PagingMode, P: PhysMem>(
+        &self,
+        mem: &P,
+        table: Pfn,
+        ty: PageType,
+        index: u32,
+        e: u64,
+    ) -> Option<&'static str> {
+        if ty == PageType::L3 && index == 3 && e & PteFlags::PRESENT.bits() == 0 {
+            return Some("slot 3 of a PAE l3 is empty");
+        }
+        if e & PteFlags::PRESENT.bits() == 0 {
+            return None;
+        }
+        if ty.is_l2() && e & PSE != 0 {
+            return Some("large page in a PV directory");
+        }
+        if e & disallow_mask::<M>(ty, self.cfg.io_caps) != 0 {
+            return Some("flags Xen forbids at this level");
+        }
         let (t, writable) = match decode(ty, e) {
-            Decoded::Empty => return None,
-            Decoded::Large => return Some("large page in a PV directory"),
-            Decoded::Table { reserved: true, .. } => return Some("reserved bits set"),
+            Decoded::Empty | Decoded::Large => return None,
             Decoded::Page { pfn, writable } => (pfn, writable),
-            Decoded::Table { pfn, reserved: false } => (pfn, false),
+            Decoded::Table { pfn } => (pfn, false),
         };
         if self.check_frame(mem, t).is_err() {
             return Some("references a frame outside the domain");
         }
         let ti = self.info(t);
-        match ty {
-            PageType::L1 if writable && ti.ty != PageType::Writable => {
-                Some("writable mapping not counted (a page-table page mapped writable?)")
+        let linear = ty.is_l2() && e & PteFlags::RW.bits() == 0 && (t == table || (ti.ty.is_l2() && ti.count > 0));
+        match Self::child_type(ty, index) {
+            _ if ty == PageType::L1 => (writable && ti.ty != PageType::Writable)
+                .then_some("writable mapping not counted (a page-table page mapped writable?)"),
+            Some(PageType::L1) if ti.ty != PageType::L1 && !linear => {
+                Some("references a page that is not a validated l1")
             }
-            PageType::L2 if ti.ty != PageType::L1 => Some("references a page that is not a validated l1"),
-            PageType::L3 if ti.ty != PageType::L2 => Some("references a page that is not a validated l2"),
+            Some(want) if want != PageType::L1 && ti.ty != want => {
+                Some("references a page that is not a validated l2 of that slot")
+            }
             _ => None,
         }
     }

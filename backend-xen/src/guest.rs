@@ -14,10 +14,15 @@ pub(crate) const ANNOUNCED_PT: u8 = 1;
 pub(crate) const ANNOUNCED_PD: u8 = 2;
 /// Either announcement.
 pub(crate) const ANNOUNCED: u8 = ANNOUNCED_PT | ANNOUNCED_PD;
-/// Guest flag: pinned (Linux's `PG_pinned`).
+/// Guest flag: part of a pinned tree (Linux's `PG_pinned`): set on every page of a tree the
+/// guest pinned, whether or not the page was pinned by a hypercall of its own. Entry writes
+/// into such a page go through `mmu_update`.
 pub(crate) const PINNED: u8 = 4;
 /// Guest flag: made read-only in the linear map by the guest.
 pub(crate) const RO: u8 = 8;
+/// Guest flag: pinned by the guest's own `MMUEXT_PIN_*` (a root, or a page table: Linux pins
+/// PTE pages with split page-table locks; it never pins a pmd), so it must be unpinned.
+pub(crate) const HV_PIN: u8 = 16;
 
 /// The guest kernel's per-page state, indexed by frame number.
 pub(crate) struct GuestState<const N: usize> {

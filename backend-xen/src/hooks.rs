@@ -108,7 +108,8 @@ impl<M: PagingMode, P: PhysMem, const N: usize> PvMmuOps<M> for Xen<'_, M, P, N>
         self.set_entry(&mut g, HookKind::PmdClear, slot, Pmd::EMPTY);
     }
 
-    /// `xen_exit_mmap`: unpin the address space so its teardown writes go direct.
+    /// `xen_exit_mmap`: switch away from it if it is loaded (`xen_drop_mm_ref`), then unpin the
+    /// address space so its teardown writes go direct.
     fn exit_mmap(&self, mm: Pfn) {
         let mut g = self.enter(HookKind::ExitMmap);
         self.xen_exit_mmap(&mut g, mm);
@@ -149,6 +150,13 @@ impl<M: PagingMode, P: PhysMem, const N: usize> PvMmuOps<M> for Xen<'_, M, P, N>
     /// Xen PV clears PSE: the linear map is built from 4 KiB pages so any one page-table page
     /// can be made read-only on its own.
     fn allows_large_pages(&self) -> bool {
+        false
+    }
+
+    /// Xen types the L2 in slot 3 of a PAE L3 `PGT_pae_xen_l2` and refuses to share it
+    /// between L3s ("PAE L3 3rd slot is shared"): every PAE pgd gets its own kernel pmd
+    /// (Linux under Xen sets `shared_kernel_pmd = 0`).
+    fn shared_kernel_pmd(&self) -> bool {
         false
     }
 }

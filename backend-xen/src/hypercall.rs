@@ -29,7 +29,7 @@ pub const MMUEXT_PIN_L1_TABLE: u32 = 0;
 pub const MMUEXT_PIN_L2_TABLE: u32 = 1;
 /// `MMUEXT_PIN_L3_TABLE`.
 pub const MMUEXT_PIN_L3_TABLE: u32 = 2;
-/// `MMUEXT_PIN_L4_TABLE` (refused on i386).
+/// `MMUEXT_PIN_L4_TABLE` (ignored for a 32-bit guest).
 pub const MMUEXT_PIN_L4_TABLE: u32 = 3;
 /// `MMUEXT_UNPIN_TABLE`.
 pub const MMUEXT_UNPIN_TABLE: u32 = 4;
@@ -100,11 +100,11 @@ pub enum MmuextOp {
     PinL2Table(Pfn),
     /// `MMUEXT_PIN_L3_TABLE`: validate and pin a PAE root.
     PinL3Table(Pfn),
-    /// `MMUEXT_PIN_L4_TABLE`: refused (no L4 on i386).
+    /// `MMUEXT_PIN_L4_TABLE`: ignored (no L4 on i386).
     PinL4Table(Pfn),
     /// `MMUEXT_UNPIN_TABLE`.
     UnpinTable(Pfn),
-    /// `MMUEXT_NEW_BASEPTR`: load a pinned root.
+    /// `MMUEXT_NEW_BASEPTR`: load a root (validated if it is not yet).
     NewBaseptr(Pfn),
     /// `MMUEXT_TLB_FLUSH_LOCAL`.
     TlbFlushLocal,
@@ -151,7 +151,7 @@ impl MmuextOp {
     pub const fn pin(ty: PageType, pfn: Pfn) -> Option<Self> {
         match ty {
             PageType::L1 => Some(MmuextOp::PinL1Table(pfn)),
-            PageType::L2 => Some(MmuextOp::PinL2Table(pfn)),
+            PageType::L2 | PageType::PaeXenL2 => Some(MmuextOp::PinL2Table(pfn)),
             PageType::L3 => Some(MmuextOp::PinL3Table(pfn)),
             _ => None,
         }
@@ -173,5 +173,15 @@ pub enum Hypercall {
         val: Pte,
         /// `UVMF_*` bits.
         flags: UvmFlags,
+    },
+    /// Not a hypercall: a direct store into a read-only mapping of a validated L1 that faulted
+    /// and that the hypervisor emulated (`ptwr_do_page_fault`).
+    Ptwr {
+        /// The faulting virtual address.
+        va: u32,
+        /// The value stored (its low `bytes` bytes).
+        val: u64,
+        /// The store's width in bytes.
+        bytes: u32,
     },
 }

@@ -7,18 +7,29 @@
 //! typed [`XenError`] naming the frame and the rule.
 
 use crate::error::XenError;
-use crate::frames::HvState;
+use crate::frames::{HvConfig, HvState};
 use crate::hypercall::{Hypercall, MmuUpdate, MmuextOp, UvmFlags, MMU_NORMAL_PT_UPDATE};
-use crate::table::{hv_store, root_type};
+use crate::table::{hv_store, read, root_type};
 use crate::trace::TraceEntry;
 use crate::types::{PageInfo, PageType, PinnedCounts};
 use core::marker::PhantomData;
+use i386_paging::{lowmem_va, PteFlags};
 use i386_paging::{PagingMode, PhysMem};
 use paravirt_core::sync::Lock;
 use paravirt_core::{Pfn, Pte};
 
 /// Frames the default frame table covers: 16384 frames, 64 MiB of RAM.
 pub const MAX_FRAMES: usize = 16384;
+
+/// `HYPERVISOR_VIRT_START` of a 32-bit Xen: where Xen's own area begins at the top of every
+/// address space, `0xF580_0000` with PAE, `0xFC00_0000` without (`xen/include/public/arch-x86/xen-x86_32.h`).
+pub const fn hypervisor_virt_start(pae: bool) -> u32 {
+    if pae {
+        0xF580_0000
+    } else {
+        0xFC00_0000
+    }
+}
 
 /// The Xen hypervisor model for one PV domain in paging mode `M`, over the domain's physical
 /// memory `P`, with a frame table of `N` frames.
@@ -34,6 +45,7 @@ pub const MAX_FRAMES: usize = 16384;
 /// stack.
 pub struct Hypervisor<M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
     state: Lock<HvState<N>>,
+    cfg: HvConfig,
     mem: P,
     invlpg: Option<fn(u32)>,
     _mode: PhantomData<fn() -> M>,
@@ -41,12 +53,47 @@ pub struct Hypervisor<M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
 
 impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     paravirt_core::const_unless_loom! {
-        /// A hypervisor over the domain's memory `mem`: nothing typed or pinned, no base
-        /// pointer, no initial page table yet. `const` (for a kernel's `static`) except in loom
-        /// builds.
+        /// A hypervisor over the domain's memory `mem`: nothing typed or pinned, no base pointer,
+        /// no initial page table yet; Xen's area starts at [`hypervisor_virt_start`] for the mode,
+        /// and the domain has no I/O capabilities (an unprivileged guest).
         pub fn new(mem: P) -> Self {
-            Hypervisor { state: Lock::new(HvState::new()), mem, invlpg: None, _mode: PhantomData }
+            let cfg = HvConfig { virt_start: hypervisor_virt_start(M::PAE), io_caps: false };
+            Hypervisor { state: Lock::new(HvState::new(cfg)), cfg, mem, invlpg: None, _mode: PhantomData }
         }
+    }
+
+    paravirt_core::const_unless_loom! {
+        /// Puts Xen's own area at `virt_start` (a virtual address, `HYPERVISOR_VIRT_START`, which a
+        /// guest learns from `XENVER_platform_parameters`): the L2 slots from there up are Xen's.
+        /// Call before any hypercall (the frame table starts empty again).
+        pub fn with_virt_start(mut self, virt_start: u32) -> Self {
+            self.cfg.virt_start = virt_start;
+            self.state = Lock::new(HvState::new(self.cfg));
+            self
+        }
+    }
+
+    paravirt_core::const_unless_loom! {
+        /// Gives the domain I/O capabilities (`iomem_caps` / `ioport_caps`, a driver domain or
+        /// dom0): its L1 entries may then carry PAT, PCD and PWT (`l1_disallow_mask`). Call before
+        /// any hypercall.
+        pub fn with_io_capabilities(mut self) -> Self {
+            self.cfg.io_caps = true;
+            self.state = Lock::new(HvState::new(self.cfg));
+            self
+        }
+    }
+
+    /// Where Xen's own area begins (`HYPERVISOR_VIRT_START`, a virtual address).
+    pub const fn virt_start(&self) -> u32 {
+        self.cfg.virt_start
+    }
+
+    /// What the guest must reserve at the top of its address space (in bytes) to stay clear
+    /// of Xen's area: Linux's `xen_reserve_top` calls `reserve_top_address(-virt_start +
+    /// 2 * PAGE_SIZE)`. Pass it as `i386_mm::InitOptions::reserve_top`.
+    pub const fn reserve_top(&self) -> u32 {
+        0u32.wrapping_sub(self.cfg.virt_start) + 2 * 4096
     }
 
     /// Gives the model the vCPU's `invlpg` (by virtual address): run after an
@@ -87,8 +134,8 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     /// `MMU_NORMAL_PT_UPDATE`; [`XenError::ForeignFrame`] / [`XenError::Capacity`] for an entry
     /// outside the domain or the frame table; for a validated table, the rule its level's
     /// entry breaks ([`XenError::WritablePageTable`], [`XenError::MappedWritable`],
-    /// [`XenError::TypeConflict`], [`XenError::LargePage`], [`XenError::ReservedBits`],
-    /// [`XenError::BadIndex`]...).
+    /// [`XenError::TypeConflict`], [`XenError::LargePage`], [`XenError::DisallowedFlags`],
+    /// [`XenError::XenPrivateSlot`], [`XenError::PaeL3Slot3Update`], [`XenError::BadIndex`]...).
     #[doc(alias = "do_mmu_update")]
     pub fn mmu_update(&self, reqs: &[MmuUpdate], success_count: &mut usize) -> Result<(), XenError> {
         *success_count = 0;
@@ -128,14 +175,16 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     ///
     /// Pinning validates the table recursively (an L2 entry must reference a page that
     /// validates as L1, an L3 entry an L2; an L1 entry may map any frame of the domain but
-    /// never a page-table page writable) and refuses a page that is mapped writable.
-    /// `NEW_BASEPTR` needs a root pinned at the root level (L2 two-level, L3 PAE).
+    /// never a page-table page writable) and refuses a page that is mapped writable. A pin of
+    /// a level the guest does not have (L3 without PAE, L4 on i386) is ignored, as by Xen.
+    /// `NEW_BASEPTR` takes a root-type reference on the new root, validating it if needed
+    /// (`new_guest_cr3`): a root need not be pinned.
     ///
     /// # Errors
     /// The first refusal: [`XenError::AlreadyPinned`], [`XenError::NotPinned`],
-    /// [`XenError::BadLevel`], [`XenError::BaseNotPinned`], [`XenError::TableModified`] (an
-    /// unpin that found the table changed behind the hypervisor's back: the unpin still
-    /// happened), or any validation refusal of a pin (see [`mmu_update`](Self::mmu_update)).
+    /// [`XenError::TableModified`] (an unpin that found the table changed behind the
+    /// hypervisor's back: the unpin still happened), or any validation refusal of a pin or a
+    /// new base pointer (see [`mmu_update`](Self::mmu_update)).
     #[doc(alias = "do_mmuext_op")]
     pub fn mmuext_op(&self, ops: &[MmuextOp], success_count: &mut usize) -> Result<(), XenError> {
         *success_count = 0;
@@ -155,8 +204,9 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
             MmuextOp::PinL1Table(p) => hv.pin::<M, P>(mem, p, PageType::L1),
             MmuextOp::PinL2Table(p) => hv.pin::<M, P>(mem, p, PageType::L2),
             MmuextOp::PinL3Table(p) if M::PAE => hv.pin::<M, P>(mem, p, PageType::L3),
-            MmuextOp::PinL3Table(pfn) => Err(XenError::BadLevel { pfn, level: 3 }),
-            MmuextOp::PinL4Table(pfn) => Err(XenError::BadLevel { pfn, level: 4 }),
+            // "Ignore pinning of invalid paging levels" (`do_mmuext_op`), and `PIN_L4` from a
+            // 32-bit guest.
+            MmuextOp::PinL3Table(_) | MmuextOp::PinL4Table(_) => Ok(()),
             MmuextOp::UnpinTable(p) => hv.unpin::<M, P>(mem, p),
             MmuextOp::NewBaseptr(p) => hv.new_baseptr::<M, P>(mem, p),
             MmuextOp::TlbFlushLocal => Ok(()),
@@ -174,15 +224,18 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     /// address `va` in the linear map (the tree of the domain's initial page table,
     /// [`set_pt_base`](Self::set_pt_base)).
     ///
-    /// When that PTE's L1 is validated the update is checked like `mmu_update` (so a page-table
-    /// page can never be made writable); before the tables are pinned it is a plain store.
+    /// The update is checked like `mmu_update` (so a page-table page can never be made
+    /// writable), and the L1 holding that PTE must be a validated page table: Xen reaches it
+    /// through the current page tables and `mod_l1_entry` (later Xen checks its type
+    /// explicitly). Before the domain's tables are validated there is nothing to update.
     /// `UVMF_INVLPG` / `UVMF_TLB_FLUSH` run the vCPU's `invlpg` hook afterwards, if one was
     /// given ([`with_invlpg`](Self::with_invlpg)).
     ///
     /// # Errors
     /// [`XenError::NoLinearMap`] before the initial page table is known;
     /// [`XenError::NotMapped`] if no 4 KiB PTE maps `va` there ([`XenError::LargePage`] if a
-    /// large page does); otherwise as for [`mmu_update`](Self::mmu_update).
+    /// large page does); [`XenError::UnvalidatedL1`] if that PTE's L1 is not a validated page
+    /// table; otherwise as for [`mmu_update`](Self::mmu_update).
     #[doc(alias = "do_update_va_mapping")]
     pub fn update_va_mapping(&self, va: u32, val: Pte, flags: UvmFlags) -> Result<(), XenError> {
         let mut hv = self.state.lock();
@@ -190,11 +243,8 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
         let res = (|| {
             let (l1, index) = hv.linear_slot::<M, P>(&self.mem, va)?;
             match hv.validated(l1) {
-                Some(ty) => hv.update_entry::<M, P>(&self.mem, l1, ty, index, val.raw()),
-                None => {
-                    hv_store::<M, P>(&self.mem, l1, PageType::L1, index, val.raw());
-                    Ok(())
-                }
+                Some(PageType::L1) => hv.update_entry::<M, P>(&self.mem, l1, PageType::L1, index, val.raw()),
+                _ => Err(XenError::UnvalidatedL1 { va, l1 }),
             }
         })();
         if res.is_ok() && flags.intersects(UvmFlags::INVLPG | UvmFlags::TLB_FLUSH) {
@@ -205,11 +255,14 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
         Self::finish(&mut hv, Hypercall::UpdateVaMapping { va, val, flags }, res)
     }
 
-    /// Records the domain's initial page table (the root's frame): the model's stand-in for
-    /// the domain builder handing `start_info.pt_base` over. Its kernel range holds the linear
-    /// map that [`update_va_mapping`](Self::update_va_mapping) edits. The guest side calls it
-    /// with the first root it loads (`swapper_pg_dir` after `pagetable_init`); it is forgotten
-    /// when that root is torn down (`exit_mmap`).
+    /// Records the domain's initial page table (the root's frame) and does what the domain
+    /// builder does to it before the guest runs: every table of its tree is mapped read-only
+    /// in its own linear map (written directly, as the builder writes the guest's memory). It
+    /// is the model's stand-in for the builder handing `start_info.pt_base` over; its kernel
+    /// range holds the linear map that [`update_va_mapping`](Self::update_va_mapping) edits.
+    /// The guest side calls it with the first root it loads (`swapper_pg_dir` after
+    /// `pagetable_init`), then pins that tree; it is forgotten when the tree is torn down
+    /// (`exit_mmap`).
     ///
     /// # Errors
     /// [`XenError::PtBaseAlreadySet`] if one is recorded already; [`XenError::ForeignFrame`] /
@@ -220,6 +273,38 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
             Some(pfn) => Err(XenError::PtBaseAlreadySet { pfn }),
             None => hv.check_frame(&self.mem, root).map(|_| hv.pt_base = Some(root)),
         };
+        if res.is_ok() {
+            let mut tables = [Pfn::new(0); 64];
+            let mut n = 0;
+            let mut rest = true;
+            // The builder's tables fit in a few pages; walk them in rounds of 64.
+            while rest {
+                rest = false;
+                let mut seen = 0;
+                hv.tree::<M, P>(&self.mem, root, &mut |t| {
+                    if seen >= n && seen < n + tables.len() {
+                        tables[seen - n] = t;
+                    } else if seen >= n + tables.len() {
+                        rest = true;
+                    }
+                    seen += 1;
+                });
+                let upto = (seen - n).min(tables.len());
+                for &t in &tables[..upto] {
+                    if let Ok((l1, index)) = hv.linear_slot::<M, P>(&self.mem, lowmem_va(t)) {
+                        let pte = Pte::from_raw(read::<M, P>(&self.mem, l1, index));
+                        if pte.is_present() {
+                            let ro = Pte::from_raw(pte.raw() & !PteFlags::RW.bits());
+                            hv_store::<M, P>(&self.mem, l1, PageType::L1, index, ro.raw());
+                        }
+                    }
+                }
+                n += upto;
+            }
+            if let Some(f) = self.invlpg {
+                hv.tree::<M, P>(&self.mem, root, &mut |t| f(lowmem_va(t)));
+            }
+        }
         if let Err(e) = res {
             hv.stats.refusals[e.errno().index()] += 1;
         }
@@ -235,6 +320,62 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     /// The domain's initial page table is gone (its tree was torn down).
     pub(crate) fn forget_pt_base(&self) {
         self.state.lock().pt_base = None;
+    }
+
+    /// Domain teardown (Xen's `relinquish_memory`, beyond what a running guest can ask): makes
+    /// frame `pfn` writable again in the linear map, directly when the L1 holding its PTE is
+    /// no longer validated. Refused for a frame that is still a validated table.
+    pub(crate) fn relinquish_writable(&self, pfn: Pfn) -> Result<(), XenError> {
+        let mut hv = self.state.lock();
+        let va = lowmem_va(pfn);
+        let (l1, index) = hv.linear_slot::<M, P>(&self.mem, va)?;
+        let pte = Pte::from_raw(read::<M, P>(&self.mem, l1, index));
+        if !pte.is_present() {
+            return Ok(());
+        }
+        let rw = pte.union(PteFlags::RW).raw();
+        let res = match hv.validated(l1) {
+            Some(PageType::L1) => hv.update_entry::<M, P>(&self.mem, l1, PageType::L1, index, rw),
+            _ => match hv.validated(pfn) {
+                Some(ty) => Err(XenError::WritablePageTable { table: l1, index, target: pfn, target_type: ty }),
+                None => {
+                    hv_store::<M, P>(&self.mem, l1, PageType::L1, index, rw);
+                    Ok(())
+                }
+            },
+        };
+        drop(hv);
+        if let Some(f) = self.invlpg {
+            f(va);
+        }
+        res
+    }
+
+    /// The guest stored `bytes` bytes of `val` (1, 2, 4 or 8, naturally aligned) at the
+    /// virtual address `addr` and took a write fault on a read-only page: Xen's
+    /// `ptwr_do_page_fault`. If `addr` is mapped read-only (through the current base
+    /// pointer's tables) onto a validated L1, the store is emulated as
+    /// `ptwr_emulated_update` does: merged into the whole entry, validated like
+    /// `mmu_update`, then written. The caller (the CPU's write-fault handler) then skips the
+    /// faulting instruction.
+    ///
+    /// Takes the hypervisor lock without waiting: a fault raised while it is held (a store
+    /// made by the model itself) is not emulated.
+    ///
+    /// # Errors
+    /// [`XenError::NotPtwr`] when the fault is not Xen's to emulate (no base pointer, the
+    /// address not mapped read-only onto a validated L1, a misaligned or oversized store, the
+    /// lock held): the fault goes to the guest. A validation refusal of the new entry, as for
+    /// [`mmu_update`](Self::mmu_update): the entry is unchanged and the fault goes to the
+    /// guest too.
+    #[doc(alias = "ptwr_emulated_update")]
+    pub fn ptwr_do_page_fault(&self, addr: u32, val: u64, bytes: u32) -> Result<(), XenError> {
+        let Some(mut hv) = self.state.try_lock() else { return Err(XenError::NotPtwr { va: addr }) };
+        let res = hv.ptwr::<M, P>(&self.mem, addr, val, bytes);
+        if matches!(res, Err(XenError::NotPtwr { .. })) {
+            return res;
+        }
+        Self::finish(&mut hv, Hypercall::Ptwr { va: addr, val, bytes }, res)
     }
 
     /// Counts a refusal and traces the call.

@@ -1,7 +1,7 @@
 //! `Inspect` for [`Xen`]: what the model holds, and the cross-check of its view against the
 //! guest's page tables.
 
-use crate::guest::PINNED;
+use crate::guest::HV_PIN;
 use crate::xen::Xen;
 use core::fmt::{self, Write};
 use i386_paging::{PagingMode, PhysMem};
@@ -33,14 +33,14 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Inspect for Xen<'_, M, P, N> {
 
     /// Every validated table still validates and matches what was validated (no write
     /// bypassed `mmu_update`), no pinned table is mapped writable in the linear map, and the
-    /// guest's pinned flags agree with the hypervisor.
+    /// tables the guest pinned are the ones the hypervisor holds pinned.
     fn verify(&self, out: &mut dyn Write) -> bool {
         let g = self.guest.lock();
         self.hv.with_state(|hv| {
             let mut ok = hv.verify::<M, P>(self.hv.mem(), out);
             for i in 0..N {
                 let pfn = Pfn::new(i as u32);
-                let guest = g.raw(i) & PINNED != 0;
+                let guest = g.raw(i) & HV_PIN != 0;
                 let pinned = hv.frames[i].info.pinned;
                 if guest != pinned {
                     ok = false;
@@ -56,6 +56,11 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Inspect for Xen<'_, M, P, N> {
 
     fn page_tables_read_only(&self) -> bool {
         true
+    }
+
+    /// Stores into validated L1s emulated by the hypervisor (`ptwr_emulated_update`).
+    fn emulated_writes(&self) -> u64 {
+        self.hv.with_state(|hv| hv.stats.ptwr)
     }
 
     /// [`XenStats`](crate::XenStats) (its `Display`), then the mode, frames held and violations.

@@ -29,10 +29,12 @@
 //! | type references | `get_page_type` / `put_page_type`, `alloc_lN_table` / `free_lN_table` |
 //!
 //! The rules the model enforces, and the simplifications it makes, are listed in the crate's
-//! `README.md`. In short: per-frame page types (none, writable, L1, L2, L3) with type counts;
-//! pinning validates recursively; a page-table page may never be mapped writable, and a page
-//! mapped writable cannot become a page table; `NEW_BASEPTR` needs a root pinned at the root
-//! level; read-only is real page-table state (the PTE of the page in the kernel's linear map,
+//! `README.md`. In short: per-frame page types (none, writable, L1, L2, the `PGT_pae_xen_l2` L2
+//! of a PAE L3's slot 3, L3) with type counts; validation is recursive; a page-table page may
+//! never be mapped writable, and a page mapped writable cannot become a page table; entries
+//! obey Xen's flag masks per level; Xen's own L2 slots are not the guest's; `NEW_BASEPTR`
+//! validates the root it installs; a direct store into a validated L1 is emulated
+//! ([`Hypervisor::ptwr_do_page_fault`]); read-only is real page-table state (the PTE of the page in the kernel's linear map,
 //! changed through `update_va_mapping`); refusals are typed [`XenError`]s; protocol
 //! violations caught inside hooks panic or are recorded ([`Policy`], [`Violations`]), never
 //! ignored, each marked with its [`Origin`]: a refusal of the real Xen, or a rule of this
@@ -74,7 +76,7 @@ pub use hypercall::{
     MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
     MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
 };
-pub use hypervisor::{Hypervisor, MAX_FRAMES};
+pub use hypervisor::{hypervisor_virt_start, Hypervisor, MAX_FRAMES};
 pub use paravirt_core::{HookKind, Inspect, Origin, Policy, PvMmuOps, Rule, Violation, Violations};
 pub use stats::XenStats;
 pub use trace::{TraceEntry, TRACE_LEN};

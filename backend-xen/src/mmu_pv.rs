@@ -7,17 +7,17 @@
 //! | `xen_set_pmd` / `xen_set_pud` (`*_hyper`) | `set_dir`: into a pinned table, first make an announced child read-only and pin it, then `mmu_update`; into an unpinned one, a direct store |
 //! | `xen_set_pte`, `xen_pte_clear`, `xen_pmd_clear` | `set_entry`: `mmu_update` if the table is pinned, a direct store otherwise |
 //! | `xen_release_pt` / `xen_release_pd` (`xen_release_ptpage`) | `release_ptpage`: if pinned, unpin; then make the page writable |
-//! | `xen_pgd_pin` | `pin_tree`: every table read-only first, then pins bottom-up, top level last |
+//! | `xen_pgd_pin` | `pin_tree`: every table read-only first, then page tables and the root pinned bottom-up, the root last (pmds never pinned) |
 //! | `xen_pgd_unpin` | `unpin_tree`: unpin top-down, then make the pages writable |
 //! | `xen_write_cr3` | `xen_write_cr3`: pin the tree if needed, then `NEW_BASEPTR`; returns the root really installed |
-//! | `xen_exit_mmap` | `xen_exit_mmap`: unpin the tree's own pages so teardown writes go direct |
+//! | `xen_exit_mmap` | `xen_exit_mmap`: switch away from the root if it is loaded (`xen_drop_mm_ref`), then unpin the tree's own pages so teardown writes go direct |
 //! | `make_lowmem_page_readonly` / `_readwrite` | `make_readonly` / `make_writable`: `update_va_mapping` of the page's linear-map PTE |
 //!
 //! Every entry the guest writes itself (into a table that is not pinned) is one
 //! [`native::set`] / [`native::clear`] of the entry's width.
 
 use crate::error::XenError;
-use crate::guest::{GuestState, ANNOUNCED, PINNED, RO};
+use crate::guest::{GuestState, ANNOUNCED, HV_PIN, PINNED, RO};
 use crate::hypercall::{MmuUpdate, MmuextOp, UvmFlags};
 use crate::table::{decode, entries, read, root_type, Decoded};
 use crate::types::PageType;
@@ -33,8 +33,9 @@ const LOWMEM_LIMIT: u32 = (0u32.wrapping_sub(PAGE_OFFSET)) >> 12;
 pub(crate) enum Scope {
     /// The whole tree.
     Whole,
-    /// The root and what its user entries reach (the kernel range is shared with
-    /// `swapper_pg_dir` and belongs to its tree).
+    /// The address space's own tables: the root, the PAE pmds (each pgd has its own kernel
+    /// pmd under Xen) and the page tables of the user part (the kernel's page tables are
+    /// shared with `swapper_pg_dir` and belong to its tree).
     User,
 }
 
@@ -102,27 +103,53 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         Ok(())
     }
 
-    /// Visits `table` (of type `ty`, its first `limit` entries) and every table below it.
-    fn walk(
+    /// Visits `table` (of type `ty`, at `depth` below the walk's start) and the tables below
+    /// it: all of them for [`Scope::Whole`]; for [`Scope::User`] the address space's own
+    /// tables only (`kernel` says the walk is under a kernel slot of the root).
+    fn walk(&self, table: Pfn, ty: PageType, scope: Scope, order: Order, f: Visit<'_>) -> Result<(), XenError> {
+        self.walk_at(table, ty, 0, scope, order, 0, false, f)
+    }
+
+    /// [`walk`](Self::walk) from a table mapping the addresses from `base` (a virtual
+    /// address). Like Linux's `__xen_pgd_walk`, which stops below `FIXADDR_TOP`, it does not
+    /// go into Xen's area (from [`Hypervisor::virt_start`](crate::Hypervisor::virt_start) up).
+    #[allow(clippy::too_many_arguments)]
+    fn walk_at(
         &self,
         table: Pfn,
         ty: PageType,
-        limit: u32,
+        base: u32,
+        scope: Scope,
         order: Order,
         depth: u32,
+        kernel: bool,
         f: Visit<'_>,
     ) -> Result<(), XenError> {
         let mem = self.hv.mem();
         if order == Order::Pre {
             f(table, ty, depth)?;
         }
-        if let Some(cty) = ty.child() {
-            for i in 0..limit {
-                let Decoded::Table { pfn: c, .. } = decode(ty, read::<M, P>(mem, table, i)) else { continue };
-                if c >= mem.max_pfn() {
+        // A pgd's own kernel pmd (PAE) links the kernel's page tables, which are not its own.
+        let descend = !(scope == Scope::User && kernel);
+        let shift = match ty {
+            PageType::L3 => M::PGDIR_SHIFT,
+            _ if M::PAE => M::PMD_SHIFT,
+            _ => M::PGDIR_SHIFT,
+        };
+        if let (Some(cty), true) = (ty.child(), descend) {
+            for i in 0..entries::<M>(ty) {
+                let Decoded::Table { pfn: c } = decode(ty, read::<M, P>(mem, table, i)) else { continue };
+                let va = base.wrapping_add(i << shift);
+                if c >= mem.max_pfn() || va >= self.hv.virt_start() {
                     continue;
                 }
-                self.walk(c, cty, entries::<M>(cty), order, depth + 1, f)?;
+                let child_kernel = kernel || (depth == 0 && ty == root_type::<M>() && i >= M::USER_PTRS_PER_PGD);
+                // Two-level: the kernel part of a pgd links the kernel's page tables. PAE: the
+                // kernel pmd is the pgd's own copy (Xen refuses a shared one).
+                if scope == Scope::User && child_kernel && !(M::PAE && depth == 0) {
+                    continue;
+                }
+                self.walk_at(c, cty, va, scope, order, depth + 1, child_kernel, f)?;
             }
         }
         if order == Order::Post {
@@ -131,16 +158,19 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         Ok(())
     }
 
-    fn limit(ty: PageType, scope: Scope) -> u32 {
-        match scope {
-            Scope::Whole => entries::<M>(ty),
-            Scope::User => M::USER_PTRS_PER_PGD.min(entries::<M>(ty)),
-        }
+    /// Whether the guest pins a table of type `ty` with a hypercall of its own: the root, and
+    /// page tables (Linux pins PTE pages when it uses split page-table locks). A PAE pmd is
+    /// never pinned: it is validated through its L3 entry, and the L2 of slot 3 could not be
+    /// (Xen types it `PGT_pae_xen_l2`).
+    fn pinned_by_guest(ty: PageType) -> bool {
+        ty == PageType::L1 || ty == root_type::<M>()
     }
 
-    /// `xen_pgd_pin` (and pinning a linked subtree): makes every not-yet-pinned table of the
-    /// tree read-only, then pins them bottom-up, the top level last. A table below the root
-    /// that was never announced is reported (the seed's rule: announce before linking).
+    /// `xen_pgd_pin` (and pinning a linked subtree): makes every table of the tree not yet in
+    /// a pinned tree read-only, then pins bottom-up the ones the guest pins itself
+    /// ([`pinned_by_guest`](Self::pinned_by_guest)), the root last, marking every table
+    /// `PG_pinned`. A table below the start of the walk that was never announced is reported
+    /// (the seed's rule: announce before linking).
     pub(crate) fn pin_tree(
         &self,
         g: &mut GuestState<N>,
@@ -149,8 +179,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         ty: PageType,
         scope: Scope,
     ) -> Result<(), XenError> {
-        let limit = Self::limit(ty, scope);
-        self.walk(root, ty, limit, Order::Pre, 0, &mut |t, tty, depth| {
+        self.walk(root, ty, scope, Order::Pre, &mut |t, tty, depth| {
             if g.has(t, PINNED) {
                 return Ok(());
             }
@@ -159,33 +188,42 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
             }
             self.make_readonly(g, t)
         })?;
-        self.walk(root, ty, limit, Order::Post, 0, &mut |t, tty, _| {
+        self.walk(root, ty, scope, Order::Post, &mut |t, tty, _| {
             if g.has(t, PINNED) {
                 return Ok(());
             }
-            if let Some(pin) = MmuextOp::pin(tty, t) {
-                self.hv.mmuext_one(pin)?;
+            if Self::pinned_by_guest(tty) {
+                if let Some(pin) = MmuextOp::pin(tty, t) {
+                    self.hv.mmuext_one(pin)?;
+                }
+                g.set(t, HV_PIN)?;
             }
             g.set(t, PINNED)
         })
     }
 
-    /// `xen_pgd_unpin`: unpins the tree top-down (the root first, so its references on the
-    /// tables below go before theirs), then makes every page it made read-only writable
-    /// again. Failures are reported and the walk goes on.
+    /// `xen_pgd_unpin`: unpins the tables the guest pinned, top-down (the root first, so its
+    /// references on the tables below go before theirs), clears `PG_pinned` on every table of
+    /// the tree, then makes every page it made read-only writable again. Failures are reported
+    /// and the walk goes on.
     pub(crate) fn unpin_tree(&self, g: &mut GuestState<N>, hook: HookKind, root: Pfn, ty: PageType, scope: Scope) {
-        let limit = Self::limit(ty, scope);
-        let _ = self.walk(root, ty, limit, Order::Pre, 0, &mut |t, _, _| {
-            if g.has(t, PINNED) {
-                g.clear(t, PINNED);
+        self.unpin_only(g, hook, root, ty, scope);
+        let _ = self.walk(root, ty, scope, Order::Pre, &mut |t, _, _| {
+            let r = self.make_writable(g, t);
+            self.check(hook, r);
+            Ok(())
+        });
+    }
+
+    /// The unpinning half of [`unpin_tree`](Self::unpin_tree).
+    fn unpin_only(&self, g: &mut GuestState<N>, hook: HookKind, root: Pfn, ty: PageType, scope: Scope) {
+        let _ = self.walk(root, ty, scope, Order::Pre, &mut |t, _, _| {
+            if g.has(t, HV_PIN) {
+                g.clear(t, HV_PIN);
                 let r = self.hv.mmuext_one(MmuextOp::UnpinTable(t));
                 self.check(hook, r);
             }
-            Ok(())
-        });
-        let _ = self.walk(root, ty, limit, Order::Pre, 0, &mut |t, _, _| {
-            let r = self.make_writable(g, t);
-            self.check(hook, r);
+            g.clear(t, PINNED);
             Ok(())
         });
     }
@@ -195,7 +233,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// `set_pud` links it into a pinned table, or when its tree is loaded. A page still pinned
     /// was freed without its release hook.
     pub(crate) fn alloc_ptpage(&self, g: &mut GuestState<N>, hook: HookKind, pfn: Pfn, flag: u8) {
-        if g.has(pfn, PINNED) {
+        if g.has(pfn, PINNED | HV_PIN) {
             self.guest_error(g, hook, XenError::AllocWhilePinned { pfn });
         }
         if g.has(pfn, ANNOUNCED) {
@@ -206,16 +244,18 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         }
     }
 
-    /// `xen_release_pt` / `xen_release_pd`: a page that was never announced is reported (a
-    /// checker rule); then, as Linux does, if the page is pinned, unpin it, and make it
-    /// writable again.
+    /// `xen_release_pt` / `xen_release_pd` (`xen_release_ptpage`): a page that was never
+    /// announced is reported (a checker rule); then, as Linux does, if the page is in a pinned
+    /// tree it leaves it (a page table the guest pinned is unpinned), and it is made writable
+    /// again.
     pub(crate) fn release_ptpage(&self, g: &mut GuestState<N>, hook: HookKind, pfn: Pfn) {
         if !g.has(pfn, ANNOUNCED) {
             self.guest_error(g, hook, XenError::ReleaseNotAnnounced { pfn });
         }
         g.clear(pfn, ANNOUNCED);
-        if g.has(pfn, PINNED) {
-            g.clear(pfn, PINNED);
+        g.clear(pfn, PINNED);
+        if g.has(pfn, HV_PIN) {
+            g.clear(pfn, HV_PIN);
             let r = self.hv.mmuext_one(MmuextOp::UnpinTable(pfn));
             self.check(hook, r);
         }
@@ -223,8 +263,8 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         self.check(hook, r);
     }
 
-    /// `xen_set_pte` and friends: `mmu_update` into a pinned table, a direct store (one
-    /// [`native::set`], or [`native::clear`] for an empty entry) into an unpinned one.
+    /// `xen_set_pte` and friends: `mmu_update` into a table of a pinned tree, a direct store
+    /// (one [`native::set`], or [`native::clear`] for an empty entry) into any other.
     pub(crate) fn set_entry<E: Entry>(&self, g: &mut GuestState<N>, hook: HookKind, slot: Slot<E>, val: E) {
         if g.has(slot.table(), PINNED) {
             let r = self.hv.mmu_update_one(MmuUpdate::normal(slot.phys(), val.raw()));
@@ -239,10 +279,10 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         }
     }
 
-    /// `xen_set_pmd` / `xen_set_pud`: into a pinned table, the announced table `child` (of
-    /// type `child_ty`) that `val` points at, if it is not pinned yet, is made read-only and
-    /// pinned (with its own subtree) first, then the entry goes in through `mmu_update`; into
-    /// an unpinned table, a direct store.
+    /// `xen_set_pmd` / `xen_set_pud`: into a table of a pinned tree, the announced table
+    /// `child` (of type `child_ty`) that `val` points at, if it is not in a pinned tree yet, is
+    /// made read-only and pinned (with its own subtree) first, then the entry goes in through
+    /// `mmu_update`; into any other table, a direct store.
     pub(crate) fn set_dir<E: Entry>(
         &self,
         g: &mut GuestState<N>,
@@ -264,8 +304,9 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
 
     /// `xen_write_cr3` for the root at physical address `cr3`: the first root loaded is the
     /// kernel's own and becomes the domain's initial page table
-    /// ([`Hypervisor::set_pt_base`](crate::Hypervisor::set_pt_base)); a root not pinned yet
-    /// has its whole tree pinned; then `MMUEXT_NEW_BASEPTR`.
+    /// ([`Hypervisor::set_pt_base`](crate::Hypervisor::set_pt_base), which maps its tables
+    /// read-only as the domain builder does); a root not pinned yet has its whole tree pinned
+    /// (`xen_pgd_pin`, which Linux runs from `xen_activate_mm`); then `MMUEXT_NEW_BASEPTR`.
     ///
     /// Returns the root the CPU must load: the one Xen really installed. After a refused
     /// `NEW_BASEPTR` (under `Policy::Record`) that is the previous base pointer, still in
@@ -279,6 +320,15 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
                 let r = self.hv.set_pt_base(root);
                 self.check(HOOK, r);
             }
+            // The builder mapped the tree's tables read-only: the guest knows them as such.
+            let _ = self.walk(root, root_type::<M>(), Scope::Whole, Order::Pre, &mut |t, _, _| {
+                if let Ok(Some(pte)) = self.linear_pte(root, lowmem_va(t)) {
+                    if !pte.flags().contains(PteFlags::RW) {
+                        g.set(t, RO)?;
+                    }
+                }
+                Ok(())
+            });
         }
         if !g.has(root, PINNED) {
             let r = self.pin_tree(g, HOOK, root, root_type::<M>(), Scope::Whole);
@@ -294,32 +344,48 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
         }
     }
 
-    /// `xen_exit_mmap` (`xen_pgd_unpin`): unpins the tree rooted at `mm` and makes its own
-    /// pages writable, so the teardown that follows writes directly. For a user address space
-    /// its own pages are the root and what the user entries reach (kernel tables are shared
-    /// with `swapper_pg_dir`); for the kernel's own root, the whole tree, after which the
-    /// linear map is gone and the model forgets it.
+    /// `xen_exit_mmap`: first `xen_drop_mm_ref`: if the CPU runs on `mm`, it is switched to
+    /// `swapper_pg_dir` (`NEW_BASEPTR` of the kernel's root). Then, if `mm` is pinned,
+    /// `xen_pgd_unpin`: the tree's own tables are unpinned and made writable, so the teardown
+    /// that follows writes directly. Its own tables: the root, the PAE pmds (the kernel pmd's
+    /// copy included) and the page tables of the user part; the kernel's page tables are
+    /// shared with `swapper_pg_dir`.
+    ///
+    /// For the kernel's own root (only `KernelMm::shutdown`, beyond Linux, which never tears
+    /// `swapper_pg_dir` down) the vCPU leaves it, the whole tree is unpinned and its pages are
+    /// given back writable the way a domain's memory is at its destruction; the linear map is
+    /// then gone and the model forgets it.
     pub(crate) fn xen_exit_mmap(&self, g: &mut GuestState<N>, mm: Pfn) {
         const HOOK: HookKind = HookKind::ExitMmap;
         let kernel = g.kernel_root == Some(mm);
         if self.hv.base() == Some(mm) {
-            if kernel {
-                // The kernel's tables are being torn down after it loaded a root the model
-                // does not manage (`KernelMm::shutdown`): drop the base pointer's reference.
-                self.hv.leave_base();
-            } else {
-                self.guest_error(g, HOOK, XenError::ExitActiveRoot { pfn: mm });
-                if let Some(k) = g.kernel_root {
+            match g.kernel_root {
+                Some(k) if !kernel => {
                     let r = self.hv.mmuext_one(MmuextOp::NewBaseptr(k));
                     self.check(HOOK, r);
                 }
+                // The kernel's tables are being torn down after it loaded a root the model
+                // does not manage (`KernelMm::shutdown`): drop the base pointer's reference.
+                _ => self.hv.leave_base(),
             }
         }
-        let scope = if kernel { Scope::Whole } else { Scope::User };
-        self.unpin_tree(g, HOOK, mm, root_type::<M>(), scope);
-        if kernel {
-            g.kernel_root = None;
-            self.hv.forget_pt_base();
+        if !kernel {
+            if g.has(mm, PINNED) {
+                self.unpin_tree(g, HOOK, mm, root_type::<M>(), Scope::User);
+            }
+            return;
         }
+        self.unpin_only(g, HOOK, mm, root_type::<M>(), Scope::Whole);
+        let _ = self.walk(mm, root_type::<M>(), Scope::Whole, Order::Pre, &mut |t, _, _| {
+            if g.has(t, RO) {
+                let r = self.hv.relinquish_writable(t);
+                if self.check(HOOK, r) {
+                    g.clear(t, RO);
+                }
+            }
+            Ok(())
+        });
+        g.kernel_root = None;
+        self.hv.forget_pt_base();
     }
 }

@@ -17,6 +17,7 @@ pub(crate) struct HvStats {
     pub(crate) validations: u64,
     pub(crate) devalidations: u64,
     pub(crate) max_pinned: u64,
+    pub(crate) ptwr: u64,
 }
 
 impl HvStats {
@@ -30,6 +31,7 @@ impl HvStats {
             validations: 0,
             devalidations: 0,
             max_pinned: 0,
+            ptwr: 0,
         }
     }
 }
@@ -73,6 +75,8 @@ pub struct XenStats {
     pub devalidations: u64,
     /// Most tables pinned at once.
     pub max_pinned: u64,
+    /// Direct stores into a validated L1 the hypervisor emulated (`ptwr_emulated_update`).
+    pub ptwr: u64,
     /// Tables pinned now.
     pub pinned: PinnedCounts,
     /// Hook calls, indexed by [`HookKind`] (`kind as usize`); see [`calls`](Self::calls).
@@ -135,8 +139,8 @@ impl fmt::Display for XenStats {
         }
         writeln!(
             out,
-            "; tables validated {}, devalidated {}; entry writes direct {}",
-            self.validations, self.devalidations, self.direct_writes
+            "; tables validated {}, devalidated {}; entry writes direct {}, emulated (ptwr) {}",
+            self.validations, self.devalidations, self.direct_writes, self.ptwr
         )?;
         write!(out, "xen: hooks:")?;
         for kind in HookKind::ALL {

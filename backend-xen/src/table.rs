@@ -11,7 +11,7 @@
 //! table, updated incrementally on every checked update and recomputed by `verify`.
 
 use crate::types::PageType;
-use i386_paging::{read_raw, slot, PagingMode, PhysMem, PteFlags, PDPT_ALLOWED};
+use i386_paging::{read_raw, slot, PagingMode, PhysMem, PteFlags};
 use paravirt_core::{native, Entry, Pfn, Pmd, Pte, Pud};
 
 /// Entries a table of type `ty` has in mode `M` (0 for a non-table type).
@@ -19,7 +19,7 @@ use paravirt_core::{native, Entry, Pfn, Pmd, Pte, Pud};
 pub(crate) fn entries<M: PagingMode>(ty: PageType) -> u32 {
     match ty {
         PageType::L1 => M::PTRS_PER_PTE,
-        PageType::L2 if M::PAE => M::PTRS_PER_PMD,
+        PageType::L2 | PageType::PaeXenL2 if M::PAE => M::PTRS_PER_PMD,
         PageType::L2 => M::PTRS_PER_PGD,
         PageType::L3 if M::PAE => M::PTRS_PER_PGD,
         _ => 0,
@@ -60,9 +60,6 @@ pub(crate) enum Decoded {
     Table {
         /// The table.
         pfn: Pfn,
-        /// A PAE L3 entry with bits a PDPT entry may not hold (anything but the address,
-        /// PRESENT, PWT and PCD).
-        reserved: bool,
     },
 }
 
@@ -76,14 +73,14 @@ pub(crate) fn decode(ty: PageType, raw: u64) -> Decoded {
             }
             Decoded::Page { pfn: e.pfn(), writable: e.flags().contains(PteFlags::RW) }
         }
-        PageType::L2 => {
+        PageType::L2 | PageType::PaeXenL2 => {
             let e = Pmd::from_raw(raw);
             if !e.is_present() {
                 Decoded::Empty
             } else if e.is_large() {
                 Decoded::Large
             } else {
-                Decoded::Table { pfn: e.pfn(), reserved: false }
+                Decoded::Table { pfn: e.pfn() }
             }
         }
         PageType::L3 => {
@@ -91,7 +88,7 @@ pub(crate) fn decode(ty: PageType, raw: u64) -> Decoded {
             if !e.is_present() {
                 return Decoded::Empty;
             }
-            Decoded::Table { pfn: e.pfn(), reserved: e.with_flags(e.flags() & PDPT_ALLOWED) != e }
+            Decoded::Table { pfn: e.pfn() }
         }
         PageType::None | PageType::Writable => Decoded::Empty,
     }
@@ -106,7 +103,7 @@ pub(crate) fn decode(ty: PageType, raw: u64) -> Decoded {
 /// both first).
 pub(crate) fn hv_store<M: PagingMode, P: PhysMem>(mem: &P, table: Pfn, ty: PageType, index: u32, raw: u64) {
     match ty {
-        PageType::L2 => store::<M, Pmd, P>(mem, table, index, Pmd::from_raw(raw)),
+        PageType::L2 | PageType::PaeXenL2 => store::<M, Pmd, P>(mem, table, index, Pmd::from_raw(raw)),
         PageType::L3 => store::<M, Pud, P>(mem, table, index, Pud::from_raw(raw)),
         PageType::L1 | PageType::None | PageType::Writable => store::<M, Pte, P>(mem, table, index, Pte::from_raw(raw)),
     }
@@ -117,6 +114,48 @@ fn store<M: PagingMode, E: Entry, P: PhysMem>(mem: &P, table: Pfn, index: u32, v
     // is a frame of it (`slot` panics otherwise).
     let s = unsafe { slot::<M, E, P>(mem, table, index) };
     mem.privileged(|| native::set(s, val));
+}
+
+/// Xen's `BASE_DISALLOW_MASK` (`xen/include/asm-x86/x86_32/page.h`: "Disallow unused flag
+/// bits plus PAT/PSE, PCD, PWT and GLOBAL. Permit the NX bit"), as raw entry bits: `0x198`,
+/// and in PAE the flag bits above a 44-bit frame address (bits 44–62).
+const fn base_disallow<M: PagingMode>() -> u64 {
+    let low = 0x198;
+    if M::PAE {
+        low | 0x7fff_f000_0000_0000
+    } else {
+        low
+    }
+}
+
+/// `_PAGE_PAT | _PAGE_PCD | _PAGE_PWT` (`PAGE_CACHE_ATTRS`).
+const PAGE_CACHE_ATTRS: u64 = 0x98;
+
+/// `L3_DISALLOW_MASK` (`0xFFFFF1FE`, "must-be-zero"): a PAE L3 entry may hold PRESENT, the
+/// available bits 9–11 and the address, nothing else (bits 1–8 and 44–63).
+pub(crate) const L3_DISALLOW: u64 = 0xffff_f000_0000_01fe;
+
+/// The flag bits (raw entry bits) a present entry of a table of type `ty` may not set:
+/// `l1_disallow_mask(d)` for an L1 (`PAGE_CACHE_ATTRS` allowed when the domain has I/O
+/// capabilities), `L2_DISALLOW_MASK` for an L2, `L3_DISALLOW_MASK` for a PAE L3.
+pub(crate) const fn disallow_mask<M: PagingMode>(ty: PageType, io_caps: bool) -> u64 {
+    match ty {
+        PageType::L1 if io_caps => base_disallow::<M>() & !PAGE_CACHE_ATTRS,
+        PageType::L1 | PageType::L2 | PageType::PaeXenL2 => base_disallow::<M>(),
+        PageType::L3 => L3_DISALLOW,
+        PageType::None | PageType::Writable => 0,
+    }
+}
+
+/// The Xen-private slots of an L2: entries from `HYPERVISOR_VIRT_START` (`virt_start`, a
+/// virtual address) up. Every two-level L2 has them; in PAE only the L2 of slot 3 does
+/// (`is_guest_l2_slot`). Returns the first private index, or the table's size if none.
+pub(crate) fn first_private_slot<M: PagingMode>(ty: PageType, virt_start: u32) -> u32 {
+    match ty {
+        PageType::PaeXenL2 => (virt_start >> M::PMD_SHIFT) & (M::PTRS_PER_PMD - 1),
+        PageType::L2 if !M::PAE => virt_start >> M::PGDIR_SHIFT,
+        _ => entries::<M>(ty),
+    }
 }
 
 /// One entry's contribution to a table checksum (splitmix64 of the index and raw value).

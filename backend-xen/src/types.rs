@@ -23,13 +23,24 @@ pub enum PageType {
     L2 = 3,
     /// A validated PAE root, the 4-entry PDPT (`PGT_l3_page_table`).
     L3 = 4,
+    /// A validated PAE pmd referenced from slot 3 of an L3 (`PGT_l2_page_table |
+    /// PGT_pae_xen_l2`): the L2 that holds Xen's own mappings in its top slots. It is a type
+    /// of its own: such a page cannot be referenced from another slot, pinned as a plain L2,
+    /// or shared by two L3s.
+    PaeXenL2 = 5,
 }
 
 impl PageType {
     /// Whether this is a page-table type (L1, L2 or L3).
     #[inline]
     pub const fn is_table(self) -> bool {
-        matches!(self, PageType::L1 | PageType::L2 | PageType::L3)
+        matches!(self, PageType::L1 | PageType::L2 | PageType::L3 | PageType::PaeXenL2)
+    }
+
+    /// Whether this is a directory type (L2, with or without `PGT_pae_xen_l2`).
+    #[inline]
+    pub const fn is_l2(self) -> bool {
+        matches!(self, PageType::L2 | PageType::PaeXenL2)
     }
 
     /// The type the entries of a table of this type must reference (L3 → L2, L2 → L1).
@@ -37,12 +48,12 @@ impl PageType {
     pub const fn child(self) -> Option<PageType> {
         match self {
             PageType::L3 => Some(PageType::L2),
-            PageType::L2 => Some(PageType::L1),
+            PageType::L2 | PageType::PaeXenL2 => Some(PageType::L1),
             _ => None,
         }
     }
 
-    /// Short lower-case name (`"none"`, `"writable"`, `"l1"`, `"l2"`, `"l3"`).
+    /// Short lower-case name (`"none"`, `"writable"`, `"l1"`, `"l2"`, `"l3"`, `"pae-xen-l2"`).
     pub const fn name(self) -> &'static str {
         match self {
             PageType::None => "none",
@@ -50,6 +61,7 @@ impl PageType {
             PageType::L1 => "l1",
             PageType::L2 => "l2",
             PageType::L3 => "l3",
+            PageType::PaeXenL2 => "pae-xen-l2",
         }
     }
 
@@ -57,7 +69,7 @@ impl PageType {
     #[inline]
     pub(crate) const fn level_index(self) -> usize {
         match self {
-            PageType::L2 => 1,
+            PageType::L2 | PageType::PaeXenL2 => 1,
             PageType::L3 => 2,
             _ => 0,
         }
@@ -86,7 +98,7 @@ pub struct PageInfo {
 pub struct PinnedCounts {
     /// Pinned L1 tables (page tables).
     pub l1: usize,
-    /// Pinned L2 tables (two-level pgds, PAE pmds).
+    /// Pinned L2 tables (two-level pgds; PAE pmds, which Linux never pins itself).
     pub l2: usize,
     /// Pinned L3 tables (PAE roots).
     pub l3: usize,

@@ -139,7 +139,9 @@ impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
         self.guest.lock().has(pfn, ANNOUNCED)
     }
 
-    /// Whether the guest believes frame `pfn` is pinned (Linux's `PagePinned`).
+    /// Whether frame `pfn` is part of a tree the guest pinned (Linux's `PagePinned`): entry
+    /// writes into it go through `mmu_update`. Whether the guest pinned the frame itself with
+    /// a hypercall is [`Hypervisor::is_pinned`].
     pub fn guest_pinned(&self, pfn: Pfn) -> bool {
         self.guest.lock().has(pfn, PINNED)
     }
@@ -168,6 +170,7 @@ impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
             validations: hv.stats.validations,
             devalidations: hv.stats.devalidations,
             max_pinned: hv.stats.max_pinned,
+            ptwr: hv.stats.ptwr,
             pinned: hv.pinned_counts(),
             hooks: g.stats.hooks,
             direct_writes: g.stats.direct_writes,

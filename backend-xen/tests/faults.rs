@@ -39,7 +39,10 @@ fn write_cr3_answers_the_root_xen_kept_after_a_refused_new_baseptr<M: PagingMode
         assert_eq!(v.len(), 2, "{v:?}");
         assert!(v.iter().all(|v| v.hook == HookKind::WriteCr3));
         assert!(matches!(v[0].rule, XenError::WritablePageTable { table, .. } if table == l1), "{v:?}");
-        assert!(matches!(v[1].rule, XenError::BaseNotPinned { pfn, .. } if pfn == a.pgd()), "{v:?}");
+        // NEW_BASEPTR validates the unpinned root itself (`new_guest_cr3`): refused the same way.
+        assert!(matches!(v[1].rule, XenError::WritablePageTable { table, .. } if table == l1), "{v:?}");
+        let last = calls(e.hv).into_iter().last().unwrap();
+        assert_eq!((last.call, last.error), (Hypercall::MmuextOp(MmuextOp::NewBaseptr(a.pgd())), Some(v[1].rule)));
         // Xen kept the old base pointer; the CPU and the kernel follow it.
         assert_eq!(e.hv.base(), Some(swapper));
         assert_eq!(e.hv.page_info(swapper).count, 2, "pin + the base pointer, still");
@@ -81,7 +84,11 @@ fn write_cr3_answers_the_root_asked_for_when_xen_never_had_one<M: PagingMode>() 
         assert_eq!(e.xen.write_cr3(asked), asked, "no base pointer to fall back on");
         assert_eq!(e.hv.base(), None);
         assert!(violations(e.xen).iter().any(|v| matches!(v.rule, XenError::LargePage { .. })));
-        assert!(violations(e.xen).iter().any(|v| matches!(v.rule, XenError::BaseNotPinned { .. })));
+        assert_eq!(
+            violations(e.xen).iter().filter(|v| matches!(v.rule, XenError::LargePage { .. })).count(),
+            2,
+            "the pin, then NEW_BASEPTR's own validation"
+        );
     });
 }
 

@@ -6,6 +6,10 @@ use common::*;
 const UA: u32 = 0x0804_8000;
 const UB: u32 = 0x4000_0000;
 
+/// The first root loaded is the domain's initial page table: its tables are mapped read-only
+/// as Xen's domain builder maps them (no hypercall), then `xen_pgd_pin` pins the page tables
+/// and the root, bottom-up, and `NEW_BASEPTR` installs it. A PAE pmd is never pinned: the L3
+/// validates it, the kernel pmd in slot 3 as `PGT_pae_xen_l2` (`alloc_l3_table`).
 fn activate_swapper_pins_the_kernel_tree_read_only_first_then_bottom_up<M: PagingMode>() {
     machine::<M>(Policy::Panic, |e| {
         let swapper = e.k.swapper_pg_dir();
@@ -18,27 +22,33 @@ fn activate_swapper_pins_the_kernel_tree_read_only_first_then_bottom_up<M: Pagin
         let (l1s, dirs) = if M::PAE { (8, 1) } else { (4, 0) };
         assert_eq!(tree.len(), 1 + dirs + l1s);
         let p = e.hv.pinned_tables();
-        assert_eq!((p.l1, p.l2, p.l3), if M::PAE { (8, 1, 1) } else { (4, 1, 0) });
+        assert_eq!((p.l1, p.l2, p.l3), if M::PAE { (8, 0, 1) } else { (4, 1, 0) });
         assert_eq!(e.hv.base(), Some(swapper));
         assert_eq!(e.hv.pt_base(), Some(swapper));
+        let pinned = guest_pinned_tables::<M>(e.ram, swapper);
         for &(t, _) in &tree {
-            assert!(e.hv.is_pinned(t) && e.xen.is_read_only(t));
+            assert_eq!(e.hv.is_pinned(t), pinned.contains(&t), "{t:?}");
+            assert!(e.xen.is_read_only(t) && e.xen.guest_pinned(t));
             assert!(!linear_writable::<M>(e.ram, swapper, t), "table {t:?} still writable");
         }
-        // Pin count + parent reference for the tables below the root; pin + base pointer for
-        // the root.
-        for &(t, _) in &tree[1..] {
-            assert_eq!(e.hv.page_info(t).count, 2, "{t:?}");
+        // Pin count + parent reference for the page tables; the parent's reference alone for
+        // a PAE pmd; pin + base pointer for the root.
+        for &(t, level) in &tree[1..] {
+            let want = if level == walk::Level::Pmd {
+                PageInfo { ty: PageType::PaeXenL2, count: 1, pinned: false }
+            } else {
+                PageInfo { ty: PageType::L1, count: 2, pinned: true }
+            };
+            assert_eq!(e.hv.page_info(t), want, "{t:?}");
         }
         assert_eq!(e.hv.page_info(swapper), PageInfo { ty: root_ty::<M>(), count: 2, pinned: true });
 
-        // Every table read-only first, then pins with each table after those below it, the
-        // root last, then the base pointer.
+        // No update_va_mapping: the builder made the tables read-only. Then pins with each
+        // table after those below it, the root last, then the base pointer.
         let c = calls(e.hv);
-        let n = tree.len();
-        assert_eq!(c.len(), 2 * n + 1);
-        assert!(c[..n].iter().all(|x| matches!(x.call, Hypercall::UpdateVaMapping { .. })));
-        let pins: Vec<Pfn> = c[n..2 * n]
+        let n = pinned.len();
+        assert_eq!(c.len(), n + 1, "{c:?}");
+        let pins: Vec<Pfn> = c[..n]
             .iter()
             .map(|x| match x.call {
                 Hypercall::MmuextOp(MmuextOp::PinL1Table(p) | MmuextOp::PinL2Table(p) | MmuextOp::PinL3Table(p)) => p,
@@ -46,11 +56,7 @@ fn activate_swapper_pins_the_kernel_tree_read_only_first_then_bottom_up<M: Pagin
             })
             .collect();
         assert_eq!(*pins.last().unwrap(), swapper);
-        if M::PAE {
-            let pmd = tree.iter().find(|t| t.1 == walk::Level::Pmd).unwrap().0;
-            assert_eq!(pins[n - 2], pmd, "the pmd is pinned after its page tables");
-        }
-        assert_eq!(c[2 * n].call, Hypercall::MmuextOp(MmuextOp::NewBaseptr(swapper)));
+        assert_eq!(c[n].call, Hypercall::MmuextOp(MmuextOp::NewBaseptr(swapper)));
         assert!(c.iter().all(|x| x.error.is_none()));
         assert!(verify(e.xen).0);
         shutdown_clean(e);
@@ -73,11 +79,19 @@ fn activating_an_address_space_pins_its_own_tables_and_shares_the_kernel_ones<M:
             assert!(e.hv.is_pinned(t) && e.xen.is_read_only(t), "{t:?}");
         }
         let after = e.hv.pinned_tables();
-        // Own tables only: the root, two page tables, and in PAE the three user pmds.
-        assert_eq!(after.total() - before.total(), if M::PAE { 1 + 3 + 2 } else { 3 });
-        // The shared kernel table holds one more reference: from this root's entry.
-        let shared = if M::PAE { pmd_of(e.ram, a.pgd(), 3) } else { l1_of::<M>(e.ram, a.pgd(), PAGE_OFFSET) };
+        // Own tables only: the root and two page tables (PAE pmds are validated through the
+        // root, not pinned).
+        assert_eq!(after.total() - before.total(), 3);
+        // The shared kernel page table holds one more reference: from this root's entry (PAE:
+        // from this root's own copy of the kernel pmd, typed `PGT_pae_xen_l2`).
+        let shared = l1_of::<M>(e.ram, a.pgd(), PAGE_OFFSET);
         assert_eq!(e.hv.page_info(shared).count, 3, "pin + swapper + this root");
+        if M::PAE {
+            let kpmd = pmd_of(e.ram, a.pgd(), 3);
+            assert_ne!(kpmd, pmd_of(e.ram, e.k.swapper_pg_dir(), 3));
+            assert_eq!(e.hv.page_info(kpmd), PageInfo { ty: PageType::PaeXenL2, count: 1, pinned: false });
+            assert!(e.xen.is_read_only(kpmd) && e.xen.guest_pinned(kpmd));
+        }
         // The user frames are mapped writable twice: the user PTE and the linear map.
         assert_eq!(e.hv.page_info(f1), PageInfo { ty: PageType::Writable, count: 2, pinned: false });
 
@@ -105,14 +119,17 @@ fn exit_mmap_unpins_the_user_tree_and_makes_its_pages_writable_so_teardown_write
         // The address space's own tables: the root, its page table, and in PAE its user pmds.
         let mut own = vec![pgd, l1];
         if M::PAE {
-            own.extend((0..3).map(|i| pmd_of(e.ram, pgd, i)));
+            own.extend((0..4).map(|i| pmd_of(e.ram, pgd, i)));
         }
-        let kernel: Vec<Pfn> = tables::<M>(e.ram, e.k.swapper_pg_dir()).into_iter().map(|t| t.0).collect();
-        assert!(own.iter().all(|&t| e.hv.is_pinned(t) && e.xen.is_read_only(t)));
+        let kernel = guest_pinned_tables::<M>(e.ram, e.k.swapper_pg_dir());
+        assert!(own.iter().all(|&t| e.xen.guest_pinned(t) && e.xen.is_read_only(t)));
 
         e.xen.exit_mmap(pgd);
         for &t in &own {
-            assert!(!e.hv.is_pinned(t) && !e.xen.is_read_only(t), "{t:?} still pinned or read-only");
+            assert!(
+                !e.hv.is_pinned(t) && !e.xen.guest_pinned(t) && !e.xen.is_read_only(t),
+                "{t:?} still pinned or read-only"
+            );
             assert!(linear_writable::<M>(e.ram, e.k.swapper_pg_dir(), t));
         }
         assert!(kernel.iter().all(|&t| e.hv.is_pinned(t) && e.xen.is_read_only(t)), "shared tables stay pinned");
@@ -231,9 +248,10 @@ fn map_kernel_page_after_the_address_spaces_exist_reaches_each_of_them<M: Paging
         e.k.map_kernel_page(kva, kf, PAGE_KERNEL).unwrap();
         let kl1 = l1_of::<M>(e.ram, e.k.swapper_pg_dir(), kva);
         assert!(e.hv.is_pinned(kl1) && e.xen.is_read_only(kl1));
-        // Two-level: swapper and the two pinned pgds reference it through mmu_update, the
-        // unpinned third got a direct store. PAE: only the shared kernel pmd references it.
-        let refs = if M::PAE { 1 } else { 3 };
+        // Swapper and the two pinned pgds reference it through mmu_update, the unpinned third
+        // got a direct store: in two-level mode in their pgds, in PAE in their own copies of
+        // the kernel pmd (`vmalloc_sync_all` walking `pgd_list`, `shared_kernel_pmd = 0`).
+        let refs = 3;
         assert_eq!(e.hv.page_info(kl1).count, 1 + refs);
         assert_eq!(e.xen.stats().mmu_update - updates, refs as u64 + 1, "directory entries + the PTE");
         e.cpu.write_u32(kva, 0xC0DE_CAFE).unwrap();
@@ -241,9 +259,7 @@ fn map_kernel_page_after_the_address_spaces_exist_reaches_each_of_them<M: Paging
             e.k.activate(a);
             assert_eq!(e.cpu.read_u32(kva).unwrap(), 0xC0DE_CAFE);
         }
-        if !M::PAE {
-            assert_eq!(e.hv.page_info(kl1).count, 5, "the third pgd, pinned now, validated its entry");
-        }
+        assert_eq!(e.hv.page_info(kl1).count, 5, "the third pgd, pinned now, validated its entry");
         e.k.activate_swapper();
         assert_eq!(e.k.unmap_kernel_page(kva).unwrap(), kf);
         assert!(!e.ram.is_allocated(kl1));

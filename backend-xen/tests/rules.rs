@@ -75,7 +75,7 @@ fn a_directory_entry_must_reference_a_page_that_validates_as_l1<M: PagingMode>()
         let a = e.k.create().unwrap();
         e.k.activate(&a);
         let (dir, idx) = dir_of::<M>(e.ram, a.pgd(), UB);
-        assert!(e.hv.is_pinned(dir));
+        assert!(e.hv.page_info(dir).ty.is_l2() && e.xen.guest_pinned(dir));
 
         // A page mapped writable (by the linear map) cannot become a page table.
         let g = alloc_zeroed(e.ram).unwrap();
@@ -86,9 +86,10 @@ fn a_directory_entry_must_reference_a_page_that_validates_as_l1<M: PagingMode>()
         // A page that already is a directory cannot be an L1.
         let other_dir =
             if M::PAE { dir_of::<M>(e.ram, e.k.swapper_pg_dir(), PAGE_OFFSET).0 } else { e.k.swapper_pg_dir() };
-        let count = e.hv.page_info(other_dir).count;
+        let PageInfo { ty: has, count, .. } = e.hv.page_info(other_dir);
+        assert_eq!(has, if M::PAE { PageType::PaeXenL2 } else { PageType::L2 });
         let r = update::<M>(e.hv, dir, idx, Pmd::new(other_dir, PAGE_TABLE).raw());
-        assert_eq!(r, Err(XenError::TypeConflict { pfn: other_dir, want: PageType::L1, has: PageType::L2, count }));
+        assert_eq!(r, Err(XenError::TypeConflict { pfn: other_dir, want: PageType::L1, has, count }));
 
         // A read-only page whose own entries break the L1 rule does not validate either, and
         // validation is rolled back.
@@ -116,22 +117,25 @@ fn a_directory_entry_must_reference_a_page_that_validates_as_l1<M: PagingMode>()
     });
 }
 
-fn new_baseptr_needs_a_root_pinned_at_the_root_level<M: PagingMode>() {
+/// `new_guest_cr3` takes a `PGT_root_page_table` reference with
+/// `get_page_and_type_from_pagenr`: an unpinned root is validated on the spot, and a root
+/// whose tables are still writable, or a frame of another type, is refused.
+fn new_baseptr_validates_an_unpinned_root_and_refuses_another_type<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
         let a = e.k.create().unwrap();
         let swapper = e.k.swapper_pg_dir();
         let want = root_ty::<M>();
+        // The tree is still writable (the kernel loaded it without pinning it first).
         let r = ext::<M>(e.hv, MmuextOp::NewBaseptr(a.pgd()));
-        assert_eq!(r, Err(XenError::BaseNotPinned { pfn: a.pgd(), want, has: PageType::Writable }));
+        assert_eq!(r, Err(XenError::MappedWritable { pfn: a.pgd(), mappings: 1 }));
         assert_eq!(r.unwrap_err().origin(), Origin::Hypervisor, "Xen refuses a root mapped writable");
         let kl1 = l1_of::<M>(e.ram, swapper, PAGE_OFFSET);
         let r = ext::<M>(e.hv, MmuextOp::NewBaseptr(kl1));
-        assert_eq!(r, Err(XenError::BaseNotPinned { pfn: kl1, want, has: PageType::L1 }));
-        assert_eq!(r.unwrap_err().origin(), Origin::Hypervisor);
+        assert_eq!(r, Err(XenError::TypeConflict { pfn: kl1, want, has: PageType::L1, count: 2 }));
         if M::PAE {
             let kpmd = dir_of::<M>(e.ram, swapper, PAGE_OFFSET).0;
             let r = ext::<M>(e.hv, MmuextOp::NewBaseptr(kpmd));
-            assert_eq!(r, Err(XenError::BaseNotPinned { pfn: kpmd, want, has: PageType::L2 }));
+            assert!(matches!(r, Err(XenError::TypeConflict { pfn, has: PageType::PaeXenL2, .. }) if pfn == kpmd));
         }
         // A batch stops at the refusal; the base pointer is unchanged.
         let mut done = 9;
@@ -140,6 +144,29 @@ fn new_baseptr_needs_a_root_pinned_at_the_root_level<M: PagingMode>() {
         assert_eq!(done, 1);
         assert_eq!(e.hv.base(), Some(swapper));
         assert_eq!(e.hv.page_info(swapper).count, 2);
+
+        // Read-only but not pinned: validated by the base pointer's reference alone.
+        let own: Vec<Pfn> = tables::<M>(e.ram, a.pgd())
+            .into_iter()
+            .map(|t| t.0)
+            .filter(|&t| {
+                t == a.pgd()
+                    || (M::PAE && e.ram.is_allocated(t) && !e.hv.is_pinned(t) && e.hv.page_info(t).ty != PageType::L1)
+            })
+            .collect();
+        assert_eq!(own.len(), if M::PAE { 5 } else { 1 }, "the root, and in PAE its four pmds");
+        for &t in &own {
+            e.hv.update_va_mapping(lowmem_va(t), Pte::new(t, PAGE_KERNEL_RO), UvmFlags::INVLPG).unwrap();
+        }
+        ext::<M>(e.hv, MmuextOp::NewBaseptr(a.pgd())).unwrap();
+        assert_eq!(e.hv.base(), Some(a.pgd()));
+        assert_eq!(e.hv.page_info(a.pgd()), PageInfo { ty: want, count: 1, pinned: false });
+        assert_eq!(e.hv.page_info(swapper).count, 1, "the old root lost the base pointer's reference");
+        ext::<M>(e.hv, MmuextOp::NewBaseptr(swapper)).unwrap();
+        assert_eq!(e.hv.page_info(a.pgd()), PageInfo::default(), "devalidated with the last reference");
+        for &t in &own {
+            e.hv.update_va_mapping(lowmem_va(t), Pte::new(t, PAGE_KERNEL), UvmFlags::INVLPG).unwrap();
+        }
         e.k.destroy(a);
         shutdown_clean(e);
     });
@@ -167,8 +194,11 @@ fn pinning_a_page_that_is_mapped_writable_is_refused<M: PagingMode>() {
         e.hv.update_va_mapping(lowmem_va(g), pte.with_flags(PAGE_KERNEL - PteFlags::RW), UvmFlags::INVLPG).unwrap();
         ext::<M>(e.hv, MmuextOp::PinL1Table(g)).unwrap();
         assert_eq!(e.hv.page_info(g), PageInfo { ty: PageType::L1, count: 1, pinned: true });
-        let fault = e.cpu.write_u32(lowmem_va(g), 1).unwrap_err();
+        // A direct store that would map the table itself writable: Xen does not emulate it
+        // (`ptwr_emulated_update` fails `get_page_from_l1e`), the fault stays.
+        let fault = e.cpu.write_u32(lowmem_va(g), Pte::new(g, PAGE_KERNEL).raw() as u32).unwrap_err();
         assert_eq!(fault.error_code & PF_PROT, PF_PROT);
+        assert_eq!(read_entry::<M, Pte, _>(e.ram, g, 0), Pte::EMPTY);
         ext::<M>(e.hv, MmuextOp::UnpinTable(g)).unwrap();
         assert_eq!(e.hv.page_info(g), PageInfo::default());
         e.hv.update_va_mapping(lowmem_va(g), pte, UvmFlags::INVLPG).unwrap();
@@ -177,19 +207,20 @@ fn pinning_a_page_that_is_mapped_writable_is_refused<M: PagingMode>() {
     });
 }
 
-fn levels_and_commands_the_model_lacks_are_refused<M: PagingMode>() {
+/// `do_mmuext_op`: "Ignore pinning of invalid paging levels", and `MMUEXT_PIN_L4_TABLE` from a
+/// 32-bit guest is a no-op; unknown commands are refused.
+fn pins_of_a_level_the_mode_lacks_are_ignored_and_unknown_commands_refused<M: PagingMode>() {
     booted::<M>(Policy::Record, |e| {
         let g = ro_frame(&e);
-        let r = ext::<M>(e.hv, MmuextOp::PinL4Table(g));
-        assert_eq!(r, Err(XenError::BadLevel { pfn: g, level: 4 }));
-        assert_eq!(r.unwrap_err().origin(), Origin::Checker, "the real Xen ignores a pin of a level the guest lacks");
+        assert_eq!(ext::<M>(e.hv, MmuextOp::PinL4Table(g)), Ok(()));
+        assert_eq!(e.hv.page_info(g), PageInfo::default(), "ignored: nothing typed, nothing pinned");
         if M::PAE {
-            // An empty PDPT validates as L3.
-            ext::<M>(e.hv, MmuextOp::PinL3Table(g)).unwrap();
-            ext::<M>(e.hv, MmuextOp::UnpinTable(g)).unwrap();
+            // An L3 must hold Xen's L2 in slot 3 (`create_pae_xen_mappings`).
+            assert_eq!(ext::<M>(e.hv, MmuextOp::PinL3Table(g)), Err(XenError::PaeL3SlotEmpty { table: g }));
         } else {
-            assert_eq!(ext::<M>(e.hv, MmuextOp::PinL3Table(g)), Err(XenError::BadLevel { pfn: g, level: 3 }));
+            assert_eq!(ext::<M>(e.hv, MmuextOp::PinL3Table(g)), Ok(()));
         }
+        assert_eq!(e.hv.page_info(g), PageInfo::default());
         assert_eq!(MmuextOp::from_raw(99, 0), Err(XenError::BadCommand { cmd: 99 }));
         assert_eq!(MmuextOp::from_raw(MMUEXT_NEW_BASEPTR, 7), Ok(MmuextOp::NewBaseptr(Pfn::new(7))));
         assert_eq!(MmuextOp::from_raw(MMUEXT_INVLPG_LOCAL, 0x1000).map(|o| o.cmd()), Ok(7));
@@ -218,7 +249,8 @@ fn large_pages_foreign_frames_and_reserved_pdpt_bits_are_refused<M: PagingMode>(
         if M::PAE {
             let e1: Pud = read_entry::<M, _, _>(e.ram, a.pgd(), 1);
             let r = update::<M>(e.hv, a.pgd(), 1, e1.union(PteFlags::RW).raw());
-            assert_eq!(r, Err(XenError::ReservedBits { table: a.pgd(), index: 1, val: e1.union(PteFlags::RW) }));
+            let level = PageType::L3;
+            assert_eq!(r, Err(XenError::DisallowedFlags { table: a.pgd(), index: 1, level, bits: 0x2 }));
             let r = update::<M>(e.hv, a.pgd(), 4, 0);
             assert_eq!(r, Err(XenError::BadIndex { table: a.pgd(), index: 4 }));
         }
@@ -300,10 +332,10 @@ fn frames_beyond_the_frame_table_are_a_reported_capacity_error<M: PagingMode>() 
 both_modes!(
     a_writable_mapping_of_a_page_table_is_refused_anywhere,
     a_directory_entry_must_reference_a_page_that_validates_as_l1,
-    new_baseptr_needs_a_root_pinned_at_the_root_level,
+    new_baseptr_validates_an_unpinned_root_and_refuses_another_type,
     unpinning_an_unpinned_page_and_pinning_twice_are_refused,
     pinning_a_page_that_is_mapped_writable_is_refused,
-    levels_and_commands_the_model_lacks_are_refused,
+    pins_of_a_level_the_mode_lacks_are_ignored_and_unknown_commands_refused,
     large_pages_foreign_frames_and_reserved_pdpt_bits_are_refused,
     update_va_mapping_needs_the_linear_map_and_a_mapped_address,
     change_page_attr_cannot_make_a_pinned_table_writable,

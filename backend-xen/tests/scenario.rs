@@ -21,16 +21,22 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
     let hv = H::<M>::new(&ram);
     let xen = X::<M>::new(&hv, Policy::Panic);
-    let cpu = HostCpu::<M>::new(&ram);
+    let ptwr = |fault: Fault, val: u32| hv.ptwr_do_page_fault(fault.addr, u64::from(val), 4).is_ok();
+    let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
     let frames_before = ram.frames_in_use();
 
-    let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, &xen, &cpu, InitOptions::default()).unwrap();
+    let opts = InitOptions { reserve_top: hv.reserve_top(), ..InitOptions::default() };
+    let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, &xen, &cpu, opts).unwrap();
+    assert_eq!(k.shares_kernel_pmd(), !M::PAE, "Xen: a kernel pmd per PAE pgd");
     assert!(!k.uses_large_pages());
     step(&xen, "pagetable_init");
     k.activate_swapper();
     step(&xen, "activate_swapper");
-    let kernel_tables = tables::<M>(&ram, k.swapper_pg_dir()).len();
+    let kernel_tables = guest_pinned_tables::<M>(&ram, k.swapper_pg_dir()).len();
     assert_eq!(hv.pinned_tables().total(), kernel_tables);
+    for pmd in pmds::<M>(&ram, k.swapper_pg_dir()) {
+        assert_eq!(hv.page_info(pmd), PageInfo { ty: PageType::PaeXenL2, count: 1, pinned: false });
+    }
 
     // Address spaces with user pages, written and read back through the CPU's page walk.
     let mut spaces: Vec<_> = (0..SPACES).map(|_| k.create().unwrap()).collect();
@@ -81,14 +87,18 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     ram.free_frame(data);
     step(&xen, "change_page_attr");
 
-    // A direct write to a pinned table faults.
+    // A direct write to a pinned directory faults; one into a pinned page table is emulated
+    // (`ptwr_do_page_fault`).
     let pgd0 = spaces[0].pgd();
     let l1 = l1_of::<M>(&ram, pgd0, user_va(0));
-    for t in [pgd0, l1, k.swapper_pg_dir()] {
+    for t in [pgd0, k.swapper_pg_dir()] {
         let old = cpu.read_u32(lowmem_va(t)).unwrap();
         let fault = cpu.write_u32(lowmem_va(t), old).unwrap_err();
         assert_eq!(fault.error_code & (PF_PROT | PF_WRITE), PF_PROT | PF_WRITE);
     }
+    let old = cpu.read_u32(lowmem_va(l1)).unwrap();
+    cpu.write_u32(lowmem_va(l1), old).unwrap();
+    assert_eq!(xen.stats().ptwr, 1);
     step(&xen, "direct write");
 
     // Unmap every other page (emptied page tables are released), destroy everything.
@@ -127,7 +137,7 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     assert_eq!(ram.frames_in_use(), frames_before);
     assert!(held_peak > kernel_tables);
     assert_eq!(s.refused(), 0, "a correct kernel draws no refusal");
-    assert!(s.pins[0] > 0 && s.pins[1] > 0 && (s.pins[2] > 0) == M::PAE);
+    assert!(s.pins[0] > 0 && (s.pins[1] > 0) != M::PAE && (s.pins[2] > 0) == M::PAE, "PAE pmds are never pinned");
     eprintln!(
         "{}: kernel tables {kernel_tables}, peak pinned {}, pins l1/l2/l3 {:?}, peak read-only {}, \
          hypercalls {} (mmu_update {}, update_va_mapping {}, mmuext {:?}), direct writes {}, held peak {held_peak}",
@@ -147,9 +157,10 @@ fn the_shared_i386_mm_scenario_passes_under_xen<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
     let hv = H::<M>::new(&ram);
     let xen = X::<M>::new(&hv, Policy::Record);
-    let cpu = HostCpu::<M>::new(&ram);
+    let ptwr = |fault: Fault, val: u32| hv.ptwr_do_page_fault(fault.addr, u64::from(val), 4).is_ok();
+    let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
     let mut out = String::new();
-    let cfg = mm_scenario::Config { ptdump: false, ..mm_scenario::Config::default() };
+    let cfg = mm_scenario::Config { ptdump: false, reserve_top: hv.reserve_top(), ..mm_scenario::Config::default() };
     let r = mm_scenario::run::<M, _, _, _>(&ram, &xen, &cpu, &cfg, &mut out);
     let summary = r.unwrap_or_else(|e| panic!("{e}\n{out}\nviolations: {:?}", violations(&xen)));
     assert_eq!(summary.held_after, 0);

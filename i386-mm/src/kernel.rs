@@ -14,8 +14,9 @@ use paravirt_core::{
     PAGE_OFFSET, PAGE_SHIFT, PAGE_TABLE,
 };
 
-/// `pgd_list`: every pgd whose kernel part must follow `swapper_pg_dir` (two-level), so
-/// kernel-range updates can reach all of them. Guarded by `pgd_lock`.
+/// `pgd_list`: every pgd in use whose kernel part is its own (every two-level pgd; a PAE pgd
+/// when the backend does not share the kernel pmd), so kernel-range updates can reach all of
+/// them. Guarded by `pgd_lock`.
 ///
 /// An intrusive doubly-linked list whose links live in per-frame metadata, as Linux keeps them
 /// in each pgd's `struct page` (`page->index`, `page->private`): no capacity limit, O(1) add
@@ -123,11 +124,16 @@ pub struct InitOptions {
     pub pse: bool,
     /// Map low memory up to this frame (exclusive); `None` for all RAM (`max_low_pfn`).
     pub lowmem_end: Option<Pfn>,
+    /// Bytes at the top of the virtual address space the kernel must leave alone, because a
+    /// hypervisor maps itself there (Linux's `reserve_top_address`, called by `xen_start_kernel`
+    /// and `vmi_init` before `paging_init`): the linear map and the vmalloc area end below
+    /// `4 GiB - reserve_top`. 0 on bare metal.
+    pub reserve_top: u32,
 }
 
 impl Default for InitOptions {
     fn default() -> Self {
-        InitOptions { pse: true, lowmem_end: None }
+        InitOptions { pse: true, lowmem_end: None, reserve_top: 0 }
     }
 }
 
@@ -143,13 +149,17 @@ pub struct KernelMm<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> {
     pub(crate) cpu: C,
     pub(crate) swapper_pg_dir: Pfn,
     pub(crate) lowmem_end: Pfn,
+    /// End (exclusive) of the vmalloc area: [`VMALLOC_END`](crate::VMALLOC_END), lowered
+    /// below a reserved top of the address space.
+    pub(crate) vmalloc_end: u32,
     pub(crate) pse: bool,
     /// `pgd_lock`, guarding `pgd_list`.
     pub(crate) pgd_lock: Lock<PgdList>,
     /// Serialises kernel-range table changes (`init_mm.page_table_lock`, `cpa_lock`). Taken
     /// before `pgd_lock`, never after.
     pub(crate) kernel_lock: Lock<KernelRange>,
-    /// Address spaces alive (both modes; PAE pgds are not on `pgd_list`).
+    /// Address spaces alive (both modes; PAE pgds are on `pgd_list` only when the kernel pmd
+    /// is not shared).
     pub(crate) live_pgds: AtomicUsize,
     /// Root (guest view) last loaded with [`activate`](KernelMm::activate) (0 when none).
     pub(crate) active: AtomicU32,
@@ -197,9 +207,14 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// # Ok::<(), i386_mm::MmError>(())
     /// ```
     pub fn pagetable_init(mem: P, backend: B, cpu: C, opts: InitOptions) -> Result<Self, MmError> {
-        // `max_low_pfn`: low memory ends at MAXMEM; RAM above it is not linearly mapped.
-        let max_lowmem = Pfn::new(MAXMEM >> PAGE_SHIFT);
+        // The kernel's virtual space ends where the reserved top begins (4 GiB without one).
+        let kernel_top = (1u64 << 32) - opts.reserve_top as u64;
+        // `max_low_pfn`: low memory ends at MAXMEM (896 MiB), less a reserved top (Linux's
+        // `reserve_top_address` grows `__VMALLOC_RESERVE` by it); RAM above is not linearly
+        // mapped.
+        let max_lowmem = Pfn::new(MAXMEM.saturating_sub(opts.reserve_top) >> PAGE_SHIFT);
         let lowmem_end = opts.lowmem_end.unwrap_or(mem.max_pfn()).min(mem.max_pfn()).min(max_lowmem);
+        let vmalloc_end = (crate::layout::VMALLOC_END as u64).min(kernel_top & !(M::LARGE_PAGE_SIZE as u64 - 1)) as u32;
         let swapper = alloc_zeroed(&mem).ok_or(MmError::OutOfMemory)?;
         let pse = opts.pse && Pv::<M, B>::new(&backend).allows_large_pages();
         let k = KernelMm {
@@ -208,6 +223,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             cpu,
             swapper_pg_dir: swapper,
             lowmem_end,
+            vmalloc_end,
             pse,
             pgd_lock: Lock::new(PgdList::new()),
             kernel_lock: Lock::new(KernelRange {
@@ -462,6 +478,35 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// Whether low memory is mapped with large pages.
     pub fn uses_large_pages(&self) -> bool {
         self.pse
+    }
+
+    /// End (exclusive) of the vmalloc area: [`VMALLOC_END`](crate::VMALLOC_END), or lower when
+    /// [`InitOptions::reserve_top`] reserved the top of the address space.
+    pub fn vmalloc_end(&self) -> u32 {
+        self.vmalloc_end
+    }
+
+    /// Whether every PAE pgd shares `swapper_pg_dir`'s kernel pmd (the backend's
+    /// [`shared_kernel_pmd`](PvMmuOps::shared_kernel_pmd)); always `true` in two-level mode,
+    /// where there is no pmd to share.
+    pub fn shares_kernel_pmd(&self) -> bool {
+        !self.unshared_kernel_pmd()
+    }
+
+    /// Frames [`pgd_alloc`](Self::pgd_alloc) takes for one address space: the pgd, plus in PAE
+    /// a pmd per user slot, plus the kernel pmd's copy when it is not shared.
+    pub fn pgd_alloc_frames(&self) -> u32 {
+        match (M::PAE, self.unshared_kernel_pmd()) {
+            (false, _) => 1,
+            (true, false) => 1 + M::USER_PTRS_PER_PGD,
+            (true, true) => 1 + M::PTRS_PER_PGD,
+        }
+    }
+
+    /// PAE with a kernel pmd per pgd: the backend does not share it (Xen).
+    #[inline(always)]
+    pub(crate) fn unshared_kernel_pmd(&self) -> bool {
+        M::PAE && !self.pv().shared_kernel_pmd()
     }
 
     /// The backend.

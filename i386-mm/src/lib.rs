@@ -11,10 +11,10 @@
 //! | `one_page_table_init` | [`KernelMm::one_page_table_init`] | `alloc_pt` → `set_pmd` |
 //! | `split_large_page` | [`KernelMm::split_large_page`] | `alloc_pt` → `set_pte` × N |
 //! | `__change_page_attr` / `revert_page` | [`KernelMm::change_page_attr`] | revert → `release_pt` → deferred free after [`CpaFlush`] |
-//! | `pgd_ctor` | [`KernelMm::pgd_ctor`] | under `pgd_lock`: copy → `alloc_pd_clone` → `pgd_list_add` |
+//! | `pgd_ctor` | [`KernelMm::pgd_ctor`] | under `pgd_lock`: copy → `alloc_pd_clone` → `pgd_list_add` (PAE with an unshared kernel pmd: `pgd_list_add` only) |
 //! | `pgd_dtor` | [`KernelMm::pgd_dtor`] | `pgd_list_del` under `pgd_lock` → `release_pd` (the seed has the reverse; fixed as in later kernels) |
-//! | `pgd_alloc` | [`KernelMm::pgd_alloc`] | PAE: (`alloc_pd` → `set_pgd`) × 3; `out_oom` releases each |
-//! | `pgd_free` | [`KernelMm::pgd_free`] | PAE: (`release_pd` → free) × 3 |
+//! | `pgd_alloc` | [`KernelMm::pgd_alloc`] | PAE: (`alloc_pd` → `set_pgd`) × 3; `out_oom` releases each. Unshared kernel pmd (Xen): under `pgd_lock`, `pgd_list_add`, then (copy of the kernel pmd for slot 3, `alloc_pd` → `set_pgd`) × 4 |
+//! | `pgd_free` | [`KernelMm::pgd_free`] | PAE: (`release_pd` → free) × 3; unshared kernel pmd: `pgd_list_del` under `pgd_lock`, then × 4 |
 //! | `pmd_populate[_kernel]` | [`KernelMm::pmd_populate`] | `alloc_pt` → `set_pmd` |
 //! | `__pte_free_tlb` | [`KernelMm::pte_free_tlb`] | `release_pt` → gather → free after flush |
 //!
@@ -24,6 +24,11 @@
 //! [`destroy`](KernelMm::destroy)) and kernel-range mappings
 //! ([`map_kernel_page`](KernelMm::map_kernel_page)) whose directory updates reach every pgd on
 //! `pgd_list` under `pgd_lock`.
+//!
+//! Whether PAE pgds share `swapper_pg_dir`'s kernel pmd is the backend's answer
+//! ([`PvMmuOps::shared_kernel_pmd`], Linux's `SHARED_KERNEL_PMD`): bare metal and VMI share it;
+//! Xen does not (it refuses an L2 shared between the third slots of two L3s), so each PAE pgd
+//! then gets its own copy, made under `pgd_lock`, and joins `pgd_list` like a two-level pgd.
 //!
 //! The Linux-named low-level call sites take tables and entry slots from their caller and write
 //! through them, so they are `unsafe fn` with `# Safety` sections (Linux semantics: the caller

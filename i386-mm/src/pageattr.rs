@@ -96,10 +96,11 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     }
 
     /// `set_pmd_pte(kpte, address, pte)`: writes the kernel directory entry in
-    /// `swapper_pg_dir`, then (two-level) in every pgd on `pgd_list` under `pgd_lock`.
+    /// `swapper_pg_dir`, then (unless the PAE kernel pmd is shared) in every pgd on `pgd_list`
+    /// under `pgd_lock`.
     fn set_pmd_pte(&self, kpmd: PmdSlot, va: u32, val: Pmd) {
         self.pv().set_pmd(kpmd, val);
-        self.sync_kernel_pgd(M::pgd_index(va));
+        self.sync_kernel_pmd(va);
     }
 
     /// `revert_page(kpte_page, address)`: restores the large-page mapping of kernel virtual

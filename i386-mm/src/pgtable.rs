@@ -40,8 +40,11 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// entries of `swapper_pg_dir`, announces the page with
     /// `alloc_pd_clone(pgd, swapper, USER_PTRS_PER_PGD, KERNEL_PGD_PTRS)` and adds it to
     /// `pgd_list`, all in one critical section (so a concurrent kernel-range update reaches
-    /// either the copy or the list, and a shadow is cloned from the same snapshot). PAE: copies
-    /// the shared kernel pmd entry, no hook, not on the list.
+    /// either the copy or the list, and a shadow is cloned from the same snapshot). PAE with a
+    /// shared kernel pmd: copies the kernel pmd entry, no hook, not on the list. PAE when the
+    /// backend does not share the kernel pmd (Xen): only adds the pgd to `pgd_list` under
+    /// `pgd_lock`; the kernel pmd's copy comes from [`pgd_alloc`](Self::pgd_alloc), inside the
+    /// same critical section (Linux's `pgd_ctor` under `!SHARED_KERNEL_PMD`).
     ///
     /// # Errors
     /// [`MmError::OutOfMemory`] when the metadata frame recording `pgd_list`'s links for `pgd`
@@ -56,6 +59,9 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         let n = M::KERNEL_PGD_PTRS as usize * esz;
         let src = self.mem.frame_ptr(self.swapper_pg_dir).as_ptr().wrapping_add(user * esz);
         let dst = self.mem.frame_ptr(pgd).as_ptr().wrapping_add(user * esz);
+        if self.unshared_kernel_pmd() {
+            return self.pgd_lock.lock().add(&self.mem, pgd);
+        }
         if M::PAE {
             // SAFETY: both ranges lie inside distinct frames (`clone_pgd_range`).
             unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
@@ -88,7 +94,8 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     }
 
     /// `pgd_dtor`: two-level: takes `pgd_lock` and removes the pgd from `pgd_list`, *then*
-    /// `release_pd(pgd)`. PAE: nothing.
+    /// `release_pd(pgd)`. PAE: takes the pgd off `pgd_list` if it is on it (kernel pmd not
+    /// shared); a PAE pgd (the PDPT) is never announced, so never released.
     ///
     /// The seed releases first and unlists after; between the two a kernel-range update on
     /// another CPU walks `pgd_list` and writes into a page the hypervisor was already told is
@@ -105,6 +112,9 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
 
     fn pgd_unlist_and_release(&self, pgd: Pfn) {
         if M::PAE {
+            if self.unshared_kernel_pmd() {
+                self.pgd_lock.lock().del(&self.mem, pgd);
+            }
             return;
         }
         #[cfg(not(all(loom, feature = "loom-bug-release-before-unlist")))]
@@ -120,9 +130,20 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// released with `release_pd` and freed, then the pgd, and the call fails with nothing
     /// leaked.
     ///
+    /// When the backend does not share the PAE kernel pmd (Xen), the pgd and all four pmds are
+    /// allocated first (an allocation failure frees them, no hook was called), then, in one
+    /// `pgd_lock` critical section, the pgd joins `pgd_list` (`pgd_ctor`) and each slot gets
+    /// its pmd (`pgd_prepopulate_pmd`): the kernel slot's pmd is a copy of `swapper_pg_dir`'s
+    /// kernel pmd, and each pmd is announced with `alloc_pd` before `set_pgd` links it. A
+    /// kernel-range update therefore reaches either `swapper_pg_dir` before the copy, or the
+    /// copy through `pgd_list` (Linux 2.6.26's `pgd_alloc`).
+    ///
     /// # Errors
     /// [`MmError::OutOfMemory`], with nothing changed.
     pub fn pgd_alloc(&self) -> Result<Pfn, MmError> {
+        if self.unshared_kernel_pmd() {
+            return self.pgd_alloc_unshared();
+        }
         let pgd = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
         // SAFETY: `pgd` was just allocated: this call owns it.
         if let Err(e) = unsafe { self.pgd_ctor(pgd) } {
@@ -142,6 +163,56 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         Ok(pgd)
     }
 
+    /// `pgd_alloc` for PAE with a kernel pmd per pgd (see [`pgd_alloc`](Self::pgd_alloc)).
+    #[inline(never)]
+    fn pgd_alloc_unshared(&self) -> Result<Pfn, MmError> {
+        const SLOTS: usize = 4;
+        debug_assert_eq!(M::PTRS_PER_PGD as usize, SLOTS);
+        let pgd = alloc_zeroed(&self.mem).ok_or(MmError::OutOfMemory)?;
+        let mut pmds = [Pfn::new(0); SLOTS];
+        for i in 0..SLOTS {
+            match alloc_zeroed(&self.mem) {
+                Some(p) => pmds[i] = p,
+                None => {
+                    // `preallocate_pmds` failed: nothing was announced yet.
+                    pmds[..i].iter().for_each(|&p| self.mem.free_frame(p));
+                    self.mem.free_frame(pgd);
+                    return Err(MmError::OutOfMemory);
+                }
+            }
+        }
+        let mut list = self.pgd_lock.lock();
+        // pgd_ctor: on the list before any kernel entry is copied.
+        if let Err(e) = list.add(&self.mem, pgd) {
+            drop(list);
+            pmds.iter().for_each(|&p| self.mem.free_frame(p));
+            self.mem.free_frame(pgd);
+            return Err(e);
+        }
+        // pgd_prepopulate_pmd, still under pgd_lock.
+        for (i, &pmd) in (0u32..).zip(pmds.iter()) {
+            if i >= M::USER_PTRS_PER_PGD {
+                let src = read_entry::<M, Pud, _>(&self.mem, self.swapper_pg_dir, i).pfn();
+                // SAFETY: `pmd` was just allocated (this call owns it, nothing links it) and
+                // `src` is swapper_pg_dir's kernel pmd; distinct frames, one page each. Writers
+                // of swapper_pg_dir's kernel pmd sync every listed pgd under `pgd_lock`, which
+                // is held, so the copy is of one snapshot.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        self.mem.frame_ptr(src).as_ptr(),
+                        self.mem.frame_ptr(pmd).as_ptr(),
+                        paravirt_core::PAGE_SIZE,
+                    )
+                };
+            }
+            self.pv().alloc_pd(pmd);
+            self.pv().set_pud(self.pud_slot(pgd, i), Pud::new(pmd, PteFlags::PRESENT));
+        }
+        drop(list);
+        self.live_pgds.fetch_add(1, Ordering::SeqCst);
+        Ok(pgd)
+    }
+
     /// `pgd_alloc`'s `out_oom` (PAE): the pmds of user slots `[0, installed)` are released and
     /// freed in reverse order, then the pgd. Cold: Linux marks the branch `unlikely`.
     #[cold]
@@ -155,12 +226,21 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
 
     /// `pgd_free`: PAE: for each user slot, `release_pd(pmd)` then free the pmd. Then
     /// `pgd_dtor` and the pgd frame goes back. The user part must already be empty of page
-    /// tables (`free_pgtables` ran).
+    /// tables (`free_pgtables` ran). PAE with a kernel pmd per pgd: `pgd_dtor` first (off
+    /// `pgd_list` under `pgd_lock`, so no kernel-range update writes into the copy released
+    /// next), then `release_pd` and free for every slot's pmd, the kernel pmd's copy included.
     ///
     /// # Safety
     /// `pgd` must come from [`pgd_alloc`](Self::pgd_alloc), be owned by the caller, loaded on
     /// no CPU, and hold no user page tables any more.
     pub unsafe fn pgd_free(&self, pgd: Pfn) {
+        if self.unshared_kernel_pmd() {
+            self.pgd_unlist_and_release(pgd);
+            self.free_user_pmds(pgd, 0..M::PTRS_PER_PGD);
+            self.mem.free_frame(pgd);
+            self.live_pgds.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
         if M::PAE {
             self.free_user_pmds(pgd, 0..M::USER_PTRS_PER_PGD);
         }
@@ -169,8 +249,8 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         self.live_pgds.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// PAE: for each user slot in `slots` (in that order), `release_pd` the pmd it points at,
-    /// then free it.
+    /// PAE: for each slot in `slots` (in that order), `release_pd` the pmd it points at, then
+    /// free it.
     fn free_user_pmds(&self, pgd: Pfn, slots: impl Iterator<Item = u32>) {
         for i in slots {
             let pmd = read_entry::<M, Pud, _>(&self.mem, pgd, i).pfn();
@@ -241,28 +321,57 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         self.tlb_flush_mmu(&mut tlb);
     }
 
-    /// Writes kernel directory entry `index` of `swapper_pg_dir` into every pgd on
-    /// `pgd_list`, under `pgd_lock` (`vmalloc_sync_all`, `set_pmd_pte`): a present entry is
-    /// copied, an absent one cleared ("present ≠ present → copy", additions and removals).
-    /// PAE shares the kernel pmd, so there is nothing to do.
-    pub(crate) fn sync_kernel_pgd(&self, index: u32) {
+    /// Writes the kernel directory entry mapping `va`, as `swapper_pg_dir` holds it, into every
+    /// pgd on `pgd_list`, under `pgd_lock` (`vmalloc_sync_all`, `set_pmd_pte`): the pgd entry
+    /// in two-level mode, the entry of the pgd's own kernel pmd in PAE when the kernel pmd is
+    /// not shared. A present entry is copied, an absent one cleared ("present ≠ present →
+    /// copy", additions and removals). A shared PAE kernel pmd needs nothing.
+    ///
+    /// Out of line (it takes `pgd_lock` and walks the list), so the callers' code does not
+    /// depend on how much of it the compiler would inline.
+    #[inline(never)]
+    pub(crate) fn sync_kernel_pmd(&self, va: u32) {
         if M::PAE {
+            if self.unshared_kernel_pmd() {
+                self.sync_kernel_pmd_copies(va);
+            }
             return;
         }
+        let index = M::pgd_index(va);
         let want: Pmd = read_entry::<M, _, _>(&self.mem, self.swapper_pg_dir, index);
         let list = self.pgd_lock.lock();
         for pgd in list.iter(&self.mem) {
             // A pgd on `pgd_list` is alive while listed.
             let s: PmdSlot = self.entry_slot(pgd, index);
-            let cur = s.read();
-            if cur == want {
-                continue;
+            self.sync_entry(s, want);
+        }
+    }
+
+    /// [`sync_kernel_pmd`](Self::sync_kernel_pmd) for PAE pgds with their own kernel pmd.
+    #[inline(never)]
+    fn sync_kernel_pmd_copies(&self, va: u32) {
+        let Some(kslot) = self.kernel_pmd_slot(va) else { return };
+        let want = kslot.read();
+        let list = self.pgd_lock.lock();
+        for pgd in list.iter(&self.mem) {
+            // A pgd on `pgd_list` is alive while listed, and has its kernel pmd.
+            if let Some(s) = self.pmd_slot(pgd, va) {
+                self.sync_entry(s, want);
             }
-            if want.is_present() {
-                self.pv().set_pmd(s, want);
-            } else {
-                self.pv().pmd_clear(s);
-            }
+        }
+    }
+
+    /// Makes the directory entry `s` hold `want`: copied if present, cleared if not.
+    #[inline(always)]
+    fn sync_entry(&self, s: PmdSlot, want: Pmd) {
+        let cur = s.read();
+        if cur == want {
+            return;
+        }
+        if want.is_present() {
+            self.pv().set_pmd(s, want);
+        } else {
+            self.pv().pmd_clear(s);
         }
     }
 }

@@ -4,7 +4,6 @@
 use crate::error::MmError;
 use crate::flags::leaf_flags_allowed;
 use crate::kernel::KernelMm;
-use crate::layout::VMALLOC_END;
 use i386_paging::{read_entry, Cpu, PhysMem};
 use paravirt_core::{PagingMode, Pfn, Pte, PteFlags, PvMmuOps, PAGE_OFFSET};
 
@@ -13,16 +12,17 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if va & 0xfff != 0 {
             return Err(MmError::Unaligned(va));
         }
-        if !(self.vmalloc_start()..VMALLOC_END).contains(&va) {
+        if !(self.vmalloc_start()..self.vmalloc_end).contains(&va) {
             return Err(MmError::OutOfRange(va));
         }
         Ok(())
     }
 
-    /// Maps kernel virtual address `va` (in the vmalloc area, `[vmalloc_start(), VMALLOC_END)`)
+    /// Maps kernel virtual address `va` (in the vmalloc area, `[vmalloc_start(), vmalloc_end())`)
     /// to frame `pfn`. A missing page
     /// table is installed in `swapper_pg_dir` with `pmd_populate_kernel` (`alloc_pt` first) and
-    /// then, under `pgd_lock`, in every pgd on `pgd_list` (`vmalloc_sync_all`).
+    /// then, under `pgd_lock`, in every pgd on `pgd_list` (`vmalloc_sync_all`): two-level, its
+    /// pgd entry; PAE with a kernel pmd per pgd, the entry of that pgd's copy.
     ///
     /// # Errors
     /// [`MmError::Unaligned`], [`MmError::OutOfRange`] (outside the vmalloc area),
@@ -38,7 +38,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         let pmd = self.kernel_pmd_slot(va).ok_or(MmError::NotInitialised)?;
         let (pt, new) = self.pte_table_for(pmd, va)?;
         if new {
-            self.sync_kernel_pgd(M::pgd_index(va));
+            self.sync_kernel_pmd(va);
         }
         self.pv().set_pte(self.pte_slot(pt, M::pte_index(va)), Pte::new(pfn, flags | PteFlags::PRESENT));
         Ok(())
@@ -70,7 +70,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         let pt = pte.table();
         if (0..M::PTRS_PER_PTE).all(|i| !read_entry::<M, Pte, _>(&self.mem, pt, i).is_present()) {
             self.pv().pmd_clear(pmd);
-            self.sync_kernel_pgd(M::pgd_index(va));
+            self.sync_kernel_pmd(va);
             self.flush_tlb_kernel();
             self.pv().release_pt(pt);
             self.mem.free_frame(pt);

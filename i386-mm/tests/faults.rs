@@ -10,7 +10,9 @@ fn with_8mib<M: PagingMode>(pse: bool, f: impl FnOnce(&K<'_, M>, &EmulatedRam, &
     let ram = EmulatedRam::new(2048, 256);
     let rec: Box<Rec> = Box::new(Recorder::new(Native));
     let cpu = HostCpu::<M>::new(&ram);
-    let k = KernelMm::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None }).unwrap();
+    let k =
+        KernelMm::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None, ..InitOptions::default() })
+            .unwrap();
     assert_eq!(k.uses_large_pages(), pse);
     k.activate_swapper();
     rec.clear();

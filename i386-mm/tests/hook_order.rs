@@ -7,8 +7,13 @@ fn pagetable_init_announces_every_table_before_linking_it<M: PagingMode>() {
         let ram = EmulatedRam::new(2048, 256); // 8 MiB: every event fits in the log
         let rec: Box<Rec> = Box::new(Recorder::new(Native));
         let cpu = HostCpu::<M>::new(&ram);
-        let k =
-            KernelMm::<M, _, _, _>::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None }).unwrap();
+        let k = KernelMm::<M, _, _, _>::pagetable_init(
+            &ram,
+            &*rec,
+            &cpu,
+            InitOptions { pse, lowmem_end: None, ..InitOptions::default() },
+        )
+        .unwrap();
         let swapper = k.swapper_pg_dir();
         let hs = hooks(&rec);
         if M::PAE {

@@ -11,7 +11,13 @@ fn layout_for<M: PagingMode>(bytes: u64, pse: bool) {
     let frames = (bytes >> 12) as u32;
     let ram = EmulatedRam::new(frames, 256);
     let cpu = HostCpu::<M>::new(&ram);
-    let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, Native, &cpu, InitOptions { pse, lowmem_end: None }).unwrap();
+    let k = KernelMm::<M, _, _, _>::pagetable_init(
+        &ram,
+        Native,
+        &cpu,
+        InitOptions { pse, lowmem_end: None, reserve_top: 0 },
+    )
+    .unwrap();
     let low = bytes.min(MAXMEM as u64);
     assert_eq!(k.lowmem_end().phys().as_u64(), low, "{bytes:#x} bytes of RAM");
     assert_eq!(k.high_memory() as u64, PAGE_OFFSET as u64 + low);
@@ -59,8 +65,13 @@ fn a_linear_map_address_is_not_in_the_vmalloc_area<M: PagingMode>() {
     for pse in [false, true] {
         let ram = EmulatedRam::new(0x20001, 256);
         let cpu = HostCpu::<M>::new(&ram);
-        let k =
-            KernelMm::<M, _, _, _>::pagetable_init(&ram, Native, &cpu, InitOptions { pse, lowmem_end: None }).unwrap();
+        let k = KernelMm::<M, _, _, _>::pagetable_init(
+            &ram,
+            Native,
+            &cpu,
+            InitOptions { pse, lowmem_end: None, reserve_top: 0 },
+        )
+        .unwrap();
         let root = k.swapper_pg_dir();
         let before = k.translate_root(root, 0xE000_0000);
         assert_eq!(before.map(|t| t.pa), Some(0x2000_0000), "frame 0x20000 is linearly mapped");

@@ -46,6 +46,9 @@ type KVmi = KernelMm<TwoLevel, &'static V, Ram, NullCpu>;
 type H = Hypervisor<TwoLevel, Ram, 1024>;
 type X = Xen<'static, TwoLevel, Ram, 1024>;
 type KXen = KernelMm<TwoLevel, &'static X, Ram, NullCpu>;
+type HPae = Hypervisor<Pae, Ram, 1024>;
+type XPae = Xen<'static, Pae, Ram, 1024>;
+type KXenPae = KernelMm<Pae, &'static XPae, Ram, NullCpu>;
 
 /// RAM shared by every execution of a model (4 MiB; each execution gives every frame back).
 fn ram() -> Ram {
@@ -54,7 +57,7 @@ fn ram() -> Ram {
 
 /// Low memory the models' kernels map: 1 MiB, one page table.
 fn opts() -> InitOptions {
-    InitOptions { pse: true, lowmem_end: Some(Pfn::new(256)) }
+    InitOptions { pse: true, lowmem_end: Some(Pfn::new(256)), reserve_top: 0 }
 }
 
 /// Runs `f` under loom with at most `bound` preemptions (`None`: every interleaving), and
@@ -68,9 +71,13 @@ fn explore(bound: Option<usize>, f: impl Fn() + Send + Sync + 'static) -> usize 
     // A backend hook takes its lock once per entry written (a split writes a whole table), so
     // an execution has far more than loom's default 1,000 branch points.
     b.max_branches = 1_000_000;
+    // The models run on a thread of their own with a large stack: the Xen model's state is
+    // built on the stack before it moves into its lock, more than loom's first thread holds.
+    let f = std::sync::Arc::new(f);
     b.check(move || {
         RUNS.fetch_add(1, Ordering::SeqCst);
-        f()
+        let f = f.clone();
+        loom::thread::Builder::new().stack_size(8 << 20).spawn(move || f()).unwrap().join().unwrap();
     });
     let n = RUNS.load(Ordering::SeqCst);
     let bound = bound.map_or("none, exhaustive".to_string(), |b| b.to_string());
@@ -126,7 +133,7 @@ fn pgd_alloc_races_kernel_addition(ram: Ram) {
     let (v, k) = boot_vmi(ram);
     let data = ram.alloc_frame().unwrap();
     let k2 = k.clone();
-    let t = loom::thread::spawn(move || k2.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap());
+    let t = loom::thread::spawn(move || k2.map_kernel_page(k2.vmalloc_start(), data, PAGE_KERNEL).unwrap());
     let a = k.create().unwrap();
     t.join().unwrap();
     kernel_range_agrees(&k, v, a.pgd(), "addition");
@@ -165,7 +172,7 @@ fn m2_pgd_alloc_racing_a_kernel_removal_keeps_guest_and_shadow_in_step() {
         let data = ram.alloc_frame().unwrap();
         k.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap();
         let k2 = k.clone();
-        let t = loom::thread::spawn(move || assert_eq!(k2.unmap_kernel_page(k.vmalloc_start()), Ok(data)));
+        let t = loom::thread::spawn(move || assert_eq!(k2.unmap_kernel_page(k2.vmalloc_start()), Ok(data)));
         let a = k.create().unwrap();
         t.join().unwrap();
         kernel_range_agrees(&k, v, a.pgd(), "removal");
@@ -191,7 +198,7 @@ fn m3_two_pgd_allocs_racing_one_update_both_see_it() {
         let (v, k) = boot_vmi(ram);
         let data = ram.alloc_frame().unwrap();
         let (k2, k3) = (k.clone(), k.clone());
-        let t = loom::thread::spawn(move || k2.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap());
+        let t = loom::thread::spawn(move || k2.map_kernel_page(k2.vmalloc_start(), data, PAGE_KERNEL).unwrap());
         let u = loom::thread::spawn(move || k3.create().unwrap());
         let a = k.create().unwrap();
         t.join().unwrap();
@@ -217,7 +224,7 @@ fn pgd_free_races_update(ram: Ram) {
     let a = k.create().unwrap();
     let pgd = a.pgd();
     let k2 = k.clone();
-    let t = loom::thread::spawn(move || k2.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap());
+    let t = loom::thread::spawn(move || k2.map_kernel_page(k2.vmalloc_start(), data, PAGE_KERNEL).unwrap());
     k.destroy(a);
     // Reuse the freed pgd frame at once as a data page.
     let reused = loop {
@@ -277,7 +284,7 @@ fn m5_change_page_attr_split_and_revert_racing_pgd_alloc() {
     explore(Some(2), move || {
         let v = vmi(ram);
         // 4 MiB of low memory: one large page, so change_page_attr splits it.
-        let o = InitOptions { pse: true, lowmem_end: Some(Pfn::new(1024)) };
+        let o = InitOptions { pse: true, lowmem_end: Some(Pfn::new(1024)), reserve_top: 0 };
         let k = Arc::new(KernelMm::pagetable_init(ram, v, NullCpu, o).unwrap());
         k.activate_swapper();
         let f = ram.alloc_frame().unwrap();
@@ -320,7 +327,7 @@ fn m6_xen_pinning_a_tree_racing_a_kernel_update() {
         k.map(&mut a, 0x4000_0000, page, PteFlags::USER | PteFlags::RW).unwrap();
         let data = ram.alloc_frame().unwrap();
         let k2 = k.clone();
-        let t = loom::thread::spawn(move || k2.map_kernel_page(k.vmalloc_start(), data, PAGE_KERNEL).unwrap());
+        let t = loom::thread::spawn(move || k2.map_kernel_page(k2.vmalloc_start(), data, PAGE_KERNEL).unwrap());
         k.activate(&a); // pins a's tree
         t.join().unwrap();
         let mut report = String::new();
@@ -376,6 +383,92 @@ fn pae_entry_update_races_walker() {
 )))]
 fn m7_pae_present_to_present_update_is_never_seen_half_written() {
     explore(None, pae_entry_update_races_walker);
+}
+
+/// A PAE kernel over the Xen model, which does not share the kernel pmd: each pgd has its own
+/// copy, listed on `pgd_list` and kept in sync by kernel-range updates.
+fn boot_pae_xen(ram: Ram) -> (&'static XPae, Arc<KXenPae>) {
+    let hv: &'static HPae = Box::leak(Box::new(Hypervisor::new(ram)));
+    let x: &'static XPae = Box::leak(Box::new(Xen::new(hv, Policy::Record)));
+    let o = InitOptions { reserve_top: hv.reserve_top(), ..opts() };
+    let k = Arc::new(KernelMm::pagetable_init(ram, x, NullCpu, o).unwrap());
+    k.activate_swapper();
+    (x, k)
+}
+
+/// The pgd's copy of the kernel pmd agrees with swapper_pg_dir's at `va`, and Xen is content.
+fn pae_copy_agrees(k: &KXenPae, x: &XPae, pgd: Pfn, va: u32, what: &str) {
+    let (mine, theirs) =
+        (k.translate_root(pgd, va).map(|t| t.pa), k.translate_root(k.swapper_pg_dir(), va).map(|t| t.pa));
+    assert_eq!(mine, theirs, "pgd {pgd:?}'s kernel pmd copy missed the kernel-range update ({what})");
+    let mut report = String::new();
+    assert!(x.verify(&mut report), "Xen cross-check after {what}: {report}");
+    assert_eq!(x.violations(), 0, "Xen violations after {what}: {:?}", x.violation_log().get(0));
+}
+
+fn finish_pae_xen(k: Arc<KXenPae>, ram: Ram) {
+    let k = Arc::try_unwrap(k).ok().expect("threads joined");
+    k.load_boot_root();
+    let (x, _, _) = k.shutdown().map_err(|e| e.1).unwrap();
+    assert_eq!(x.pages_held(), 0, "Xen still holds pages");
+    assert_eq!(ram.frames_in_use(), 0, "frames leaked");
+}
+
+/// 8: PAE under Xen: `pgd_alloc` (listing the pgd and copying the kernel pmd under
+/// `pgd_lock`) racing a kernel-range addition: the copy never misses it.
+#[test]
+#[cfg(not(any(
+    feature = "loom-bug-copy-outside-lock",
+    feature = "loom-bug-list-add-outside-lock",
+    feature = "loom-bug-clone-hook-outside-lock",
+    feature = "loom-bug-release-before-unlist",
+    feature = "loom-bug-pae-halves"
+)))]
+fn m8_pae_xen_pgd_alloc_racing_a_kernel_addition_keeps_every_pmd_copy_in_step() {
+    let ram = ram();
+    explore(None, move || {
+        let (x, k) = boot_pae_xen(ram);
+        let data = ram.alloc_frame().unwrap();
+        let k2 = k.clone();
+        let t = loom::thread::spawn(move || k2.map_kernel_page(k2.vmalloc_start(), data, PAGE_KERNEL).unwrap());
+        let a = k.create().unwrap();
+        t.join().unwrap();
+        pae_copy_agrees(&k, x, a.pgd(), k.vmalloc_start(), "addition");
+        k.destroy(a);
+        k.unmap_kernel_page(k.vmalloc_start()).unwrap();
+        ram.free_frame(data);
+        finish_pae_xen(k, ram);
+    });
+}
+
+/// 9: the same with `pgd_free` and a removal: no stale entry survives in any copy.
+#[test]
+#[cfg(not(any(
+    feature = "loom-bug-copy-outside-lock",
+    feature = "loom-bug-list-add-outside-lock",
+    feature = "loom-bug-clone-hook-outside-lock",
+    feature = "loom-bug-release-before-unlist",
+    feature = "loom-bug-pae-halves"
+)))]
+fn m9_pae_xen_pgd_free_and_alloc_racing_a_kernel_removal() {
+    let ram = ram();
+    explore(Some(3), move || {
+        let (x, k) = boot_pae_xen(ram);
+        let data = ram.alloc_frame().unwrap();
+        let va = k.vmalloc_start();
+        k.map_kernel_page(va, data, PAGE_KERNEL).unwrap();
+        let old = k.create().unwrap();
+        let k2 = k.clone();
+        let t = loom::thread::spawn(move || assert_eq!(k2.unmap_kernel_page(k2.vmalloc_start()), Ok(data)));
+        k.destroy(old);
+        let new = k.create().unwrap();
+        t.join().unwrap();
+        pae_copy_agrees(&k, x, new.pgd(), va, "removal");
+        assert_eq!(k.translate(&new, va), None, "stale kernel entry survived a removal");
+        k.destroy(new);
+        ram.free_frame(data);
+        finish_pae_xen(k, ram);
+    });
 }
 
 /// Runs `model` expecting loom to find a failing interleaving whose panic message contains

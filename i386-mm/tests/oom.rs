@@ -58,7 +58,12 @@ fn pagetable_init_oom_at_every_allocation_leaks_nothing<M: PagingMode>() {
             let rec: Box<Rec> = Box::new(Recorder::new(Native));
             let cpu = HostCpu::<M>::new(&ram);
             ram.fail_nth_alloc(n);
-            match KernelMm::<M, _, _, _>::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None }) {
+            match KernelMm::<M, _, _, _>::pagetable_init(
+                &ram,
+                &*rec,
+                &cpu,
+                InitOptions { pse, lowmem_end: None, ..InitOptions::default() },
+            ) {
                 Ok(k) => {
                     assert!(n > 1);
                     ram.clear_fault();

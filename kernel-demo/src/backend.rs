@@ -86,9 +86,23 @@ static HYPERVISOR: backend_xen::Hypervisor<Mode, KernelPhys> =
 static XEN: backend_xen::Xen<'static, Mode, KernelPhys> = backend_xen::Xen::new(&HYPERVISOR, Policy::Panic);
 
 /// Runs `w` with the Xen PV MMU model over the kernel's RAM (`mem` is that
-/// RAM; the model holds its own [`KernelPhys`]).
+/// RAM; the model holds its own [`KernelPhys`]). A write fault on a read-only
+/// page goes to the model first ([`crate::emulate`]): a store into a
+/// validated page table is emulated, as Xen's `ptwr_do_page_fault` does.
 #[cfg(all(feature = "xen", not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     let _ = mem;
+    crate::emulate::set_write_fault_handler(|addr, val| HYPERVISOR.ptwr_do_page_fault(addr, u64::from(val), 4).is_ok());
     w.run(&XEN)
 }
+
+/// Bytes the kernel leaves free at the top of its address space for the
+/// hypervisor (Linux's `reserve_top_address`, as `xen_reserve_top` calls it):
+/// Xen's area.
+#[cfg(all(feature = "xen", not(feature = "boot-select")))]
+pub const RESERVE_TOP: u32 = 0u32.wrapping_sub(backend_xen::hypervisor_virt_start(cfg!(feature = "pae"))) + 2 * 4096;
+
+/// Bytes the kernel leaves free at the top of its address space: none
+/// without a hypervisor that maps itself there.
+#[cfg(all(not(feature = "xen"), not(feature = "boot-select")))]
+pub const RESERVE_TOP: u32 = 0;

@@ -73,6 +73,9 @@ impl Inspect for Chosen {
     fn page_tables_read_only(&self) -> bool {
         with_chosen!(self, b => b.page_tables_read_only())
     }
+    fn emulated_writes(&self) -> u64 {
+        with_chosen!(self, b => b.emulated_writes())
+    }
     fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
         with_chosen!(self, b => b.write_stats(out))
     }

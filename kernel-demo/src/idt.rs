@@ -2,9 +2,11 @@
 //! exception report.
 //!
 //! Every CPU exception vector (0..32) gets an interrupt gate. The entry stubs
-//! push a uniform [`TrapFrame`] and call [`trap_dispatch`], which first gives
-//! [`crate::probe`] a chance to recover a fault raised by a probe instruction
-//! (Linux's exception-table fixup) and otherwise prints a readable report
+//! push a uniform [`TrapFrame`] and call [`trap_dispatch`], which first offers a
+//! write fault on a read-only page to the hypervisor's emulation ([`crate::emulate`],
+//! Xen's `ptwr_do_page_fault`), then gives [`crate::probe`] a chance to recover a fault
+//! raised by a probe instruction (Linux's exception-table fixup) and otherwise prints a
+//! readable report
 //! (vector, error code, EIP, CR2, registers) and exits QEMU with a failure code.
 
 use core::arch::{asm, global_asm};
@@ -12,7 +14,7 @@ use core::cell::UnsafeCell;
 
 use crate::exception::{vector_name, PageFaultError};
 use crate::gdt::{DescriptorTablePointer, KERNEL_CS};
-use crate::{cpu, exit, kprintln, probe};
+use crate::{cpu, emulate, exit, kprintln, probe};
 
 /// Number of CPU exception vectors, all of which get a gate.
 pub const EXCEPTION_VECTORS: usize = 32;
@@ -167,6 +169,9 @@ pub fn break_gate_for_test(vector: u8) {
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let cr2 = cpu::read_cr2();
     let vector = frame.vector as u8;
+    if vector == PF && emulate::try_emulate(frame, cr2) {
+        return;
+    }
     if vector == PF || vector == GP {
         if let Some(fixup) = probe::fixup_for(frame.eip) {
             let addr = if vector == PF { cr2 } else { 0 };

@@ -18,7 +18,9 @@
 //! backend ([`backend`]: native, VMI or the Xen model, with their panic
 //! policy), and the real MMU translates every check ([`x86cpu`]): under VMI
 //! CR3 holds the shadow root, under Xen pinned tables are read-only in the
-//! linear map and CR0.WP makes a direct write to one fault. A backend that
+//! linear map and CR0.WP makes a direct write to one fault (a store into a
+//! validated page table is then emulated by the model, as Xen's
+//! `ptwr_do_page_fault` does: [`emulate`]). A backend that
 //! catches a missing hook panics with the rule and the pfn (see the
 //! `bug-missing-alloc-pt` feature). `crash=ud|pf|gp|df|panic` on the command
 //! line takes a deliberate fatal fault first ([`crashtest`]).
@@ -39,6 +41,7 @@ pub mod cpu;
 pub mod crashtest;
 #[cfg(feature = "boot-select")]
 pub mod dispatch;
+pub mod emulate;
 pub mod exception;
 pub mod exit;
 pub mod gdt;

@@ -60,10 +60,23 @@ fn fill(kind: BackendKind) -> TableBackend {
         }
         BackendKind::Xen => {
             let xen = XEN.call_once(|| Xen::new(&HYPERVISOR, Policy::Panic));
+            // A write fault on a read-only page goes to the model first (`ptwr_do_page_fault`).
+            crate::emulate::set_write_fault_handler(|addr, val| {
+                HYPERVISOR.ptwr_do_page_fault(addr, u64::from(val), 4).is_ok()
+            });
             (ParavirtOps::from_backend(name, xen), Chosen::Xen(xen))
         }
     };
     TableBackend { hooks: PARAVIRT_OPS.call_once(|| ops), inspect: chosen }
+}
+
+/// Bytes the kernel leaves free at the top of its address space for the
+/// backend `kind` (Linux's `reserve_top_address`): Xen's area, none otherwise.
+pub fn reserve_top(kind: BackendKind) -> u32 {
+    match kind {
+        BackendKind::Xen => HYPERVISOR.reserve_top(),
+        BackendKind::Native | BackendKind::Vmi => 0,
+    }
 }
 
 /// Creates the backend `kind`, fills the ops table with it, and runs `w` with

@@ -49,20 +49,22 @@ impl WithBackend for Scenario<'_> {
 /// 35 on any failure.
 #[cfg(not(feature = "boot-select"))]
 pub fn run() -> ! {
-    run_with(crate::config::BACKEND, |phys, s| backend::with_backend(phys, s))
+    run_with(crate::config::BACKEND, backend::RESERVE_TOP, |phys, s| backend::with_backend(phys, s))
 }
 
 /// Runs the scenario with the backend `kind`, chosen at boot and reached only
 /// through the ops table (`crate::paravirt_ops`), and exits QEMU like `run`.
 #[cfg(feature = "boot-select")]
 pub fn run_selected(kind: BackendKind) -> ! {
-    run_with(kind.name(), |_, s| crate::paravirt_ops::with_backend(kind, s))
+    run_with(kind.name(), crate::paravirt_ops::reserve_top(kind), |_, s| crate::paravirt_ops::with_backend(kind, s))
 }
 
 /// Runs the scenario through `with_backend` (which creates the backend named
-/// `backend` and hands it to the scenario) and exits QEMU.
+/// `backend` and hands it to the scenario), with `reserve_top` bytes at the
+/// top of the address space left to the hypervisor, and exits QEMU.
 fn run_with(
     backend: &str,
+    reserve_top: u32,
     with_backend: impl for<'a> FnOnce(&'a KernelPhys, Scenario<'a>) -> Result<Summary, ScenarioError>,
 ) -> ! {
     let phys = KernelPhys;
@@ -71,7 +73,7 @@ fn run_with(
     // every frame the allocator manages (all below BOOT_MAP_SIZE and below the
     // end of RAM); its writes go only to pages that kernel owns.
     let cpu = unsafe { X86Cpu::new() };
-    let cfg = Config { lowmem_end: Some(phys.max_pfn()), ..Config::default() };
+    let cfg = Config { lowmem_end: Some(phys.max_pfn()), reserve_top, ..Config::default() };
     kprintln!(
         "scenario: backend {}, {} paging, linear map 0..{:#x} ({} MiB)",
         backend,

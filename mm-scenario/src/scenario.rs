@@ -29,11 +29,14 @@ pub struct Config {
     pub lowmem_end: Option<Pfn>,
     /// Print a ptdump of the first address space.
     pub ptdump: bool,
+    /// Bytes at the top of the address space reserved for a hypervisor
+    /// ([`InitOptions::reserve_top`]).
+    pub reserve_top: u32,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { address_spaces: 3, pages_per_space: 6, lowmem_end: None, ptdump: true }
+        Config { address_spaces: 3, pages_per_space: 6, lowmem_end: None, ptdump: true, reserve_top: 0 }
     }
 }
 
@@ -148,7 +151,7 @@ where
     let mut cx: Ctx<'_, B> = Ctx { out, steps: 0, _b: core::marker::PhantomData };
 
     // 1. Boot page tables.
-    let opts = InitOptions { pse: true, lowmem_end: cfg.lowmem_end };
+    let opts = InitOptions { pse: true, lowmem_end: cfg.lowmem_end, reserve_top: cfg.reserve_top };
     let k: KernelMm<M, B, P, C> = KernelMm::pagetable_init(mem, backend, cpu, opts).map_err(mm("pagetable_init"))?;
     let lowmem_mib = k.lowmem_end().phys().as_u64() >> 20;
     let large = if k.uses_large_pages() { "large pages" } else { "4 KiB pages" };
@@ -274,7 +277,8 @@ where
     let how = if s.split { "large page split, then reverted" } else { "4 KiB PTE changed, then restored" };
     cx.done(k.backend(), "change_page_attr", format_args!("{how}"))?;
 
-    // 6. A direct write to a page-table page: faults when the backend keeps tables read-only.
+    // 6. A direct write to a page-table page: faults when the backend keeps tables read-only;
+    //    into a page table, the backend may emulate it (Xen's `ptwr_do_page_fault`).
     let pgd0 = spaces[0].as_ref().map(|a| a.pgd()).unwrap_or(k.swapper_pg_dir());
     let tva = lowmem_va(pgd0);
     let old = k.cpu().read_u32(tva).map_err(|_| ScenarioError::Check {
@@ -300,6 +304,28 @@ where
     } else if r.is_err() {
         return Err(ScenarioError::Check { step: "direct write", what: "writable page table faulted", va: tva });
     }
+    // The same value written back into the first user page table of address space 0.
+    let pt0 = spaces[0].as_ref().and_then(|a| {
+        let (dir, idx) = i386_paging::walk::pmd_table::<M, P>(k.mem(), a.pgd(), user_va(0))?;
+        let e: paravirt_core::Pmd = i386_paging::read_entry::<M, _, P>(k.mem(), dir, idx);
+        e.is_present().then(|| e.pfn())
+    });
+    if let Some(pt) = pt0 {
+        let pva = lowmem_va(pt);
+        let emulated = k.backend().emulated_writes();
+        let ok = k.cpu().read_u32(pva).and_then(|v| k.cpu().write_u32(pva, v)).is_ok();
+        let emulated = k.backend().emulated_writes() - emulated;
+        if !ok || (k.backend().page_tables_read_only() && emulated != 1) {
+            return Err(ScenarioError::Check {
+                step: "direct write",
+                what: "store into a page table not emulated",
+                va: pva,
+            });
+        }
+        if emulated != 0 {
+            writeln!(cx.out, "     direct write to pinned page table {pt} faulted and was emulated by the backend")?;
+        }
+    }
     cx.done(
         k.backend(),
         "direct write",
@@ -307,7 +333,7 @@ where
     )?;
 
     // 7. Out of memory inside pgd_alloc at every allocation: nothing leaks.
-    let attempts = if M::PAE { 1 + M::USER_PTRS_PER_PGD as u64 } else { 1 };
+    let attempts = u64::from(k.pgd_alloc_frames());
     for n in 1..=attempts {
         let before = (k.mem().frames_in_use(), k.backend().pages_held());
         k.mem().fail_nth_alloc(n);

@@ -4,7 +4,8 @@
 //!   accounting (tests assert every frame came back), fault injection (fail the Nth
 //!   allocation) and poisoning of freed frames (a table used after it was freed reads garbage).
 //! - [`HostCpu`]: a processor model holding CR3, walking the page tables in software for every
-//!   probing access with the hardware's permission rules (supervisor writes honour CR0.WP).
+//!   probing access with the hardware's permission rules (supervisor writes honour CR0.WP),
+//!   and an optional write-fault handler (a hypervisor that emulates stores into its tables).
 //! - [`Oracle`]: an independent model of an address space (a map of virtual → physical) that
 //!   tests compare the real tables against.
 //! - `StoreLog` (feature `store-log`): every native entry store in order, with its address, width and value, so a
@@ -40,7 +41,7 @@ mod ram;
 #[cfg(feature = "store-log")]
 mod store_log;
 
-pub use cpu::HostCpu;
+pub use cpu::{HostCpu, WriteFaultHandler};
 pub use i386_paging::{Pae, TwoLevel};
 pub use oracle::Oracle;
 pub use ram::EmulatedRam;

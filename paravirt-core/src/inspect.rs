@@ -34,6 +34,12 @@ pub trait Inspect {
         false
     }
 
+    /// Direct stores into page-table pages that faulted and that the backend emulated (Xen's
+    /// `ptwr_do_page_fault` for a validated L1), so far.
+    fn emulated_writes(&self) -> u64 {
+        0
+    }
+
     /// Writes one-line-per-item statistics (pages by type, calls per hook...).
     ///
     /// # Errors
@@ -58,6 +64,9 @@ impl<T: Inspect + ?Sized> Inspect for &T {
     }
     fn page_tables_read_only(&self) -> bool {
         (**self).page_tables_read_only()
+    }
+    fn emulated_writes(&self) -> u64 {
+        (**self).emulated_writes()
     }
     fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
         (**self).write_stats(out)

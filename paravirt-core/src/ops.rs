@@ -82,6 +82,17 @@ macro_rules! gen_trait {
             fn allows_large_pages(&self) -> bool {
                 true
             }
+
+            /// Whether the PAE kernel pmd (the pmd under PDPT slot 3) may be shared by every
+            /// pgd (Linux's `paravirt_ops.shared_kernel_pmd`, `SHARED_KERNEL_PMD`). Xen
+            /// answers `false`: it types the L2 in slot 3 of a PAE L3 specially
+            /// (`PGT_pae_xen_l2`) and refuses to share it, so each PAE pgd gets its own copy
+            /// of the kernel pmd, and PAE pgds go on `pgd_list` so kernel-range updates reach
+            /// each copy. Without PAE the answer is not used.
+            #[inline(always)]
+            fn shared_kernel_pmd(&self) -> bool {
+                true
+            }
         }
     };
 }
@@ -107,6 +118,11 @@ macro_rules! gen_forward {
             fn allows_large_pages(&self) -> bool {
                 let $me = self;
                 $to.allows_large_pages()
+            }
+            #[inline(always)]
+            fn shared_kernel_pmd(&self) -> bool {
+                let $me = self;
+                $to.shared_kernel_pmd()
             }
         }
     };

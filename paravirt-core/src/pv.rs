@@ -88,6 +88,20 @@ macro_rules! gen_pv {
                     true
                 }
             }
+
+            /// Whether the PAE kernel pmd is shared by every pgd: the backend's answer with
+            /// `paravirt`, always `true` (bare metal) without.
+            #[inline(always)]
+            pub fn shared_kernel_pmd(&self) -> bool {
+                #[cfg(feature = "paravirt")]
+                {
+                    self.backend.shared_kernel_pmd()
+                }
+                #[cfg(not(feature = "paravirt"))]
+                {
+                    true
+                }
+            }
         }
     };
 }

@@ -169,6 +169,9 @@ macro_rules! gen_hook_types {
             fn allows_large_pages(&self) -> bool {
                 self.inner.allows_large_pages()
             }
+            fn shared_kernel_pmd(&self) -> bool {
+                self.inner.shared_kernel_pmd()
+            }
         }
     };
 }
@@ -344,6 +347,9 @@ impl<B: Inspect, const N: usize> Inspect for Recorder<B, N> {
     }
     fn page_tables_read_only(&self) -> bool {
         self.inner.page_tables_read_only()
+    }
+    fn emulated_writes(&self) -> u64 {
+        self.inner.emulated_writes()
     }
     /// Writes the calls per hook (non-zero ones), then the backend's own statistics.
     fn write_stats(&self, out: &mut dyn core::fmt::Write) -> fmt::Result {

@@ -37,6 +37,12 @@ cfg_if::cfg_if! {
             pub fn is_locked(&self) -> bool {
                 self.held.load(loom::sync::atomic::Ordering::SeqCst)
             }
+            /// Takes the lock if it is free.
+            pub fn try_lock(&self) -> Option<LockGuard<'_, T>> {
+                let guard = self.inner.try_lock().ok()?;
+                self.held.store(true, loom::sync::atomic::Ordering::SeqCst);
+                Some(LockGuard { guard, held: &self.held })
+            }
         }
 
         impl<T> Drop for LockGuard<'_, T> {
@@ -78,6 +84,11 @@ cfg_if::cfg_if! {
             /// Whether the lock is held (diagnostics only).
             pub fn is_locked(&self) -> bool {
                 self.0.is_locked()
+            }
+            /// Takes the lock if it is free.
+            #[inline]
+            pub fn try_lock(&self) -> Option<LockGuard<'_, T>> {
+                self.0.try_lock()
             }
         }
     }

@@ -22,11 +22,16 @@ macro_rules! gen_table {
         struct Fns {
             $($name: unsafe fn(Ctx $(, $ty)*) $(-> $ret)?,)*
             allows_large_pages: unsafe fn(Ctx) -> bool,
+            shared_kernel_pmd: unsafe fn(Ctx) -> bool,
         }
 
         impl Clone for Fns {
             fn clone(&self) -> Self {
-                Fns { $($name: self.$name,)* allows_large_pages: self.allows_large_pages }
+                Fns {
+                    $($name: self.$name,)*
+                    allows_large_pages: self.allows_large_pages,
+                    shared_kernel_pmd: self.shared_kernel_pmd,
+                }
             }
         }
 
@@ -47,10 +52,18 @@ macro_rules! gen_table {
                 let b = unsafe { &*(ctx as *const B) };
                 b.allows_large_pages()
             }
+            /// # Safety
+            /// As above.
+            unsafe fn shared_kernel_pmd(ctx: Ctx) -> bool {
+                // SAFETY: as above.
+                let b = unsafe { &*(ctx as *const B) };
+                b.shared_kernel_pmd()
+            }
 
             const FNS: Fns = Fns {
                 $($name: Self::$name,)*
                 allows_large_pages: Self::allows_large_pages,
+                shared_kernel_pmd: Self::shared_kernel_pmd,
             };
         }
 
@@ -66,6 +79,11 @@ macro_rules! gen_table {
             fn allows_large_pages(&self) -> bool {
                 // SAFETY: as above.
                 unsafe { (self.fns.allows_large_pages)(self.ctx) }
+            }
+            #[inline]
+            fn shared_kernel_pmd(&self) -> bool {
+                // SAFETY: as above.
+                unsafe { (self.fns.shared_kernel_pmd)(self.ctx) }
             }
         }
     };

@@ -45,6 +45,9 @@ impl<B, I: Inspect> Inspect for WithInspect<B, I> {
     fn page_tables_read_only(&self) -> bool {
         self.inspect.page_tables_read_only()
     }
+    fn emulated_writes(&self) -> u64 {
+        self.inspect.emulated_writes()
+    }
     fn write_stats(&self, out: &mut dyn Write) -> fmt::Result {
         self.inspect.write_stats(out)
     }

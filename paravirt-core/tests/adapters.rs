@@ -142,6 +142,7 @@ fn native_ops_table_is_bare_metal() {
     assert_eq!(ops.write_cr3(0x4000), 0x4000);
     assert_eq!(ops.read_cr3(0x4000), 0x4000);
     assert!(ops.allows_large_pages());
+    assert!(ops.shared_kernel_pmd());
 }
 
 #[test]
@@ -178,4 +179,33 @@ fn with_inspect_takes_hooks_from_the_table_and_inspect_from_the_backend() {
     assert_eq!(*log.0.lock().unwrap(), vec!["alloc_pt 0x3"]);
     assert_eq!(both.backend_name(), "log");
     assert_eq!(both.pages_held(), 1);
+}
+
+/// A backend whose properties differ from bare metal (Xen PV's answers).
+struct NoSharing;
+
+impl PvMmuOps<M> for NoSharing {
+    fn allows_large_pages(&self) -> bool {
+        false
+    }
+    fn shared_kernel_pmd(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn properties_reach_the_call_site_through_every_adapter() {
+    static B: NoSharing = NoSharing;
+    static REC: Recorder<&NoSharing, 4> = Recorder::new(&B);
+    let ops: ParavirtOps<M> = ParavirtOps::from_backend("no-sharing", &REC);
+    for (large, shared) in [
+        (PvMmuOps::<M>::allows_large_pages(&&B), PvMmuOps::<M>::shared_kernel_pmd(&&B)),
+        (REC.allows_large_pages(), REC.shared_kernel_pmd()),
+        (ops.allows_large_pages(), ops.shared_kernel_pmd()),
+    ] {
+        assert!(!large && !shared);
+    }
+    let pv = paravirt_core::pv::Pv::<M, _>::new(&ops);
+    assert_eq!(pv.shared_kernel_pmd(), !paravirt_core::pv::ENABLED);
+    assert_eq!(REC.calls(HookKind::AllocPt), 0, "properties are not hook calls");
 }

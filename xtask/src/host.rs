@@ -4,7 +4,7 @@
 use backend_native::Native;
 use backend_vmi::Vmi;
 use backend_xen::{Hypervisor, Xen};
-use i386_mm::{Pae, PagingMode, PhysMem, TwoLevel};
+use i386_mm::{Fault, Pae, PagingMode, PhysMem, TwoLevel};
 use mm_scenario::{self as scenario, Config, Summary};
 use mm_testkit::{EmulatedRam, HostCpu};
 use paravirt_core::{HookKind, Inspect, Policy, PvMmuOps, Recorder};
@@ -19,11 +19,20 @@ pub struct Row {
 const LOG: usize = 4096;
 
 fn run_one<M: PagingMode, B: PvMmuOps<M> + Inspect>(backend: B, ram: &EmulatedRam, verbose: bool) -> Row {
+    run_on::<M, B>(backend, ram, &HostCpu::<M>::new(ram), &Config::default(), verbose)
+}
+
+fn run_on<M: PagingMode, B: PvMmuOps<M> + Inspect>(
+    backend: B,
+    ram: &EmulatedRam,
+    cpu: &HostCpu<'_, M>,
+    cfg: &Config,
+    verbose: bool,
+) -> Row {
     let name = backend.backend_name();
     let rec: Box<Recorder<B, LOG>> = Box::new(Recorder::new(backend));
-    let cpu = HostCpu::<M>::new(ram);
     let mut out = String::new();
-    let r = scenario::run::<M, _, _, _>(ram, &*rec, &cpu, &Config::default(), &mut out);
+    let r = scenario::run::<M, _, _, _>(ram, &*rec, cpu, cfg, &mut out);
     if verbose || r.is_err() {
         println!("\n=== {name} / {} (host simulator) ===", M::NAME);
         print!("{out}");
@@ -60,12 +69,17 @@ fn run_vmi<M: PagingMode>(verbose: bool) -> Row {
     row
 }
 
-/// Xen: the model's frame table is the hypervisor's per-frame state.
+/// Xen: the model's frame table is the hypervisor's per-frame state; the kernel reserves the
+/// top of the address space for it, and the CPU hands a write fault on a read-only page to it
+/// (`ptwr_do_page_fault`).
 fn run_xen<M: PagingMode>(verbose: bool) -> Row {
     let ram = EmulatedRam::sixteen_mib();
     let hv: Box<Hypervisor<M, &EmulatedRam>> = Box::new(Hypervisor::new(&ram));
     let xen = Xen::new(&hv, Policy::Record);
-    run_one::<M, _>(&xen, &ram, verbose)
+    let ptwr = |f: Fault, val: u32| hv.ptwr_do_page_fault(f.addr, u64::from(val), 4).is_ok();
+    let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
+    let cfg = Config { reserve_top: hv.reserve_top(), ..Config::default() };
+    run_on::<M, _>(&xen, &ram, &cpu, &cfg, verbose)
 }
 
 fn rows(verbose: bool) -> Vec<Row> {

@@ -42,13 +42,17 @@ impl<M: PagingMode> Env<'_, M> {
 }
 
 /// Builds the machine, the model (with `policy`) and the kernel's boot tables
-/// (`pagetable_init`, not yet activated), then runs `f`.
+/// (`pagetable_init`, not yet activated, with the top of the address space reserved for Xen),
+/// then runs `f`. The CPU hands a write fault on a read-only page to the hypervisor
+/// (`ptwr_do_page_fault`), which emulates a store into a validated L1.
 pub fn machine<M: PagingMode>(policy: Policy, f: impl FnOnce(Env<'_, M>)) {
     let ram = EmulatedRam::sixteen_mib();
     let hv = H::<M>::new(&ram);
     let xen = X::<M>::new(&hv, policy);
-    let cpu = HostCpu::<M>::new(&ram);
-    let k = KernelMm::pagetable_init(&ram, &xen, &cpu, InitOptions::default()).expect("pagetable_init");
+    let ptwr = |fault: Fault, val: u32| hv.ptwr_do_page_fault(fault.addr, u64::from(val), 4).is_ok();
+    let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
+    let opts = InitOptions { reserve_top: hv.reserve_top(), ..InitOptions::default() };
+    let k = KernelMm::pagetable_init(&ram, &xen, &cpu, opts).expect("pagetable_init");
     f(Env { ram: &ram, hv: &hv, xen: &xen, cpu: &cpu, k });
 }
 
@@ -103,6 +107,18 @@ pub fn tables<M: PagingMode>(ram: &EmulatedRam, root: Pfn) -> Vec<(Pfn, walk::Le
         }
     });
     v
+}
+
+/// The tables of the tree under `root` the guest pins with a hypercall of its own: the root
+/// and the page tables (Linux's `xen_pgd_pin` never pins a PAE pmd: it is validated through
+/// its L3 entry, the one in slot 3 as Xen's `PGT_pae_xen_l2`).
+pub fn guest_pinned_tables<M: PagingMode>(ram: &EmulatedRam, root: Pfn) -> Vec<Pfn> {
+    tables::<M>(ram, root).into_iter().filter(|t| t.1 != walk::Level::Pmd || !M::PAE).map(|t| t.0).collect()
+}
+
+/// The PAE pmds of the tree under `root` (none in two-level mode).
+pub fn pmds<M: PagingMode>(ram: &EmulatedRam, root: Pfn) -> Vec<Pfn> {
+    tables::<M>(ram, root).into_iter().filter(|t| M::PAE && t.1 == walk::Level::Pmd).map(|t| t.0).collect()
 }
 
 /// Whether the kernel's linear map (as seen through `root`) maps `pfn` writable.

@@ -19,7 +19,9 @@ pub fn with_kernel<M: PagingMode, R>(pse: bool, f: impl FnOnce(&K<'_, M>, &Emula
     let ram = EmulatedRam::sixteen_mib();
     let rec: Box<Rec> = Box::new(Recorder::new(Native));
     let cpu = HostCpu::<M>::new(&ram);
-    let k = KernelMm::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None }).unwrap();
+    let k =
+        KernelMm::pagetable_init(&ram, &*rec, &cpu, InitOptions { pse, lowmem_end: None, ..InitOptions::default() })
+            .unwrap();
     k.activate_swapper();
     rec.clear();
     f(&k, &ram, &rec)
@@ -53,4 +55,34 @@ pub fn test_slot<M: PagingMode, E: Entry>(ram: &EmulatedRam, table: Pfn, index: 
 /// A raw entry of mode `M`'s width, read from `ram`.
 pub fn raw<M: PagingMode>(ram: &EmulatedRam, table: Pfn, index: u32) -> u64 {
     read_raw::<M, _>(ram, table, index)
+}
+
+/// A bare-metal backend that, like Xen, does not let PAE pgds share the kernel pmd.
+pub struct Unshared;
+
+impl<M: PagingMode> PvMmuOps<M> for Unshared {
+    fn shared_kernel_pmd(&self) -> bool {
+        false
+    }
+}
+
+/// The recording backend over [`Unshared`].
+pub type URec = Recorder<Unshared, LOG>;
+/// A kernel over it.
+pub type UK<'a, M> = KernelMm<M, &'a URec, &'a EmulatedRam, &'a HostCpu<'a, M>>;
+
+/// As [`with_kernel`] (with large pages), over [`Unshared`], with a probe answering whether
+/// `pgd_lock` is held (so the kernel, RAM and recorder live for the whole process).
+pub fn with_unshared<M: PagingMode, R>(
+    f: impl FnOnce(&'static UK<'static, M>, &'static EmulatedRam, &'static URec) -> R,
+) -> R {
+    let ram: &'static EmulatedRam = Box::leak(Box::new(EmulatedRam::sixteen_mib()));
+    let rec: &'static URec = Box::leak(Box::new(Recorder::new(Unshared)));
+    let cpu: &'static HostCpu<'static, M> = Box::leak(Box::new(HostCpu::new(ram)));
+    let k: &'static UK<'static, M> =
+        Box::leak(Box::new(KernelMm::pagetable_init(ram, rec, cpu, InitOptions::default()).unwrap()));
+    rec.set_probe(Box::leak(Box::new(|| k.pgd_lock_is_held())));
+    k.activate_swapper();
+    rec.clear();
+    f(k, ram, rec)
 }
