@@ -93,8 +93,8 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         Ok(())
     }
 
-    /// `pgd_dtor`: two-level: takes `pgd_lock` and removes the pgd from `pgd_list`, *then*
-    /// `release_pd(pgd)`. PAE: takes the pgd off `pgd_list` if it is on it (kernel pmd not
+    /// `pgd_dtor`: two-level: takes `pgd_lock`, removes the pgd from `pgd_list`, *then*
+    /// `release_pd(pgd)`, still under the lock. PAE: takes the pgd off `pgd_list` if it is on it (kernel pmd not
     /// shared); a PAE pgd (the PDPT) is never announced, so never released.
     ///
     /// The seed releases first and unlists after; between the two a kernel-range update on
@@ -117,11 +117,21 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             }
             return;
         }
+        // Off the list and released in one `pgd_lock` critical section: a kernel-range update
+        // (which walks the list under the lock) either reaches this pgd while it is still a
+        // page table or never sees it, and never releases a kernel page table that a pgd
+        // taken off the list but not yet released still links.
         #[cfg(not(all(loom, feature = "loom-bug-release-before-unlist")))]
-        self.pgd_lock.lock().del(&self.mem, pgd);
-        self.pv().release_pd(pgd);
+        {
+            let mut list = self.pgd_lock.lock();
+            list.del(&self.mem, pgd);
+            self.pv().release_pd(pgd);
+        }
         #[cfg(all(loom, feature = "loom-bug-release-before-unlist"))]
-        self.pgd_lock.lock().del(&self.mem, pgd);
+        {
+            self.pv().release_pd(pgd);
+            self.pgd_lock.lock().del(&self.mem, pgd);
+        }
     }
 
     /// `pgd_alloc`: a new root with the kernel part in place. PAE: each of the

@@ -116,8 +116,8 @@ fn pgd_alloc_sequence_matches_the_seed<M: PagingMode>() {
     } else {
         assert_eq!(
             pt,
-            vec![Event { hook: Hook::ReleasePd { pfn: pgd }, probe: false }],
-            "pgd_dtor releases after dropping pgd_lock"
+            vec![Event { hook: Hook::ReleasePd { pfn: pgd }, probe: true }],
+            "pgd_dtor takes the pgd off pgd_list, then releases it, under pgd_lock"
         );
         let mut list = [Pfn::new(0); 4];
         assert_eq!(k.pgd_list(&mut list), 0);
