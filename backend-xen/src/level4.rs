@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | per frame: type (none, writable, L1..L4), type count, validated, pinned, linear count, TLB stamp | `page_info.u.inuse.type_info`, `linear_pt_count`, `tlbflush_timestamp` |
 //! | a type is taken at count 0 only; a table type validates its entries (`promote_lN_table`), dropping the last reference devalidates (`demote_lN_table`) | `_get_page_type`, `_put_page_type` |
-//! | a validation that fails leaves the frame untyped (an L1, or an upper table failing at its first entry) or typed with count 0 (an upper table failing later, torn down after the call) | `validate_page`, `old_guest_table` |
+//! | a validation that fails leaves the frame untyped (an L1, or an upper table failing at its first entry) or partial (an upper table failing later: torn down at the end of the call, or lost for good when a nested failure replaced it) | `validate_page`, `old_guest_table` |
 //! | L1 entry: any flag (the domain has I/O capabilities), a frame the domain does not own `EBUSY`, a writable mapping needs a writable type (`EBUSY` otherwise) | `get_page_from_l1e` |
 //! | L2..L4 entry: no `PWT`, `PCD`, `PSE`, `G` (`EINVAL`); the frame must be owned (`EINVAL`) and take the next level's type, or be a read-only linear entry | `get_page_from_lNe`, `get_lN_linear_pagetable` |
 //! | validation sets `_PAGE_USER` (and in an L1 the guest-kernel bit 52 or `G`), an L4 entry `_PAGE_ACCESSED` too | `adjust_guest_lNe` |
@@ -249,6 +249,12 @@ pub struct Info64 {
     pub linear: i32,
     /// The TLB clock when the type count last dropped to zero.
     pub stamp: u32,
+    /// Partially validated (`PGT_partial`): a validation that failed after its first entry
+    /// left the references of the entries before it in place, for the clean-up at the end of
+    /// the hypercall, or for good if Xen lost track of it (see [`Pv64::leaked`]).
+    pub partial: bool,
+    /// Entries whose references a partial table holds (`nr_validated_ptes`).
+    pub nr_validated: u32,
 }
 
 /// TLB maintenance the hypervisor did since it was last asked ([`Pv64::take_tlb`]): what a
@@ -269,6 +275,11 @@ struct State<const N: usize> {
     clock: u32,
     cpu_time: u32,
     tlb: TlbWork,
+    /// The partially validated table the current hypercall leaves for clean-up
+    /// (`current->arch.old_guest_table`).
+    pending: Option<Pfn>,
+    /// Partial tables Xen lost track of.
+    leaked: u32,
 }
 
 /// The hypervisor for one 64-bit PV domain over the machine memory `M` (frames below
@@ -299,6 +310,8 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
                 clock: 1,
                 cpu_time: 1,
                 tlb: TlbWork::default(),
+                pending: None,
+                leaked: 0,
             }),
             mem,
             xen_frame,
@@ -318,6 +331,21 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     /// A frame's state.
     pub fn info(&self, pfn: Pfn) -> Info64 {
         self.st.lock().f.get(pfn.as_usize()).copied().unwrap_or_default()
+    }
+
+    /// Partially validated tables Xen lost track of so far: a nested validation failure
+    /// replaced `old_guest_table` while it held another partial table, whose type reference
+    /// then stays until the table is validated again (`promote_l3_table` /
+    /// `promote_l4_table`: "it's safer to leak a type ref on production builds").
+    pub fn leaked(&self) -> u32 {
+        self.st.lock().leaked
+    }
+
+    /// The end of a hypercall: the partial table it left is torn down (`put_old_guest_table`).
+    fn finish(&self, st: &mut State<N>) {
+        if let Some(p) = st.pending.take() {
+            self.put_type(st, p, None);
+        }
     }
 
     /// The TLB maintenance done since the last call, clearing it.
@@ -367,33 +395,39 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     /// The refusal, as Xen's `do_mmu_update`.
     pub fn mmu_update(&self, ptr: u64, val: u64) -> Result<(), Refusal> {
         let mut st = self.st.lock();
+        let r = self.mmu_update_one(&mut st, ptr, val);
+        self.finish(&mut st);
+        r
+    }
+
+    fn mmu_update_one(&self, st: &mut State<N>, ptr: u64, val: u64) -> Result<(), Refusal> {
         let cmd = (ptr & 7) as u32;
         let preserve_ad = match cmd {
             0 | 3 => false,
             2 => true,
             1 => {
                 // MMU_MACHPHYS_UPDATE: the frame must be the domain's (the M2P is not modelled).
-                return self.owned(&st, Pfn::new(((ptr & ADDR_MASK) >> 12) as u32)).map(|_| ());
+                return self.owned(st, Pfn::new(((ptr & ADDR_MASK) >> 12) as u32)).map(|_| ());
             }
             _ => return Err(Refusal::BadCommand { cmd }),
         };
         let table = Pfn::new(((ptr & ADDR_MASK) >> 12) as u32);
-        let i = self.owned(&st, table)?;
+        let i = self.owned(st, table)?;
         let index = ((ptr & 0xfff) >> 3) as u32;
         let info = st.f[i];
         if info.validated && info.count > 0 {
             match info.ty {
-                Type64::L1 => self.mod_l1(&mut st, table, index, val, preserve_ad),
-                Type64::L2 | Type64::L3 | Type64::L4 => self.mod_upper(&mut st, table, index, val, preserve_ad),
+                Type64::L1 => self.mod_l1(st, table, index, val, preserve_ad),
+                Type64::L2 | Type64::L3 | Type64::L4 => self.mod_upper(st, table, index, val, preserve_ad),
                 Type64::Writable | Type64::None => {
                     self.write(table, index, val);
                     Ok(())
                 }
             }
         } else {
-            self.get_type(&mut st, table, Type64::Writable)?;
+            self.get_type(st, table, Type64::Writable)?;
             self.write(table, index, val);
-            self.put_type(&mut st, table, None);
+            self.put_type(st, table, None);
             Ok(())
         }
     }
@@ -406,44 +440,50 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     /// The refusal, as Xen's `do_mmuext_op`.
     pub fn mmuext_op(&self, cmd: u32, arg: u64) -> Result<(), Refusal> {
         let mut st = self.st.lock();
+        let r = self.mmuext_one(&mut st, cmd, arg);
+        self.finish(&mut st);
+        r
+    }
+
+    fn mmuext_one(&self, st: &mut State<N>, cmd: u32, arg: u64) -> Result<(), Refusal> {
         let pfn = Pfn::new(arg as u32);
         match cmd {
             0..=3 => {
-                let i = self.owned(&st, pfn)?;
+                let i = self.owned(st, pfn)?;
                 let ty = Type64::table(cmd as u8 + 1);
-                self.get_type(&mut st, pfn, ty)?;
+                self.get_type(st, pfn, ty)?;
                 if st.f[i].pinned {
-                    self.put_type(&mut st, pfn, None);
+                    self.put_type(st, pfn, None);
                     return Err(Refusal::AlreadyPinned { pfn });
                 }
                 st.f[i].pinned = true;
                 Ok(())
             }
             4 => {
-                let i = self.owned(&st, pfn)?;
+                let i = self.owned(st, pfn)?;
                 if !st.f[i].pinned {
                     return Err(Refusal::NotPinned { pfn });
                 }
                 st.f[i].pinned = false;
-                self.put_type(&mut st, pfn, None);
+                self.put_type(st, pfn, None);
                 Ok(())
             }
             5 => {
                 if st.base == Some(pfn) {
-                    Self::flush(&mut st);
+                    Self::flush(st);
                     return Ok(());
                 }
-                self.owned(&st, pfn)?;
-                self.get_type(&mut st, pfn, Type64::L4)?;
+                self.owned(st, pfn)?;
+                self.get_type(st, pfn, Type64::L4)?;
                 let old = st.base.replace(pfn);
-                Self::flush(&mut st);
+                Self::flush(st);
                 if let Some(old) = old {
-                    self.put_type(&mut st, old, None);
+                    self.put_type(st, old, None);
                 }
                 Ok(())
             }
             6 => {
-                Self::flush(&mut st);
+                Self::flush(st);
                 Ok(())
             }
             7 => {
@@ -462,14 +502,20 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     /// [`Refusal::NoL1`] if no validated L1 maps `va`; otherwise as `mmu_update`.
     pub fn update_va_mapping(&self, va: u64, val: u64, flags: u64) -> Result<(), Refusal> {
         let mut st = self.st.lock();
-        let (l1, index) = self.l1_of(&st, va).ok_or(Refusal::NoL1 { va })?;
+        let r = self.uvm_one(&mut st, va, val, flags);
+        self.finish(&mut st);
+        r
+    }
+
+    fn uvm_one(&self, st: &mut State<N>, va: u64, val: u64, flags: u64) -> Result<(), Refusal> {
+        let (l1, index) = self.l1_of(st, va).ok_or(Refusal::NoL1 { va })?;
         let info = st.f[l1.as_usize()];
         if !(info.validated && info.count > 0 && info.ty == Type64::L1) {
             return Err(Refusal::NoL1 { va });
         }
-        self.mod_l1(&mut st, l1, index, val, false)?;
+        self.mod_l1(st, l1, index, val, false)?;
         match flags & 3 {
-            1 => Self::flush(&mut st),
+            1 => Self::flush(st),
             2 => st.tlb.invlpg = Some(va),
             _ => {}
         }
@@ -520,6 +566,12 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
         let i = pfn.as_usize();
         let f = st.f[i];
         if f.count > 0 {
+            if f.partial && f.ty == want && st.pending != Some(pfn) {
+                // A partial table left behind: this reference takes over its validation,
+                // continuing after the entries whose references it already holds.
+                st.f[i].partial = false;
+                return self.validate(st, pfn, want, f.nr_validated);
+            }
             if f.ty != want || !f.validated {
                 return Err(Refusal::TypeConflict { pfn, want, has: f.ty });
             }
@@ -540,16 +592,24 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
             return Ok(());
         }
         st.f[i].linear = 0;
-        match self.promote(st, pfn, want) {
+        self.validate(st, pfn, want, 0)
+    }
+
+    /// `validate_page`: promotes the table from entry `start`; on a refusal the table is
+    /// untyped, or, if the promotion left it partial, keeps its type and one reference until
+    /// the end of the hypercall.
+    fn validate(&self, st: &mut State<N>, pfn: Pfn, want: Type64, start: u32) -> Result<(), Refusal> {
+        let i = pfn.as_usize();
+        match self.promote(st, pfn, want, start) {
             Ok(()) => {
                 st.f[i].validated = true;
                 Ok(())
             }
             Err((e, partial)) => {
-                st.f[i].count = 0;
                 if partial {
-                    st.f[i].stamp = st.clock;
+                    st.f[i].partial = true;
                 } else {
+                    st.f[i].count = 0;
                     st.f[i].ty = Type64::None;
                 }
                 Err(e)
@@ -572,6 +632,19 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
                 st.f[t.as_usize()].linear -= 1;
             }
         };
+        if f.count == 1 && f.partial {
+            st.f[i].partial = false;
+            for idx in (0..f.nr_validated).rev() {
+                if f.ty == Type64::L4 && XEN_SLOTS.contains(&idx) {
+                    continue;
+                }
+                let e = self.read(pfn, idx);
+                self.put_entry(st, pfn, f.ty.level(), e);
+            }
+            st.f[i].stamp = st.clock;
+            st.f[i].count = 0;
+            return;
+        }
         if f.count == 1 {
             if f.ty.is_table() && f.validated {
                 st.f[i].validated = false;
@@ -598,9 +671,9 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     /// `promote_lN_table`: takes the references of every entry, setting Xen's bits in each
     /// as it goes. On a refusal gives back the references taken and says whether the table
     /// keeps its type (an upper table that failed after its first entry).
-    fn promote(&self, st: &mut State<N>, table: Pfn, ty: Type64) -> Result<(), (Refusal, bool)> {
+    fn promote(&self, st: &mut State<N>, table: Pfn, ty: Type64, start: u32) -> Result<(), (Refusal, bool)> {
         let level = ty.level();
-        for idx in 0..ENTRIES {
+        for idx in start..ENTRIES {
             if level == 4 && XEN_SLOTS.contains(&idx) {
                 continue;
             }
@@ -610,6 +683,19 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
             }
             let got = if level == 1 { self.get_l1e(st, e) } else { self.get_upper(st, table, level, e) };
             if let Err(err) = got {
+                if level > 1 && idx > 0 {
+                    // Partial: the references stay for the clean-up at the end of the call
+                    // (`old_guest_table`). If that already holds a partial table, it is
+                    // handed over when it is this entry's child, and lost otherwise.
+                    let child = Pfn::new(((e & ADDR_MASK) >> 12) as u32);
+                    let transferred = st.pending == Some(child);
+                    if st.pending.is_some() && !transferred {
+                        st.leaked += 1;
+                    }
+                    st.f[table.as_usize()].nr_validated = idx + u32::from(transferred);
+                    st.pending = Some(table);
+                    return Err((err, true));
+                }
                 for back in (0..idx).rev() {
                     if level == 4 && XEN_SLOTS.contains(&back) {
                         continue;
@@ -617,7 +703,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
                     let old = self.read(table, back);
                     self.put_entry(st, table, level, old);
                 }
-                return Err((err, level > 1 && idx > 0));
+                return Err((err, false));
             }
             self.write(table, idx, adjust(level, e));
         }

@@ -437,8 +437,9 @@ extern "C" fn guest_main(start_info: u64) -> ! {
     let _ = write!(line, "info cmdline {cmdline}");
     say(line.take());
     let jobs = cmdline.split_whitespace().filter(|t| !t.contains('/') && !t.ends_with(".elf"));
+    let mut st = xen_oracle::interp::State::default();
     for job in jobs {
-        xen_oracle::gen::run_jobs(&mut xen, job, &mut |l| say(l));
+        xen_oracle::gen::run_jobs(&mut xen, &mut st, job, &mut |l| say(l));
     }
     say("done");
     exit(0x10)

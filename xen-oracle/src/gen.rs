@@ -269,10 +269,117 @@ pub fn random_op(rng: &mut Rng) -> Op {
     }
 }
 
+/// A table tower the structured operations build: pool frames for an L4, L3, L2 and L1,
+/// two data frames, and the indices that connect them (so that a window reaches the data).
+struct Tower {
+    t: [u8; 4],
+    data: [u8; 2],
+    ix: [u16; 4],
+}
+
+impl Tower {
+    fn new(rng: &mut Rng) -> Tower {
+        let mut frames = [0u8, 1, 2, 3, 4, 5];
+        for i in (1..frames.len()).rev() {
+            frames.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        Tower {
+            t: [frames[0], frames[1], frames[2], frames[3]],
+            data: [frames[4], frames[5]],
+            ix: [rng.below(2) as u16, rng.below(2) as u16, rng.below(2) as u16, rng.pick(&WINDOW_L1)],
+        }
+    }
+
+    /// One structured operation: a step of building, validating, loading or tearing down
+    /// the tower, or an observation through it.
+    fn op(&self, rng: &mut Rng) -> Op {
+        let p = |n: u8| Frame::P(n);
+        let good = |rng: &mut Rng| rng.pick(&[0x63u64, 0x63, 0x67, 0x61, 0x23, 0x163, 0x6b, NX | 0x63]);
+        let [l4, l3, l2, l1] = self.t;
+        let win = Va::W(self.ix);
+        match rng.below(16) {
+            0 => Op::Mu { table: p(l1), index: self.ix[3], val: Val { frame: Some(p(rng.pick(&self.data))), flags: good(rng) }, cmd: 0 },
+            1 => Op::Mu { table: p(l2), index: self.ix[2], val: Val { frame: Some(p(l1)), flags: good(rng) }, cmd: 0 },
+            2 => Op::Mu { table: p(l3), index: self.ix[1], val: Val { frame: Some(p(l2)), flags: good(rng) }, cmd: 0 },
+            3 => Op::Mu { table: p(l4), index: self.ix[0], val: Val { frame: Some(p(l3)), flags: good(rng) }, cmd: 0 },
+            4 => Op::Mu { table: p(l4), index: crate::KERNEL_SLOT, val: Val { frame: Some(Frame::K), flags: 0x63 }, cmd: 0 },
+            5 => Op::Mu { table: Frame::R, index: self.ix[0], val: Val { frame: Some(p(l3)), flags: good(rng) }, cmd: 0 },
+            6 | 7 => {
+                let n = rng.pick(&self.t);
+                Op::Uvm { va: Va::K(n), val: Val { frame: Some(p(n)), flags: 0x61 }, flags: 2 }
+            }
+            8 | 9 => {
+                let level = 1 + rng.below(4) as u8;
+                let frame = if rng.below(4) == 0 { p(rng.pick(&self.t)) } else { p(self.t[4 - level as usize]) };
+                Op::Pin { level, frame }
+            }
+            10 => Op::Unpin(p(rng.pick(&self.t))),
+            11 => Op::Base(if rng.below(2) == 0 { p(l4) } else { Frame::R }),
+            12 | 13 => Op::Ld(win),
+            14 => {
+                let flags = rng.pick(&[0u8, 1, 2, 5, 6]);
+                Op::Uvm { va: win, val: Val { frame: Some(p(rng.pick(&self.data))), flags: good(rng) }, flags }
+            }
+            _ => match rng.below(3) {
+                0 => Op::Invlpg(win),
+                1 => Op::Wr(p(rng.pick(&self.t))),
+                _ => Op::Mu { table: p(rng.pick(&self.t)), index: rng.pick(&self.ix), val: Val { frame: None, flags: 0 }, cmd: 0 },
+            },
+        }
+    }
+}
+
+impl Tower {
+    /// The steps that build the tower, validate it and hook it into the root, in order.
+    fn build(&self) -> [Op; 15] {
+        let p = |n: u8| Frame::P(n);
+        let v = |f: Frame, flags: u64| Val { frame: Some(f), flags };
+        let [l4, l3, l2, l1] = self.t;
+        let ro = |n: u8| Op::Uvm { va: Va::K(n), val: v(p(n), 0x61), flags: 2 };
+        [
+            Op::Mu { table: p(self.data[0]), index: 0, val: v(p(self.data[1]), 1), cmd: 0 },
+            Op::Mu { table: p(l1), index: self.ix[3], val: v(p(self.data[0]), 0x63), cmd: 0 },
+            Op::Mu { table: p(l2), index: self.ix[2], val: v(p(l1), 0x63), cmd: 0 },
+            Op::Mu { table: p(l3), index: self.ix[1], val: v(p(l2), 0x63), cmd: 0 },
+            Op::Mu { table: p(l4), index: self.ix[0], val: v(p(l3), 0x63), cmd: 0 },
+            Op::Mu { table: p(l4), index: crate::KERNEL_SLOT, val: v(Frame::K, 0x63), cmd: 0 },
+            ro(l1),
+            ro(l2),
+            ro(l3),
+            ro(l4),
+            Op::Pin { level: 1, frame: p(l1) },
+            Op::Pin { level: 2, frame: p(l2) },
+            Op::Pin { level: 3, frame: p(l3) },
+            Op::Pin { level: 4, frame: p(l4) },
+            Op::Mu { table: Frame::R, index: self.ix[0], val: v(p(l3), 0x63), cmd: 0 },
+        ]
+    }
+}
+
 /// The random sequence of `seed` ([`SEQ_LEN`] operations).
+///
+/// Odd seeds build a table tower first (a random prefix of [`Tower::build`]'s steps, each
+/// kept with probability 7/8), then mix structured operations on it (two thirds) with
+/// [`random_op`]; even seeds are [`random_op`] only.
 pub fn random_seq(seed: u64) -> [Op; SEQ_LEN] {
     let mut rng = Rng::new(seed);
-    core::array::from_fn(|_| random_op(&mut rng))
+    let tower = Tower::new(&mut rng);
+    let mut ops = [Op::Flush; SEQ_LEN];
+    let mut n = 0;
+    if seed % 2 == 1 {
+        let steps = tower.build();
+        let keep = rng.below(steps.len() as u64 + 1) as usize;
+        for op in &steps[..keep] {
+            if rng.below(8) != 0 && n < SEQ_LEN - 4 {
+                ops[n] = *op;
+                n += 1;
+            }
+        }
+    }
+    for slot in &mut ops[n..] {
+        *slot = if seed % 2 == 1 && rng.below(3) != 0 { tower.op(&mut rng) } else { random_op(&mut rng) };
+    }
+    ops
 }
 
 /// The random sequence of `seed` keeping only the operations whose bit is set in `mask`
@@ -320,8 +427,14 @@ impl core::str::FromStr for Job {
 }
 
 /// Runs every job of a command line (`b r1-200 s17.fffff` ...) on `m`, each sequence from
-/// a reset, handing every line to `line`. Unknown tokens are reported as a line.
-pub fn run_jobs<M: crate::interp::Machine + ?Sized>(m: &mut M, cmdline: &str, line: &mut dyn FnMut(&str)) {
+/// a reset, handing every line to `line`. Unknown tokens are reported as a line. `st` is
+/// the machine's interpreter state (its base pointer), kept across calls.
+pub fn run_jobs<M: crate::interp::Machine + ?Sized>(
+    m: &mut M,
+    st: &mut crate::interp::State,
+    cmdline: &str,
+    line: &mut dyn FnMut(&str),
+) {
     use core::fmt::Write;
     for tok in cmdline.split_whitespace() {
         let mut name = crate::interp::Line::new();
@@ -335,20 +448,20 @@ pub fn run_jobs<M: crate::interp::Machine + ?Sized>(m: &mut M, cmdline: &str, li
                         n += 1;
                     }
                 }
-                crate::interp::run_seq(m, "battery", &ops[..n], line);
+                crate::interp::run_seq(m, st, "battery", &ops[..n], line);
             }
             Ok(Job::Random(a, b)) => {
                 for seed in a..=b {
                     let _ = write!(name, "r{seed}");
                     let ops = random_seq(seed);
-                    crate::interp::run_seq(m, name.take(), &ops, line);
+                    crate::interp::run_seq(m, st, name.take(), &ops, line);
                 }
             }
             Ok(Job::Masked(seed, mask)) => {
                 let mut ops = [Op::Flush; SEQ_LEN];
                 let n = masked_seq(seed, mask, &mut ops);
                 let _ = write!(name, "s{seed}.{mask:x}");
-                crate::interp::run_seq(m, name.take(), &ops[..n], line);
+                crate::interp::run_seq(m, st, name.take(), &ops[..n], line);
             }
             Err(_) => {
                 let _ = write!(name, "?? unknown job {tok}");
