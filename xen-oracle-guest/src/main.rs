@@ -299,9 +299,7 @@ impl Machine for Xen {
     fn mmu_update_batch(&mut self, reqs: &[(u64, u64)]) -> i64 {
         let mut done: u32 = 0;
         // SAFETY: `reqs` is an array of `mmu_update_t` (`ptr`, `val`: two u64).
-        unsafe {
-            hypercall(1, reqs.as_ptr() as u64, reqs.len() as u64, addr_of_mut!(done) as u64, DOMID_SELF, 0)
-        }
+        unsafe { hypercall(1, reqs.as_ptr() as u64, reqs.len() as u64, addr_of_mut!(done) as u64, DOMID_SELF, 0) }
     }
 
     fn mmuext(&mut self, cmd: u32, arg: u64) -> i64 {

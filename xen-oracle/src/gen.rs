@@ -196,22 +196,8 @@ const RANDOM_POOL: u64 = 6;
 const INDICES: [u16; 4] = [0, 1, WINDOW_L1[0], WINDOW_L1[1]];
 
 /// Flags the random sequences write: valid and invalid at each level.
-const FLAGS: [u64; 14] = [
-    0x63,
-    0x63,
-    0x67,
-    0x61,
-    0x61,
-    0x23,
-    0x0,
-    0x62,
-    0xe3,
-    0x6b,
-    0x73,
-    0x163,
-    NX | 0x63,
-    (1 << 52) | 0x63,
-];
+const FLAGS: [u64; 14] =
+    [0x63, 0x63, 0x67, 0x61, 0x61, 0x23, 0x0, 0x62, 0xe3, 0x6b, 0x73, 0x163, NX | 0x63, (1 << 52) | 0x63];
 
 fn frame(rng: &mut Rng) -> Frame {
     match rng.below(20) {
@@ -298,12 +284,24 @@ impl Tower {
         let [l4, l3, l2, l1] = self.t;
         let win = Va::W(self.ix);
         match rng.below(16) {
-            0 => Op::Mu { table: p(l1), index: self.ix[3], val: Val { frame: Some(p(rng.pick(&self.data))), flags: good(rng) }, cmd: 0 },
+            0 => Op::Mu {
+                table: p(l1),
+                index: self.ix[3],
+                val: Val { frame: Some(p(rng.pick(&self.data))), flags: good(rng) },
+                cmd: 0,
+            },
             1 => Op::Mu { table: p(l2), index: self.ix[2], val: Val { frame: Some(p(l1)), flags: good(rng) }, cmd: 0 },
             2 => Op::Mu { table: p(l3), index: self.ix[1], val: Val { frame: Some(p(l2)), flags: good(rng) }, cmd: 0 },
             3 => Op::Mu { table: p(l4), index: self.ix[0], val: Val { frame: Some(p(l3)), flags: good(rng) }, cmd: 0 },
-            4 => Op::Mu { table: p(l4), index: crate::KERNEL_SLOT, val: Val { frame: Some(Frame::K), flags: 0x63 }, cmd: 0 },
-            5 => Op::Mu { table: Frame::R, index: self.ix[0], val: Val { frame: Some(p(l3)), flags: good(rng) }, cmd: 0 },
+            4 => Op::Mu {
+                table: p(l4),
+                index: crate::KERNEL_SLOT,
+                val: Val { frame: Some(Frame::K), flags: 0x63 },
+                cmd: 0,
+            },
+            5 => {
+                Op::Mu { table: Frame::R, index: self.ix[0], val: Val { frame: Some(p(l3)), flags: good(rng) }, cmd: 0 }
+            }
             6 | 7 => {
                 let n = rng.pick(&self.t);
                 Op::Uvm { va: Va::K(n), val: Val { frame: Some(p(n)), flags: 0x61 }, flags: 2 }
@@ -323,7 +321,12 @@ impl Tower {
             _ => match rng.below(3) {
                 0 => Op::Invlpg(win),
                 1 => Op::Wr(p(rng.pick(&self.t))),
-                _ => Op::Mu { table: p(rng.pick(&self.t)), index: rng.pick(&self.ix), val: Val { frame: None, flags: 0 }, cmd: 0 },
+                _ => Op::Mu {
+                    table: p(rng.pick(&self.t)),
+                    index: rng.pick(&self.ix),
+                    val: Val { frame: None, flags: 0 },
+                    cmd: 0,
+                },
             },
         }
     }
@@ -358,7 +361,7 @@ impl Tower {
 
 /// The random sequence of `seed` ([`SEQ_LEN`] operations).
 ///
-/// Odd seeds build a table tower first (a random prefix of [`Tower::build`]'s steps, each
+/// Odd seeds build a table tower first (a random prefix of the steps that build, pin and hook it, each
 /// kept with probability 7/8), then mix structured operations on it (two thirds) with
 /// [`random_op`]; even seeds are [`random_op`] only.
 pub fn random_seq(seed: u64) -> [Op; SEQ_LEN] {

@@ -1,7 +1,7 @@
 //! Real Xen as the oracle of the Xen model: one operation language for both sides.
 //!
 //! A 64-bit PV guest (`xen-oracle-guest/`, booted as dom0 of Xen 4.17 under QEMU) and the
-//! 4-level hypervisor model of `backend-xen` (its [`level4`] module, behind this crate's
+//! 4-level hypervisor model of `backend-xen` (its `level4` module, behind this crate's
 //! `model` feature) run the same operations — `mmu_update`, `mmuext_op`,
 //! `update_va_mapping` on page tables built from a small pool of frames, and observations of
 //! the result — and print one line per operation in the guest's terms (frames by name, entry
@@ -15,8 +15,6 @@
 //! - `model` (feature `model`): the host [`Machine`](interp::Machine) over the model.
 //!
 //! The crate is `#![no_std]` and allocates nothing unless the `model` feature is on.
-//!
-//! [`level4`]: https://docs.rs/backend-xen
 #![cfg_attr(not(test), no_std)]
 
 #[cfg(feature = "model")]

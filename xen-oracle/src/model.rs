@@ -187,7 +187,9 @@ pub fn run(cmdline: &str) -> std::vec::Vec<std::string::String> {
         };
         for job in jobs {
             let mut m = Model::new();
-            crate::gen::run_jobs(&mut m, &mut crate::interp::State::default(), &job, &mut |l| lines.push(l.to_string()));
+            crate::gen::run_jobs(&mut m, &mut crate::interp::State::default(), &job, &mut |l| {
+                lines.push(l.to_string())
+            });
         }
     }
     lines

@@ -125,6 +125,9 @@ fn test() -> Result<(), String> {
     s.step("host scenario, every backend and mode", || host::demo(false));
     s.step("kernel-demo: boot every backend and mode in QEMU", || boots::run_matrix(&root(), None, false));
     s.step("kernel-demo: bug builds caught, crash reports", || boots::run_bug_demos(&root(), false));
+    s.step("xen-oracle: the model against Xen's recorded answers", || {
+        run(cargo().args(["test", "-q", "-p", "xen-oracle", "--features", "model"]))
+    });
     s.step("xen-oracle: the model against real Xen (battery + 200 seeds)", oracle::test_step);
     s.step("bench smoke (each criterion bench once)", || {
         run(cargo().args(["bench", "-p", "benches", "--bench", "hooks", "--", "--test"]))

@@ -94,7 +94,9 @@ pub fn build_guest() -> Result<PathBuf, String> {
     let dir = root().join("xen-oracle-guest");
     let mut cmd = crate::cargo();
     cmd.current_dir(&dir).args(["build", "--release", "--quiet"]);
-    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"] {
+    for var in
+        ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_BUILD_TARGET", "CARGO_TARGET_DIR"]
+    {
         cmd.env_remove(var);
     }
     let st = cmd.status().map_err(|e| format!("cannot build the guest: {e}"))?;
@@ -171,7 +173,12 @@ impl Oracle {
                 log.display()
             ));
         }
-        Ok(serial.lines().filter_map(|l| l.strip_prefix("XO|")).filter(|l| !l.starts_with("info ")).map(str::to_string).collect())
+        Ok(serial
+            .lines()
+            .filter_map(|l| l.strip_prefix("XO|"))
+            .filter(|l| !l.starts_with("info "))
+            .map(str::to_string)
+            .collect())
     }
 }
 
@@ -196,7 +203,10 @@ pub fn compare(xen: &[String], model: &[String]) -> (usize, Vec<Diff>) {
     let mut diffs = Vec::new();
     let mut ops = 0;
     for i in 0..xen.len().max(model.len()) {
-        let (x, m) = (xen.get(i).map(|s| s.as_str()).unwrap_or("<missing>"), model.get(i).map(|s| s.as_str()).unwrap_or("<missing>"));
+        let (x, m) = (
+            xen.get(i).map(|s| s.as_str()).unwrap_or("<missing>"),
+            model.get(i).map(|s| s.as_str()).unwrap_or("<missing>"),
+        );
         if !x.starts_with("==") {
             ops += 1;
         }
@@ -266,12 +276,8 @@ fn print_shrunk(seed: u64, mask: u32, diffs: &[Diff]) {
 
 /// The outcome of one oracle run.
 pub struct Report {
-    /// Operation lines compared.
-    pub ops: usize,
     /// Lines that differ.
     pub diffs: usize,
-    /// Seconds the Xen boot took.
-    pub boot_secs: f64,
 }
 
 /// Runs the battery and random seeds `1..=seeds` on real Xen and on the model and prints
@@ -299,7 +305,7 @@ pub fn run(oracle: &Oracle, seeds: u64, shrink_max: usize) -> Result<Report, Str
         diffs.len(),
         seqs.len()
     );
-    Ok(Report { ops, diffs: diffs.len(), boot_secs })
+    Ok(Report { diffs: diffs.len() })
 }
 
 /// `cargo xtask xen-oracle [--seeds N] [--shrink N] [--record FILE]`.
