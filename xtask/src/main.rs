@@ -125,6 +125,18 @@ fn test() -> Result<(), String> {
     s.step("host scenario, every backend and mode", || host::demo(false));
     s.step("kernel-demo: boot every backend and mode in QEMU", || boots::run_matrix(&root(), None, false));
     s.step("kernel-demo: bug builds caught, crash reports", || boots::run_bug_demos(&root(), false));
+    s.step("xen-oracle-guest: fmt and clippy", || {
+        let dir = root().join("xen-oracle-guest");
+        run(cargo().current_dir(&dir).args(["fmt", "--check"]))?;
+        run(cargo().current_dir(&dir).env_remove("RUSTFLAGS").args([
+            "clippy",
+            "--quiet",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    });
     s.step("xen-oracle: the model against Xen's recorded answers", || {
         run(cargo().args(["test", "-q", "-p", "xen-oracle", "--features", "model"]))
     });
