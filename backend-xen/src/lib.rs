@@ -62,6 +62,7 @@ mod hooks;
 mod hypercall;
 mod hypervisor;
 mod inspect;
+pub mod level4;
 mod mmu_pv;
 mod stats;
 mod table;

@@ -4,6 +4,8 @@
 //!   scenario under every backend and mode, and the kernel boots in QEMU.
 //! - `cargo xtask asm-check`: the native backend's code is identical to hooks compiled out.
 //! - `cargo xtask bench`: criterion benches of hook overhead.
+//! - `cargo xtask xen-oracle`: the Xen model's 4-level mode against real Xen 4.17 (QEMU),
+//!   operation by operation (the battery and seeded random sequences, shrunk when they differ).
 //! - `cargo xtask loom`: the loom models of `pgd_lock` (also part of `test`).
 //! - `cargo xtask demo`: boots the kernel demo in QEMU for every backend and paging mode and
 //!   prints what each boot reported and a summary table; `--backend B --mode M` boots one;
@@ -15,6 +17,7 @@
 mod asm;
 mod boots;
 mod host;
+mod oracle;
 mod prereq;
 mod qemu;
 
@@ -136,6 +139,22 @@ fn test() -> Result<(), String> {
     s.step("host scenario, every backend and mode", || host::demo(false));
     s.step("kernel-demo: boot every backend and mode in QEMU", || boots::run_matrix(&root(), None, false));
     s.step("kernel-demo: bug builds caught, crash reports", || boots::run_bug_demos(&root(), false));
+    s.step("xen-oracle-guest: fmt and clippy", || {
+        let dir = root().join("xen-oracle-guest");
+        run(cargo().current_dir(&dir).args(["fmt", "--check"]))?;
+        run(cargo().current_dir(&dir).env_remove("RUSTFLAGS").args([
+            "clippy",
+            "--quiet",
+            "--release",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    });
+    s.step("xen-oracle: the model against Xen's recorded answers", || {
+        run(cargo().args(["test", "-q", "-p", "xen-oracle", "--features", "model"]))
+    });
+    s.step("xen-oracle: the model against real Xen (battery + 200 seeds)", oracle::test_step);
     s.step("bench smoke (each criterion bench once)", || {
         run(cargo().args(["bench", "-p", "benches", "--bench", "hooks", "--", "--test"]))
     });
@@ -270,7 +289,9 @@ fn demo(args: &[String]) -> Result<(), String> {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | asm-check | bench>");
+    eprintln!(
+        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | asm-check | bench | xen-oracle [--seeds N] [--shrink N] [--record FILE]>"
+    );
     ExitCode::from(2)
 }
 
@@ -280,6 +301,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
         Some("loom") => loom(),
+        Some("xen-oracle") => oracle::main(&args[1..]),
         Some("bench") => run(cargo().args(["bench", "-p", "benches"])),
         Some("asm-check") => prereq::ensure_targets().and_then(|()| asm::asm_check()),
         _ => return usage(),
