@@ -21,8 +21,9 @@ pub enum Errno {
     NoMem,
     /// `-ENOSYS`: a command the model does not implement.
     NoSys,
-    /// `-EBUSY`: a guest-side protocol error caught by the hooks (no hypercall refused it; a
-    /// checker rule, see [`Origin::Checker`]).
+    /// `-EBUSY`: Xen's answer when a page-table frame would be mapped writable, and the class
+    /// of the guest-side protocol errors the hooks catch (checker rules, see
+    /// [`Origin::Checker`]).
     Busy,
 }
 
@@ -252,7 +253,11 @@ impl XenError {
     /// The errno class.
     pub const fn errno(&self) -> Errno {
         match self {
-            XenError::ForeignFrame { .. } => Errno::Perm,
+            // Xen 4.17 (the oracle): `mmu_update` with `ptr` in a frame the domain does not own
+            // is -EINVAL; an entry that would map a page-table frame writable is -EBUSY
+            // (`get_page_type` of a frame with another type, in `get_page_from_l1e`).
+            XenError::ForeignFrame { .. } => Errno::Inval,
+            XenError::WritablePageTable { .. } => Errno::Busy,
             XenError::Capacity { .. } | XenError::CountOverflow { .. } => Errno::NoMem,
             XenError::BadCommand { .. } => Errno::NoSys,
             XenError::AllocWhilePinned { .. }
