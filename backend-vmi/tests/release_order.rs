@@ -33,19 +33,25 @@ fn a_kernel_update_at_release_pd_is_no_violation<M: PagingMode>() {
     let fired: &'static AtomicBool = leak(AtomicBool::new(false));
     let at: &'static Mutex<Option<u32>> = leak(Mutex::new(None));
     rec.clear();
-    // Right after the first release_pd returns from VMI, another CPU installs a kernel page
-    // table, which reaches every pgd on pgd_list.
+    // Right after the first release_pd returns from VMI, another CPU starts installing a kernel
+    // page table, which reaches every pgd on pgd_list (it waits for pgd_lock if the releasing
+    // CPU still holds it).
+    let other: &'static Mutex<Option<std::thread::JoinHandle<()>>> = leak(Mutex::new(None));
     rec.set_after(leak(move |h: &Hook| {
         if matches!(h, Hook::ReleasePd { .. }) && !fired.swap(true, Ordering::SeqCst) {
-            k.map_kernel_page(KVA, g, PteFlags::RW).unwrap();
-            *at.lock().unwrap() = Some(rec.calls(HookKind::SetPmd));
+            *other.lock().unwrap() = Some(std::thread::spawn(move || {
+                k.map_kernel_page(KVA, g, PteFlags::RW).unwrap();
+                *at.lock().unwrap() = Some(rec.calls(HookKind::SetPmd));
+            }));
         }
     }));
     let pgd = a.pgd();
     k.destroy(a);
+    other.lock().unwrap().take().expect("release_pd ran").join().unwrap();
     assert!(at.lock().unwrap().is_some(), "the other CPU ran at release_pd");
     assert_clean(v, "kernel-range update at release_pd");
-    assert_eq!(v.page_type(pgd), PageType::NORMAL);
+    // Released: no longer a directory (its frame may already be the new kernel page table).
+    assert!(!v.page_type(pgd).contains(PageType::PD), "{:?}", v.page_type(pgd));
     assert_eq!(k.unmap_kernel_page(KVA), Ok(g));
     ram.free_frame(f);
     ram.free_frame(g);

@@ -133,22 +133,29 @@ fn a_kernel_update_at_release_pd_does_not_reach_the_released_table<M: PagingMode
     // Right after the first release_pd returns, another CPU makes a kernel-range update that
     // needs a new page table.
     rec.clear();
+    // Right after the first release_pd returns, another CPU starts a kernel-range update that
+    // needs a new page table (it waits for pgd_lock if the releasing CPU still holds it).
+    let other: &'static Mutex<Option<std::thread::JoinHandle<()>>> = leak(Mutex::new(None));
     rec.set_after(leak(move |h: &Hook| {
         if matches!(h, Hook::ReleasePd { .. }) && !fired.swap(true, Ordering::SeqCst) {
-            let released = pgd;
-            let mut list = [Pfn::new(0); 64];
-            let n = k.pgd_list(&mut list);
-            let before: Vec<u64> = (0..1024).map(|i| raw::<TwoLevel>(ram, released, i)).collect();
-            k.map_kernel_page(0xE000_0000, g, PAGE_KERNEL).unwrap();
-            let after: Vec<u64> = (0..1024).map(|i| raw::<TwoLevel>(ram, released, i)).collect();
-            *seen.lock().unwrap() = Some(Seen {
-                released,
-                on_pgd_list: list[..n].contains(&released),
-                written_by_kernel_update: before != after,
-            });
+            *other.lock().unwrap() = Some(std::thread::spawn(move || {
+                let released = pgd;
+                let mut list = [Pfn::new(0); 64];
+                let n = k.pgd_list(&mut list);
+                k.map_kernel_page(0xE000_0000, g, PAGE_KERNEL).unwrap();
+                let index = TwoLevel::pgd_index(0xE000_0000);
+                let theirs = raw::<TwoLevel>(ram, k.swapper_pg_dir(), index);
+                *seen.lock().unwrap() = Some(Seen {
+                    released,
+                    on_pgd_list: list[..n].contains(&released),
+                    // (In PAE the pgd is a PDPT no kernel-range update touches.)
+                    written_by_kernel_update: !M::PAE && raw::<TwoLevel>(ram, released, index) == theirs,
+                });
+            }));
         }
     }));
     k.destroy(a);
+    other.lock().unwrap().take().expect("release_pd ran").join().unwrap();
     let seen = seen.lock().unwrap().take().expect("the other CPU ran");
     assert_eq!(seen, Seen { released: pgd, on_pgd_list: false, written_by_kernel_update: false });
     // The update reached swapper_pg_dir and every later pgd.
