@@ -23,7 +23,12 @@ fn run_one<M: PagingMode, B: PvMmuOps<M> + Inspect>(backend: B, ram: &EmulatedRa
     let rec: Box<Recorder<B, LOG>> = Box::new(Recorder::new(backend));
     let cpu = HostCpu::<M>::new(ram);
     let mut out = String::new();
-    let r = scenario::run::<M, _, _, _>(ram, &*rec, &cpu, &Config::default(), &mut out);
+    let mut r = scenario::run::<M, _, _, _>(ram, &*rec, &cpu, &Config::default(), &mut out);
+    let stale = cpu.stale_hits();
+    if r.is_ok() && !stale.is_empty() {
+        out.push_str(&format!("stale TLB entries used: {stale:?}\n"));
+        r = Err(scenario::ScenarioError::Check { step: "tlb", what: "stale TLB entry used", va: stale[0].va });
+    }
     if verbose || r.is_err() {
         println!("\n=== {name} / {} (host simulator) ===", M::NAME);
         print!("{out}");

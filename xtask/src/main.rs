@@ -5,6 +5,8 @@
 //! - `cargo xtask asm-check`: the native backend's code is identical to hooks compiled out.
 //! - `cargo xtask bench`: criterion benches of hook overhead.
 //! - `cargo xtask loom`: the loom models of `pgd_lock` (also part of `test`).
+//! - `cargo xtask flush-sites`: removes each TLB flush of i386-mm in turn; a test must fail
+//!   for every one.
 //! - `cargo xtask demo`: boots the kernel demo in QEMU for every backend and paging mode and
 //!   prints what each boot reported and a summary table; `--backend B --mode M` boots one;
 //!   `--host` runs the same scenario on the host simulator with a hook-trace summary.
@@ -14,6 +16,7 @@
 
 mod asm;
 mod boots;
+mod flush_sites;
 mod host;
 mod prereq;
 mod qemu;
@@ -103,6 +106,7 @@ fn test() -> Result<(), String> {
         run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
     });
     s.step("cargo test --workspace", || run(cargo().args(["test", "--workspace"])));
+    s.step("flush sites: each TLB flush removed in turn is caught", flush_sites::check);
     s.step("layering: models and test kit below i386-mm", layering);
     s.step("cargo doc -D warnings", || {
         run(cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--quiet"]))
@@ -220,7 +224,9 @@ fn demo(args: &[String]) -> Result<(), String> {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | asm-check | bench>");
+    eprintln!(
+        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | asm-check | bench>"
+    );
     ExitCode::from(2)
 }
 
@@ -230,6 +236,7 @@ fn main() -> ExitCode {
         Some("test") => test(),
         Some("demo") => demo(&args[1..]),
         Some("loom") => loom(),
+        Some("flush-sites") => flush_sites::check(),
         Some("bench") => run(cargo().args(["bench", "-p", "benches"])),
         Some("asm-check") => prereq::ensure_targets().and_then(|()| asm::asm_check()),
         _ => return usage(),
