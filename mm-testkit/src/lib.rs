@@ -7,6 +7,9 @@
 //!   paging-structure cache that honour `invlpg`, CR3 loads and global pages as the hardware
 //!   does, so a missing or misplaced flush shows as a stale translation; a freed page reached
 //!   through a stale entry panics. Supervisor writes honour CR0.WP.
+//! - [`DropHooks`] / [`Dropping`]: a kernel that forgets hooks: wraps any backend (through
+//!   `paravirt-core`'s [`Gated`](paravirt_core::Gated)) and drops the calls its rules name (the
+//!   Nth `alloc_pt`, every `release_pd`, every call about one frame).
 //! - [`Oracle`]: an independent model of an address space (a map of virtual → physical) that
 //!   tests compare the real tables against.
 //! - `StoreLog` (feature `store-log`): every native entry store in order, with its address, width and value, so a
@@ -37,12 +40,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod cpu;
+mod drop_hooks;
 mod oracle;
 mod ram;
 #[cfg(feature = "store-log")]
 mod store_log;
 
 pub use cpu::{HostCpu, StaleHit, TlbEntry};
+pub use drop_hooks::{dropping, first_pfn, DropHooks, Dropping, Which};
 pub use i386_paging::{Pae, TwoLevel};
 pub use oracle::Oracle;
 pub use ram::EmulatedRam;

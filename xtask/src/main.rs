@@ -5,6 +5,8 @@
 //! - `cargo xtask asm-check`: the native backend's code is identical to hooks compiled out.
 //! - `cargo xtask bench`: criterion benches of hook overhead.
 //! - `cargo xtask loom`: the loom models of `pgd_lock` (also part of `test`).
+//! - `cargo xtask matrix`: the missing-hook matrix (each page-type hook call site dropped
+//!   once, under VMI and Xen, both modes); fails if a call site is caught by no backend.
 //! - `cargo xtask flush-sites`: removes each TLB flush of i386-mm in turn; a test must fail
 //!   for every one.
 //! - `cargo xtask demo`: boots the kernel demo in QEMU for every backend and paging mode and
@@ -18,6 +20,7 @@ mod asm;
 mod boots;
 mod flush_sites;
 mod host;
+mod matrix;
 mod prereq;
 mod qemu;
 
@@ -107,6 +110,7 @@ fn test() -> Result<(), String> {
     });
     s.step("cargo test --workspace", || run(cargo().args(["test", "--workspace"])));
     s.step("flush sites: each TLB flush removed in turn is caught", flush_sites::check);
+    s.step("missing-hook matrix: every call site caught by a backend", matrix::check);
     s.step("layering: models and test kit below i386-mm", layering);
     s.step("cargo doc -D warnings", || {
         run(cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--quiet"]))
@@ -225,7 +229,7 @@ fn demo(args: &[String]) -> Result<(), String> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | asm-check | bench>"
+        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | matrix | asm-check | bench>"
     );
     ExitCode::from(2)
 }
@@ -237,6 +241,7 @@ fn main() -> ExitCode {
         Some("demo") => demo(&args[1..]),
         Some("loom") => loom(),
         Some("flush-sites") => flush_sites::check(),
+        Some("matrix") => matrix::check(),
         Some("bench") => run(cargo().args(["bench", "-p", "benches"])),
         Some("asm-check") => prereq::ensure_targets().and_then(|()| asm::asm_check()),
         _ => return usage(),
