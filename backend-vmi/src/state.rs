@@ -34,6 +34,8 @@ pub(crate) struct State<M: PagingMode, const MAX: usize> {
     pub(crate) peak: usize,
     pub(crate) pdpt_updates: u64,
     pub(crate) mirrored: u64,
+    /// The reserved frames went back (`Vmi::teardown`).
+    pub(crate) torn_down: bool,
     _mode: PhantomData<M>,
 }
 
@@ -52,6 +54,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             peak: 0,
             pdpt_updates: 0,
             mirrored: 0,
+            torn_down: false,
             _mode: PhantomData,
         }
     }

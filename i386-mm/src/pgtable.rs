@@ -44,7 +44,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// the shared kernel pmd entry, no hook, not on the list.
     ///
     /// # Errors
-    /// [`MmError::TooManyAddressSpaces`] when `pgd_list` is full, before any hook.
+    /// [`MmError::TooManyAddressSpaces`] when `pgd_list` is full, before any hook or write.
     ///
     /// # Safety
     /// `pgd` must be a frame of this kernel's memory that the caller owns exclusively (freshly
@@ -60,11 +60,11 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
             return Ok(());
         }
-        // SAFETY: the user part lies inside the frame.
-        unsafe { core::ptr::write_bytes(self.mem.frame_ptr(pgd).as_ptr(), 0, user * esz) };
         #[cfg(feature = "bug-clone-outside-lock")]
-        // SAFETY: as above (the deliberate bug: no lock orders this copy).
+        // SAFETY: the user part and the kernel part lie inside distinct frames (the deliberate
+        // bug: no lock orders this copy).
         unsafe {
+            core::ptr::write_bytes(self.mem.frame_ptr(pgd).as_ptr(), 0, user * esz);
             core::ptr::copy_nonoverlapping(src, dst, n)
         };
         let mut list = self.pgd_lock.lock();
@@ -72,8 +72,10 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             return Err(MmError::TooManyAddressSpaces);
         }
         #[cfg(not(feature = "bug-clone-outside-lock"))]
-        // SAFETY: as above; `pgd_lock` orders the copy against kernel-range updates.
+        // SAFETY: the user part lies inside the frame, the kernel parts inside distinct
+        // frames (`clone_pgd_range`); `pgd_lock` orders the copy against kernel-range updates.
         unsafe {
+            core::ptr::write_bytes(self.mem.frame_ptr(pgd).as_ptr(), 0, user * esz);
             core::ptr::copy_nonoverlapping(src, dst, n)
         };
         // must happen under lock
