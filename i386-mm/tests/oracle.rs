@@ -20,8 +20,13 @@ use paravirt_core::{Inspect, Policy};
 use proptest::prelude::*;
 use std::collections::BTreeSet;
 
-/// Cases per paging mode and backend (`PROPTEST_CASES` overrides).
+/// Cases per paging mode and backend; `MM_PROPTEST_CASES` may ask for fewer (the mutation
+/// runs) or more.
 const CASES: u32 = 256;
+
+fn cases() -> u32 {
+    std::env::var("MM_PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(CASES)
+}
 /// Address spaces alive at most.
 const SPACES: usize = 3;
 /// Pages whose linear-map protection `change_page_attr` changes.
@@ -370,7 +375,7 @@ fn xen<M: PagingMode>(ops: &[Op]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(CASES))]
+    #![proptest_config(ProptestConfig::with_cases(cases()))]
 
     #[test]
     fn two_level_native_agrees_with_the_oracle(ops in ops()) { native::<TwoLevel>(&ops) }

@@ -7,6 +7,9 @@
 //! - `cargo xtask loom`: the loom models of `pgd_lock` (also part of `test`).
 //! - `cargo xtask matrix`: the missing-hook matrix (each page-type hook call site dropped
 //!   once, under VMI and Xen, both modes); fails if a call site is caught by no backend.
+//! - `cargo xtask mutants`: cargo-mutants over i386-mm's call-site files (installed when
+//!   missing); prints caught / missed / equivalent and fails on a missed mutant not listed in
+//!   `mutants-equivalent.md`.
 //! - `cargo xtask flush-sites`: removes each TLB flush of i386-mm in turn; a test must fail
 //!   for every one.
 //! - `cargo xtask demo`: boots the kernel demo in QEMU for every backend and paging mode and
@@ -21,6 +24,7 @@ mod boots;
 mod flush_sites;
 mod host;
 mod matrix;
+mod mutants;
 mod prereq;
 mod qemu;
 
@@ -229,7 +233,7 @@ fn demo(args: &[String]) -> Result<(), String> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | matrix | asm-check | bench>"
+        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | matrix | mutants | asm-check | bench>"
     );
     ExitCode::from(2)
 }
@@ -242,6 +246,7 @@ fn main() -> ExitCode {
         Some("loom") => loom(),
         Some("flush-sites") => flush_sites::check(),
         Some("matrix") => matrix::check(),
+        Some("mutants") => mutants::mutants(),
         Some("bench") => run(cargo().args(["bench", "-p", "benches"])),
         Some("asm-check") => prereq::ensure_targets().and_then(|()| asm::asm_check()),
         _ => return usage(),
