@@ -28,6 +28,9 @@ impl ExitCode {
     }
 }
 
+// The statuses xtask expects from QEMU.
+const _: () = assert!(ExitCode::Success.qemu_status() == 33 && ExitCode::Failure.qemu_status() == 35);
+
 /// Exits QEMU with `code`. If no exit device is present, halts for ever.
 pub fn exit(code: ExitCode) -> ! {
     // SAFETY: port 0xf4 is the debug-exit device (or nothing, on other machines);

@@ -1,8 +1,9 @@
 //! `cargo xtask flush-sites`: every TLB flush of i386-mm is needed.
 //!
 //! Removes each flush call site of `i386-mm/src` in turn (one statement, found by its exact
-//! text), runs i386-mm's tests against the host CPU's TLB, restores the file, and reports
-//! which tests caught the removal. Fails if any removal goes unnoticed.
+//! text), runs i386-mm's tests against the host CPU's TLB (built without debug info, the
+//! oracle's proptest cut to 16 cases, stopping at the first test binary that fails), restores
+//! the file, and reports which tests caught the removal. Fails if any removal goes unnoticed.
 
 use crate::{cargo, root};
 use std::path::{Path, PathBuf};
@@ -129,7 +130,9 @@ fn run_tests(target: &Path) -> Result<(bool, String), String> {
     let out = cargo()
         .current_dir(root())
         .env("CARGO_TARGET_DIR", target)
-        .args(["test", "-p", "i386-mm", "--no-fail-fast", "--", "--test-threads=2"])
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env("MM_PROPTEST_CASES", "16")
+        .args(["test", "-p", "i386-mm", "--tests"])
         .output()
         .map_err(|e| format!("cannot run cargo test: {e}"))?;
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
