@@ -39,14 +39,24 @@ impl core::error::Error for InitError {}
 
 /// Why [`Vmi::teardown`] refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TeardownError {
-    /// Pages still typed.
-    pub typed: usize,
+pub enum TeardownError {
+    /// Pages are still typed (the kernel has not released every table).
+    PagesTyped {
+        /// How many.
+        typed: usize,
+    },
+    /// The reserved frames were already given back by an earlier teardown.
+    AlreadyTornDown,
 }
 
 impl fmt::Display for TeardownError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vmi: teardown with typed pages: {} page(s) still typed", self.typed)
+        match self {
+            TeardownError::PagesTyped { typed } => {
+                write!(f, "vmi: teardown with typed pages: {typed} page(s) still typed")
+            }
+            TeardownError::AlreadyTornDown => f.write_str("vmi: teardown after teardown: nothing left to give back"),
+        }
     }
 }
 
@@ -224,15 +234,20 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// is refused for lack of capacity and a PAE `write_cr3` for lack of a PDPT.
     ///
     /// # Errors
-    /// [`TeardownError`] if pages are still typed (call it after `KernelMm::shutdown`); then
+    /// [`TeardownError::PagesTyped`] if pages are still typed (call it after
+    /// `KernelMm::shutdown`), [`TeardownError::AlreadyTornDown`] the second time; either way
     /// everything is kept. Not a hook: nothing is logged, whatever the policy.
     pub fn teardown(&self) -> Result<(), TeardownError> {
         let mut st = self.state.lock();
+        if st.torn_down {
+            return Err(TeardownError::AlreadyTornDown);
+        }
         let typed = st.pages.len();
         if typed != 0 {
-            return Err(TeardownError { typed });
+            return Err(TeardownError::PagesTyped { typed });
         }
         st.pending = [None; crate::state::PENDING_UPDATES];
+        st.torn_down = true;
         st.unload(&self.mem);
         if let Some(f) = st.pdpt.take() {
             self.mem.free_frame(f);

@@ -52,6 +52,8 @@ pub(crate) struct State<M: PagingMode, const MAX: usize> {
     pub(crate) defer: bool,
     pub(crate) pending: [Option<Pending>; PENDING_UPDATES],
     pub(crate) deferred: u64,
+    /// The reserved frames went back (`Vmi::teardown`).
+    pub(crate) torn_down: bool,
     _mode: PhantomData<M>,
 }
 
@@ -74,6 +76,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             defer: false,
             pending: [None; PENDING_UPDATES],
             deferred: 0,
+            torn_down: false,
             _mode: PhantomData,
         }
     }

@@ -127,7 +127,7 @@ fn teardown_gives_every_reserved_frame_back<M: PagingMode>() {
     assert_eq!(v.shadow_pdpt().is_some(), M::PAE);
     let pt = zeroed(&ram);
     v.alloc_pt(pt);
-    assert_eq!(v.teardown(), Err(TeardownError { typed: 1 }));
+    assert_eq!(v.teardown(), Err(TeardownError::PagesTyped { typed: 1 }));
     assert_eq!(v.violation_count(), 0, "refused by its return value: teardown is not a hook, nothing is logged");
     assert_eq!(ram.frames_in_use(), base + v.capacity() + M::PAE as usize + 1, "refused: everything kept");
     v.release_pt(pt);

@@ -366,7 +366,8 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     }
 
     /// Releases and frees every table of the kernel range (used by `pagetable_init`'s unwind
-    /// and [`shutdown`](Self::shutdown)): unlink, `release_*`, free.
+    /// and [`shutdown`](Self::shutdown)): unlink, [`global_flush_tlb`](Self::global_flush_tlb)
+    /// (which also frees the tables `revert_page` released), `release_*`, free.
     pub(crate) fn free_kernel_tables(&self) {
         let swapper = self.swapper_pg_dir;
         self.for_each_dir_entry(swapper, M::USER_PTRS_PER_PGD..M::PTRS_PER_PGD, |s, _| {
@@ -388,7 +389,9 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
                 }
             }
         }
-        self.pv().flush_tlb_kernel();
+        // Nothing may still translate through the unlinked tables, and the tables
+        // `revert_page` released wait for this flush too.
+        self.global_flush_tlb();
         if !M::PAE {
             self.pv().release_pd(swapper);
         }

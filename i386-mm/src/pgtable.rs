@@ -67,8 +67,6 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
             return Ok(());
         }
-        // SAFETY: the user part lies inside the frame.
-        unsafe { core::ptr::write_bytes(self.mem.frame_ptr(pgd).as_ptr(), 0, user * esz) };
         // SAFETY: both ranges lie inside distinct frames (`clone_pgd_range`); under `pgd_lock`
         // (except in the loom-only wrong ordering) the copy is ordered against kernel-range
         // updates.
@@ -79,6 +77,9 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         // The list's metadata for this pgd first: if it cannot be had, nothing happened.
         #[cfg(not(all(loom, feature = "loom-bug-list-add-outside-lock")))]
         list.add(&self.mem, pgd)?;
+        // Nothing is written into the pgd before it could be listed.
+        // SAFETY: the user part lies inside the frame, which the caller owns.
+        unsafe { core::ptr::write_bytes(self.mem.frame_ptr(pgd).as_ptr(), 0, user * esz) };
         #[cfg(not(all(loom, feature = "loom-bug-copy-outside-lock")))]
         clone_pgd_range();
         // The seed: "We need to clone the root for non-PAE mode while it is protected under

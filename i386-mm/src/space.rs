@@ -119,9 +119,10 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         Ok(())
     }
 
-    /// Unmaps the page at `va` and returns its frame (`pte_clear`, then the TLB entry is
-    /// flushed). A page table left empty is unlinked (`pmd_clear`), released (`release_pt`
-    /// through `pte_free_tlb`) and freed after the flush.
+    /// Unmaps the page at `va` and returns its frame (`pte_clear`, then, if `mm` is loaded,
+    /// `invlpg`). A page table left empty is unlinked (`pmd_clear`) and released
+    /// (`release_pt` through `pte_free_tlb`) instead, and the gather's TLB flush, which covers
+    /// the page too, runs before the table is freed.
     ///
     /// # Errors
     /// [`MmError::Unaligned`], [`MmError::OutOfRange`], [`MmError::NotMapped`]; nothing changed.
@@ -134,15 +135,15 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         }
         self.pv().pte_clear(mm.pgd, va, pte);
         mm.mapped -= 1;
-        if self.active_root() == Some(mm.pgd) {
-            self.flush_tlb_single(va);
-        }
         let pt = pte.table();
         if (0..M::PTRS_PER_PTE).all(|i| !read_entry::<M, Pte, _>(&self.mem, pt, i).is_present()) {
+            // The gather's flush covers the page and the table (`free_pgtables`).
             self.pv().pmd_clear(pmd);
             let mut tlb = MmuGather::new();
             self.free_pte_tlb(&mut tlb, pt);
             self.tlb_finish_mmu(tlb);
+        } else if self.active_root() == Some(mm.pgd) {
+            self.flush_tlb_single(va);
         }
         Ok(old.pfn())
     }

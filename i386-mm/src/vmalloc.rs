@@ -44,9 +44,10 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         Ok(())
     }
 
-    /// Unmaps kernel address `va` and returns its frame. A page table left empty is removed
-    /// from `swapper_pg_dir` and, under `pgd_lock`, from every pgd (`pmd_clear`), the TLBs are
-    /// flushed, then it is released (`release_pt`) and freed.
+    /// Unmaps kernel address `va` and returns its frame (`pte_clear`, then `invlpg`). A page
+    /// table left empty is removed from `swapper_pg_dir` and, under `pgd_lock`, from every pgd
+    /// (`pmd_clear`) instead, the whole TLB is flushed (global entries included: it covers the
+    /// page and the table), then the table is released (`release_pt`) and freed.
     ///
     /// # Errors
     /// [`MmError::Unaligned`], [`MmError::OutOfRange`] (a user address), [`MmError::NotMapped`]
@@ -66,14 +67,16 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             return Err(MmError::NotMapped(va));
         }
         self.pv().pte_clear(self.swapper_pg_dir, va, pte);
-        self.flush_tlb_single(va);
         let pt = pte.table();
         if (0..M::PTRS_PER_PTE).all(|i| !read_entry::<M, Pte, _>(&self.mem, pt, i).is_present()) {
             self.pv().pmd_clear(pmd);
             self.sync_kernel_pmd(va);
+            // One flush of everything, global entries included, covers the page and the table.
             self.flush_tlb_kernel();
             self.pv().release_pt(pt);
             self.mem.free_frame(pt);
+        } else {
+            self.flush_tlb_single(va);
         }
         Ok(old.pfn())
     }

@@ -200,13 +200,13 @@ fn unmapping_the_last_page_releases_the_table_before_freeing_it<M: PagingMode>()
             hs,
             vec![
                 Hook::PteClear { mm: a.pgd(), addr: 0x4000_0000, slot: EntryRef { table: pte, index: 0 } },
-                Hook::FlushTlbSingle { addr: 0x4000_0000 },
                 Hook::PmdClear { slot: EntryRef { table: pmd.0, index: pmd.1 } },
                 Hook::ReleasePt { pfn: pte },
                 Hook::FlushTlbUser {},
             ]
         );
         assert!(!ram.is_allocated(pte), "table freed after the flush");
+        assert_eq!(k.cpu().read_u32(0x4000_0000).unwrap_err().vector, 14, "the gather's flush covered the page");
         k.destroy(a);
     });
 }

@@ -3,9 +3,14 @@
 //! - [`EmulatedRam`]: physical memory as a host byte array, with a frame allocator, frame
 //!   accounting (tests assert every frame came back), fault injection (fail the Nth
 //!   allocation) and poisoning of freed frames (a table used after it was freed reads garbage).
-//! - [`HostCpu`]: a processor model holding CR3, walking the page tables in software for every
-//!   probing access with the hardware's permission rules (supervisor writes honour CR0.WP),
-//!   and an optional write-fault handler (a hypervisor that emulates stores into its tables).
+//! - [`HostCpu`]: a processor model holding CR3 and CR4.PGE, with a TLB and a
+//!   paging-structure cache that honour `invlpg`, CR3 loads and global pages as the hardware
+//!   does, so a missing or misplaced flush shows as a stale translation; a freed page reached
+//!   through a stale entry panics. Supervisor writes honour CR0.WP; an optional write-fault
+//!   handler plays a hypervisor that emulates stores into its tables.
+//! - [`DropHooks`] / [`Dropping`]: a kernel that forgets hooks: wraps any backend (through
+//!   `paravirt-core`'s [`Gated`](paravirt_core::Gated)) and drops the calls its rules name (the
+//!   Nth `alloc_pt`, every `release_pd`, every call about one frame).
 //! - [`Oracle`]: an independent model of an address space (a map of virtual → physical) that
 //!   tests compare the real tables against.
 //! - `StoreLog` (feature `store-log`): every native entry store in order, with its address, width and value, so a
@@ -36,12 +41,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod cpu;
+mod drop_hooks;
 mod oracle;
 mod ram;
 #[cfg(feature = "store-log")]
 mod store_log;
 
-pub use cpu::{HostCpu, WriteFaultHandler};
+pub use cpu::{HostCpu, StaleHit, TlbEntry, WriteFaultHandler};
+pub use drop_hooks::{dropping, first_pfn, DropHooks, Dropping, Which};
 pub use i386_paging::{Pae, TwoLevel};
 pub use oracle::Oracle;
 pub use ram::EmulatedRam;

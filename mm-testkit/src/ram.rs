@@ -98,6 +98,15 @@ impl EmulatedRam {
         self.alloc.lock().unwrap().used.contains(&pfn.as_u32())
     }
 
+    /// Whether `pfn` is on the allocator's free list (managed, and not allocated now): a frame
+    /// that nothing may reach any more.
+    ///
+    /// # Panics
+    /// If another thread panicked while holding the allocator lock.
+    pub fn is_free(&self, pfn: Pfn) -> bool {
+        self.alloc.lock().unwrap().free.contains(&pfn.as_u32())
+    }
+
     /// The allocated frames, in order.
     ///
     /// # Panics

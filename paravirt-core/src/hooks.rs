@@ -4,7 +4,8 @@
 //! is generated from it: the [`PvMmuOps`](crate::PvMmuOps) trait and its native defaults, the
 //! forwarding impls, the call-site layer [`Pv`](crate::pv::Pv), the recorded call
 //! [`Hook`](crate::Hook) and its kind [`HookKind`](crate::HookKind), the
-//! [`Recorder`](crate::Recorder) and the run-time table [`ParavirtOps`](crate::ParavirtOps).
+//! [`Recorder`](crate::Recorder), the gating adapter [`Gated`](crate::Gated) and the run-time
+//! table [`ParavirtOps`](crate::ParavirtOps).
 //!
 //! Each entry is `Variant => fn name(&self, args...) -> ret { native default }`, with its docs
 //! and aliases above it. The defaults are the bare-metal behaviour; where a default calls

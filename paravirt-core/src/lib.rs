@@ -22,7 +22,9 @@
 //! - [`pv`], the call-site layer used by `i386-mm`: with the `paravirt` feature (default) each
 //!   call dispatches statically to the backend; without it each compiles to nothing or to a
 //!   plain store, like Linux's non-`CONFIG_PARAVIRT` stubs in `asm-i386/pgalloc.h`;
-//! - [`Recorder`], which wraps any backend and records every call in a fixed-capacity log;
+//! - [`Recorder`], which wraps any backend and records every call in a fixed-capacity log,
+//!   and [`Gated`], which wraps any backend and lets a [`Gate`] drop chosen calls (a kernel
+//!   that forgets a hook, for tests);
 //! - what checking backends share: [`Policy`], [`Violation`], [`Violations`], [`Rule`],
 //!   [`Origin`], and [`Inspect`] (what a backend reports about itself).
 //!
@@ -45,6 +47,7 @@
 mod addr;
 mod entry;
 mod flags;
+mod gate;
 mod hooks;
 mod inspect;
 mod mode;
@@ -61,6 +64,7 @@ mod with_inspect;
 pub use addr::{Pfn, PhysAddr, PAGE_SHIFT, PAGE_SIZE};
 pub use entry::{Entry, Pmd, Pte, Pud};
 pub use flags::{PteFlags, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_TABLE, PDPT_ALLOWED};
+pub use gate::{Gate, Gated};
 pub use inspect::Inspect;
 pub use mode::{Pae, PagingMode, TwoLevel, PAGE_OFFSET, TASK_SIZE};
 pub use native_ops::NativeOps;

@@ -209,3 +209,30 @@ fn properties_reach_the_call_site_through_every_adapter() {
     assert_eq!(pv.shared_kernel_pmd(), !paravirt_core::pv::ENABLED);
     assert_eq!(REC.calls(HookKind::AllocPt), 0, "properties are not hook calls");
 }
+
+/// Drops every call whose hook is in the list.
+struct DropKinds(&'static [HookKind]);
+
+impl paravirt_core::Gate for DropKinds {
+    fn pass(&self, hook: &Hook) -> bool {
+        !self.0.contains(&hook.kind())
+    }
+}
+
+#[test]
+fn a_gate_drops_chosen_calls_and_forwards_the_rest() {
+    let g = paravirt_core::Gated {
+        inner: Log::default(),
+        gate: DropKinds(&[HookKind::AllocPt, HookKind::SetPmd, HookKind::WriteCr3]),
+    };
+    let mut buf = [0u64; 2];
+    g.alloc_pt(Pfn::new(1));
+    g.alloc_pd_clone(Pfn::new(2), Pfn::new(3), 768, 256);
+    g.set_pmd(slot(&mut buf, false), Pmd::from_raw(0x2067));
+    assert_eq!(buf[0], 0, "a dropped entry write stores nothing");
+    assert_eq!(g.write_cr3(0x5000), 0x5000, "a dropped write_cr3 returns the native value");
+    assert_eq!(*g.inner.0.lock().unwrap(), vec!["clone 0x2 0x3 768 256".to_string()]);
+    assert_eq!(g.backend_name(), "log", "Inspect comes from the backend");
+    let pass = paravirt_core::Gated { inner: Log::default(), gate: DropKinds(&[]) };
+    assert_eq!(pass.write_cr3(0x5000), 0x6000);
+}

@@ -32,7 +32,12 @@ fn run_on<M: PagingMode, B: PvMmuOps<M> + Inspect>(
     let name = backend.backend_name();
     let rec: Box<Recorder<B, LOG>> = Box::new(Recorder::new(backend));
     let mut out = String::new();
-    let r = scenario::run::<M, _, _, _>(ram, &*rec, cpu, cfg, &mut out);
+    let mut r = scenario::run::<M, _, _, _>(ram, &*rec, cpu, cfg, &mut out);
+    let stale = cpu.stale_hits();
+    if r.is_ok() && !stale.is_empty() {
+        out.push_str(&format!("stale TLB entries used: {stale:?}\n"));
+        r = Err(scenario::ScenarioError::Check { step: "tlb", what: "stale TLB entry used", va: stale[0].va });
+    }
     if verbose || r.is_err() {
         println!("\n=== {name} / {} (host simulator) ===", M::NAME);
         print!("{out}");

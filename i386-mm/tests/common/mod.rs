@@ -86,3 +86,33 @@ pub fn with_unshared<M: PagingMode, R>(
     rec.clear();
     f(k, ram, rec)
 }
+
+/// Emulated RAM reporting `max` as the end of RAM: frames past the real ones appear only in
+/// the kernel's linear map (the code under test never reads or writes them), so a test can
+/// boot with more low memory than the machine holds (the 1 GiB cap, many page tables).
+pub struct Sparse<'r> {
+    /// The frames that exist.
+    pub ram: &'r EmulatedRam,
+    /// What `max_pfn` answers.
+    pub max: Pfn,
+}
+
+// SAFETY: every call goes to `ram`, whose `frame_ptr` panics for any frame it does not hold
+// (the frames between its end and `max` included); allocation and accounting are its own.
+unsafe impl PhysMem for Sparse<'_> {
+    fn alloc_frame(&self) -> Option<Pfn> {
+        self.ram.alloc_frame()
+    }
+    fn free_frame(&self, pfn: Pfn) {
+        self.ram.free_frame(pfn)
+    }
+    fn frame_ptr(&self, pfn: Pfn) -> std::ptr::NonNull<u8> {
+        self.ram.frame_ptr(pfn)
+    }
+    fn max_pfn(&self) -> Pfn {
+        self.max
+    }
+    fn frames_in_use(&self) -> usize {
+        self.ram.frames_in_use()
+    }
+}
