@@ -21,7 +21,7 @@ use paravirt_core::{
 /// An intrusive doubly-linked list whose links live in per-frame metadata, as Linux keeps them
 /// in each pgd's `struct page` (`page->index`, `page->private`): no capacity limit, O(1) add
 /// and removal; a kernel-range update walks it (linear in live pgds, as in Linux).
-pub struct PgdList {
+pub(crate) struct PgdList {
     links: MemMap,
     head: u32,
     len: usize,
@@ -33,13 +33,8 @@ impl PgdList {
     }
 
     /// Pgds on the list.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// `pgd_list_add`: puts `pgd` at the head.
@@ -606,5 +601,47 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     pub fn flush_tlb_kernel(&self) {
         self.pv().flush_tlb_kernel();
         self.cpu.flush_tlb_global();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::PgdList;
+    use i386_paging::PhysMem;
+    use mm_testkit::EmulatedRam;
+    use paravirt_core::Pfn;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn listed(l: &PgdList, ram: &EmulatedRam) -> Vec<u32> {
+        l.iter(ram).map(Pfn::as_u32).collect()
+    }
+
+    #[test]
+    fn pgd_list_links_live_in_metadata_frames_and_unlink_in_any_order() {
+        let ram = EmulatedRam::new(1024, 256);
+        let mut l = PgdList::new();
+        for p in [0x300, 0x301, 0x302, 0x303] {
+            l.add(&ram, Pfn::new(p)).unwrap();
+        }
+        assert_eq!(listed(&l, &ram), [0x303, 0x302, 0x301, 0x300], "most recent first");
+        assert_eq!(l.len(), 4);
+        l.del(&ram, Pfn::new(0x3ff)); // never listed: nothing changes
+        l.del(&ram, Pfn::new(0x304));
+        assert_eq!((listed(&l, &ram), l.len()), (vec![0x303, 0x302, 0x301, 0x300], 4));
+        l.del(&ram, Pfn::new(0x302)); // middle
+        assert_eq!(listed(&l, &ram), [0x303, 0x301, 0x300]);
+        l.del(&ram, Pfn::new(0x303)); // head
+        assert_eq!(listed(&l, &ram), [0x301, 0x300]);
+        l.del(&ram, Pfn::new(0x300)); // tail
+        assert_eq!(listed(&l, &ram), [0x301]);
+        l.del(&ram, Pfn::new(0x300)); // twice: nothing
+        assert_eq!((listed(&l, &ram), l.len()), (vec![0x301], 1));
+        assert!(l.metadata_frames(&ram) > 0);
+        l.del(&ram, Pfn::new(0x301));
+        assert_eq!((listed(&l, &ram), l.len()), (vec![], 0));
+        assert_eq!(l.metadata_frames(&ram), 0, "the last record gone, its frames are freed");
+        assert_eq!(ram.frames_in_use(), 0);
     }
 }

@@ -72,7 +72,7 @@ pub use i386_paging::{
     TwoLevel, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_OFFSET, PAGE_SIZE, PAGE_TABLE, PDPT_ALLOWED, PF_PROT, PF_USER,
     PF_WRITE, TASK_SIZE,
 };
-pub use kernel::{InitOptions, KernelMm, PgdList};
+pub use kernel::{InitOptions, KernelMm};
 pub use layout::{vmalloc_start, MAXMEM, VMALLOC_END, VMALLOC_OFFSET, VMALLOC_RESERVE};
 pub use pageattr::{CpaFlush, Kpte};
 pub use paravirt_core::PvMmuOps;

@@ -84,6 +84,9 @@ macro_rules! gen_gate {
             fn allows_large_pages(&self) -> bool {
                 self.inner.allows_large_pages()
             }
+            fn shared_kernel_pmd(&self) -> bool {
+                self.inner.shared_kernel_pmd()
+            }
         }
     };
 }
