@@ -156,6 +156,8 @@ fn a_reserved_top_lowers_the_end_of_the_vmalloc_area<M: PagingMode>() {
     let opts = InitOptions { reserve_top: reserve, ..InitOptions::default() };
     let k = KernelMm::<M, _, _, _>::pagetable_init(&ram, Native, &cpu, opts).unwrap();
     assert!(k.vmalloc_end() <= 0xF580_0000 - 2 * 4096 && k.vmalloc_end() > k.vmalloc_start());
+    // The end falls on a directory-entry boundary: the last whole 4 MiB (2 MiB in PAE) below.
+    assert_eq!(k.vmalloc_end(), if M::PAE { 0xF560_0000 } else { 0xF540_0000 });
     let f = ram.alloc_frame().unwrap();
     assert_eq!(k.map_kernel_page(0xF580_0000, f, PAGE_KERNEL), Err(MmError::OutOfRange(0xF580_0000)));
     assert_eq!(k.map_kernel_page(0xF500_0000, f, PAGE_KERNEL), Ok(()));
