@@ -439,15 +439,16 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         if let Some(root) = self.active_root() {
             return Err((self, MmError::RootLoaded(root)));
         }
-        self.global_flush_tlb();
+        self.pv().exit_mmap(self.swapper_pg_dir);
+        // Its flush also frees the tables `revert_page` released, which the change_page_attr
+        // records still list.
+        self.free_kernel_tables();
         {
             // Pages left with a changed protection are forgotten with the tables they are in.
             let mut k = self.kernel_lock.lock();
             k.cpa.clear(&self.mem);
             (k.tables, k.split) = (0, 0);
         }
-        self.pv().exit_mmap(self.swapper_pg_dir);
-        self.free_kernel_tables();
         Ok((self.backend, self.mem, self.cpu))
     }
 
