@@ -60,35 +60,7 @@ fn kernel_range_update_reaches_every_pgd<M: PagingMode>() {
 /// page tables. Every pgd must end up agreeing with swapper_pg_dir on the kernel range.
 fn concurrent_pgd_alloc_and_kernel_updates_never_lose_an_entry<M: PagingMode>() {
     for round in 0..20 {
-        with_kernel::<M, _>(true, |k, ram, _| {
-            let frames: Vec<Pfn> = (0..16).map(|_| ram.alloc_frame().unwrap()).collect();
-            let spaces = std::thread::scope(|s| {
-                let maker = s.spawn(|| (0..12).map(|_| k.create().unwrap()).collect::<Vec<_>>());
-                for (i, f) in frames.iter().enumerate() {
-                    let va = k.vmalloc_start() + (i as u32) * M::LARGE_PAGE_SIZE;
-                    k.map_kernel_page(va, *f, PAGE_KERNEL).unwrap();
-                    if i % 3 == 2 {
-                        k.unmap_kernel_page(va).unwrap();
-                    }
-                }
-                maker.join().unwrap()
-            });
-            for a in &spaces {
-                for i in 0..16u32 {
-                    let va = k.vmalloc_start() + i * M::LARGE_PAGE_SIZE;
-                    let want = k.translate_root(k.swapper_pg_dir(), va).map(|t| t.pa);
-                    assert_eq!(k.translate(a, va).map(|t| t.pa), want, "round {round}: pgd {:?} va {va:#x}", a.pgd());
-                }
-            }
-            for a in spaces {
-                k.destroy(a);
-            }
-            for i in 0..16u32 {
-                if i % 3 != 2 {
-                    k.unmap_kernel_page(k.vmalloc_start() + i * M::LARGE_PAGE_SIZE).unwrap();
-                }
-            }
-        });
+        with_kernel::<M, _>(true, |k, ram, _| race_pgd_alloc_against_kernel_updates(k, ram, round, 16, 12));
     }
 }
 

@@ -116,35 +116,7 @@ fn pgd_alloc_out_of_memory_announces_nothing<M: PagingMode>() {
 /// end up agreeing with `swapper_pg_dir` on the kernel range (their copies are kept in sync).
 fn concurrent_pgd_alloc_and_kernel_updates_keep_every_copy_in_sync<M: PagingMode>() {
     for round in 0..10 {
-        with_unshared::<M, _>(|k, ram, _| {
-            let frames: Vec<Pfn> = (0..12).map(|_| ram.alloc_frame().unwrap()).collect();
-            let spaces = std::thread::scope(|s| {
-                let maker = s.spawn(|| (0..8).map(|_| k.create().unwrap()).collect::<Vec<_>>());
-                for (i, f) in frames.iter().enumerate() {
-                    let va = k.vmalloc_start() + (i as u32) * M::LARGE_PAGE_SIZE;
-                    k.map_kernel_page(va, *f, PAGE_KERNEL).unwrap();
-                    if i % 3 == 2 {
-                        k.unmap_kernel_page(va).unwrap();
-                    }
-                }
-                maker.join().unwrap()
-            });
-            for a in &spaces {
-                for i in 0..12u32 {
-                    let va = k.vmalloc_start() + i * M::LARGE_PAGE_SIZE;
-                    let want = k.translate_root(k.swapper_pg_dir(), va).map(|t| t.pa);
-                    assert_eq!(k.translate(a, va).map(|t| t.pa), want, "round {round}: pgd {:?} va {va:#x}", a.pgd());
-                }
-            }
-            for a in spaces {
-                k.destroy(a);
-            }
-            for i in 0..12u32 {
-                if i % 3 != 2 {
-                    k.unmap_kernel_page(k.vmalloc_start() + i * M::LARGE_PAGE_SIZE).unwrap();
-                }
-            }
-        });
+        with_unshared::<M, _>(|k, ram, _| race_pgd_alloc_against_kernel_updates(k, ram, round, 12, 8));
     }
 }
 

@@ -116,3 +116,44 @@ unsafe impl PhysMem for Sparse<'_> {
         self.ram.frames_in_use()
     }
 }
+
+/// One round of the pgd_alloc race: another thread creates `spaces` address spaces while this
+/// one maps `tables` kernel page tables (one per large page from the vmalloc area's start) and
+/// unmaps every third; then every new pgd must agree with swapper_pg_dir at those addresses.
+/// Destroys the spaces and unmaps what is left; the frames stay allocated in `ram`.
+pub fn race_pgd_alloc_against_kernel_updates<M, B, C>(
+    k: &KernelMm<M, B, &EmulatedRam, C>,
+    ram: &EmulatedRam,
+    round: u32,
+    tables: u32,
+    spaces: usize,
+) where
+    M: PagingMode,
+    B: PvMmuOps<M> + Sync,
+    C: Cpu + Sync,
+{
+    let frames: Vec<Pfn> = (0..tables).map(|_| ram.alloc_frame().unwrap()).collect();
+    let va = |i: u32| k.vmalloc_start() + i * M::LARGE_PAGE_SIZE;
+    let made = std::thread::scope(|s| {
+        let maker = s.spawn(|| (0..spaces).map(|_| k.create().unwrap()).collect::<Vec<_>>());
+        for (i, f) in (0..tables).zip(&frames) {
+            k.map_kernel_page(va(i), *f, PAGE_KERNEL).unwrap();
+            if i % 3 == 2 {
+                k.unmap_kernel_page(va(i)).unwrap();
+            }
+        }
+        maker.join().unwrap()
+    });
+    for a in &made {
+        for i in 0..tables {
+            let want = k.translate_root(k.swapper_pg_dir(), va(i)).map(|t| t.pa);
+            assert_eq!(k.translate(a, va(i)).map(|t| t.pa), want, "round {round}: pgd {:?} va {:#x}", a.pgd(), va(i));
+        }
+    }
+    for a in made {
+        k.destroy(a);
+    }
+    for i in (0..tables).filter(|i| i % 3 != 2) {
+        k.unmap_kernel_page(va(i)).unwrap();
+    }
+}
