@@ -5,9 +5,6 @@
 mod common;
 use common::*;
 
-const UA: u32 = 0x0804_8000;
-const UB: u32 = 0x4000_0000;
-
 /// Links `pt` at `va`'s directory entry of `root` through the backend's `set_pmd`, without the
 /// `alloc_pt` that `pmd_populate` would have made first.
 fn link_without_alloc_pt<M: PagingMode>(e: &Env<'_, M>, root: Pfn, va: u32, pt: Pfn) {

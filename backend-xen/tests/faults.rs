@@ -10,9 +10,6 @@
 mod common;
 use common::*;
 
-const UA: u32 = 0x0804_8000;
-const UB: u32 = 0x4000_0000;
-
 /// An address space whose tree cannot be pinned: its page table maps a kernel page table
 /// writable (written while the tree was unpinned, so directly). Returns the space, its user
 /// frame, the page table and the index of the bad entry.

@@ -3,9 +3,6 @@
 mod common;
 use common::*;
 
-const UA: u32 = 0x0804_8000;
-const UB: u32 = 0x4000_0000;
-
 /// The first root loaded is the domain's initial page table: its tables are mapped read-only
 /// as Xen's domain builder maps them (no hypercall), then `xen_pgd_pin` pins the page tables
 /// and the root, bottom-up, and `NEW_BASEPTR` installs it. A PAE pmd is never pinned: the L3

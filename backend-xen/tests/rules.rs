@@ -5,27 +5,6 @@ mod common;
 use common::*;
 use paravirt_core::native;
 
-const UA: u32 = 0x0804_8000;
-const UB: u32 = 0x4000_0000;
-
-fn update<M: PagingMode>(hv: &H<'_, M>, table: Pfn, index: u32, val: u64) -> Result<(), XenError> {
-    let mut done = 0;
-    hv.mmu_update(&[MmuUpdate::normal(entry_pa::<M>(table, index), val)], &mut done)
-}
-
-fn ext<M: PagingMode>(hv: &H<'_, M>, op: MmuextOp) -> Result<(), XenError> {
-    let mut done = 0;
-    hv.mmuext_op(&[op], &mut done)
-}
-
-/// A zeroed frame made read-only in the linear map, ready to become a table.
-fn ro_frame<M: PagingMode>(e: &Env<'_, M>) -> Pfn {
-    let f = alloc_zeroed(e.ram).unwrap();
-    let va = lowmem_va(f);
-    e.hv.update_va_mapping(va, Pte::new(f, PAGE_KERNEL_RO), UvmFlags::INVLPG).unwrap();
-    f
-}
-
 fn make_writable_and_free<M: PagingMode>(e: &Env<'_, M>, f: Pfn) {
     e.hv.update_va_mapping(lowmem_va(f), Pte::new(f, PAGE_KERNEL), UvmFlags::INVLPG).unwrap();
     e.ram.free_frame(f);

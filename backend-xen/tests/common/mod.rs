@@ -177,3 +177,27 @@ pub fn shutdown_clean<M: PagingMode>(e: Env<'_, M>) {
     assert_eq!(hv.pt_base(), None);
     assert_eq!(ram.frames_in_use(), 0);
 }
+
+/// A user address in the first user page table.
+pub const UA: u32 = 0x0804_8000;
+/// A user address under another pgd entry than [`UA`].
+pub const UB: u32 = 0x4000_0000;
+
+/// One `mmu_update` of entry `index` of `table` (a pfn) to `val`.
+pub fn update<M: PagingMode>(hv: &H<'_, M>, table: Pfn, index: u32, val: u64) -> Result<(), XenError> {
+    let mut done = 0;
+    hv.mmu_update(&[MmuUpdate::normal(entry_pa::<M>(table, index), val)], &mut done)
+}
+
+/// One `mmuext_op`.
+pub fn ext<M: PagingMode>(hv: &H<'_, M>, op: MmuextOp) -> Result<(), XenError> {
+    let mut done = 0;
+    hv.mmuext_op(&[op], &mut done)
+}
+
+/// A zeroed frame made read-only in the linear map, ready to become a table.
+pub fn ro_frame<M: PagingMode>(e: &Env<'_, M>) -> Pfn {
+    let f = alloc_zeroed(e.ram).unwrap();
+    e.hv.update_va_mapping(lowmem_va(f), Pte::new(f, PAGE_KERNEL_RO), UvmFlags::INVLPG).unwrap();
+    f
+}
