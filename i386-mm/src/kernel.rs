@@ -104,8 +104,7 @@ impl PgdList {
 /// no limit on how many tables are split or changed at once.
 pub(crate) struct KernelRange {
     pub(crate) cpa: MemMap,
-    /// Page tables with a count in `cpa` (for [`KernelMm::split_tables`]).
-    pub(crate) tables: usize,
+    /// Split page tables with a count in `cpa` (for [`KernelMm::split_tables`]).
     pub(crate) split: usize,
     /// Head of `df_list` (linked through `cpa`'s `next`).
     pub(crate) deferred: u32,
@@ -221,13 +220,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             vmalloc_end,
             pse,
             pgd_lock: Lock::new(PgdList::new()),
-            kernel_lock: Lock::new(KernelRange {
-                cpa: MemMap::new(),
-                tables: 0,
-                split: 0,
-                deferred: NIL,
-                deferred_len: 0,
-            }),
+            kernel_lock: Lock::new(KernelRange { cpa: MemMap::new(), split: 0, deferred: NIL, deferred_len: 0 }),
             live_pgds: AtomicUsize::new(0),
             active: AtomicU32::new(0),
             _mode: PhantomData,
@@ -447,7 +440,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             // Pages left with a changed protection are forgotten with the tables they are in.
             let mut k = self.kernel_lock.lock();
             k.cpa.clear(&self.mem);
-            (k.tables, k.split) = (0, 0);
+            k.split = 0;
         }
         Ok((self.backend, self.mem, self.cpu))
     }

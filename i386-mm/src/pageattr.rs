@@ -155,9 +155,6 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
                         let t = pte.table();
                         let m = st.cpa.get(mem, t);
                         st.cpa.set(mem, t, Meta { count: m.count + 1, ..m })?;
-                        if m.count == 0 {
-                            st.tables += 1;
-                        }
                     }
                     self.pv().set_pte_atomic(pte, Pte::new(pfn, prot));
                 }
@@ -170,7 +167,6 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
                         self.mem.free_frame(split);
                         return Err(e);
                     }
-                    st.tables += 1;
                     st.split += 1;
                     self.set_pmd_pte(pmd, va, Pmd::new(split, PAGE_KERNEL));
                 }
@@ -186,7 +182,6 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             let t = pte.table();
             let m = st.cpa.get(mem, t);
             if m.count == 1 {
-                st.tables -= 1;
                 if m.flags & SPLIT != 0 {
                     st.split -= 1;
                 }
