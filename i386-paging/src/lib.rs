@@ -7,7 +7,9 @@
 //! - [`PhysMem`]: physical memory, an `unsafe trait` whose contract makes the safe accessors
 //!   ([`read_entry`], [`alloc_zeroed`]) sound, and [`FaultInject`] for out-of-memory tests;
 //! - [`Cpu`]: the processor (CR3, `invlpg`, flushes, probed reads and writes) and [`Fault`];
-//! - [`walk`]: one software walker that starts at any table.
+//! - [`walk`]: one software walker that starts at any table;
+//! - [`FrameMap`]: per-frame records in frames of RAM (`mem_map`, Xen's `frame_table`),
+//!   sized by the RAM given.
 //!
 //! `#![no_std]`, no heap.
 #![no_std]
@@ -15,10 +17,12 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod cpu;
+mod framemap;
 mod phys;
 pub mod walk;
 
 pub use cpu::{Cpu, Fault, PF_PROT, PF_USER, PF_WRITE};
+pub use framemap::{FrameMap, NoFrame, Record, DIRS, LEAVES_PER_DIR, RECORDS_PER_LEAF};
 pub use paravirt_core::{
     Entry, Pae, PagingMode, Pfn, PhysAddr, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, Slot, TwoLevel,
     PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PAGE_TABLE, PDPT_ALLOWED, TASK_SIZE,
