@@ -251,25 +251,15 @@ impl<T: Record> FrameMap<T> {
     /// Calls `f` with every frame that has a record, and the record, in pfn order. O(frames
     /// covered by the map's leaves).
     pub fn for_each<P: PhysMem + ?Sized>(&self, mem: &P, mut f: impl FnMut(Pfn, T)) {
-        for (d, dir) in self.dirs.iter().enumerate() {
-            let Some(dir) = *dir else { continue };
-            if self.used[d] == 0 {
-                continue;
-            }
-            for s in 0..LEAVES_PER_DIR {
-                // SAFETY: the slot lies inside a directory frame this map owns.
-                let slot = unsafe { Self::dir_slot(mem, dir, s).read() };
-                let Some(leaf) = Self::leaf_of(slot).filter(|_| slot[1] != 0) else { continue };
-                for i in 0..RECORDS_PER_LEAF {
-                    // SAFETY: the record lies inside a leaf frame this map owns.
-                    let w = unsafe { Self::record(mem, leaf, i).read() };
-                    if w != [0; 4] {
-                        let pfn = (d as u32 * LEAVES_PER_DIR + s) * RECORDS_PER_LEAF + i;
-                        f(Pfn::new(pfn), T::from_words(w));
-                    }
-                }
-            }
+        for (pfn, rec) in self.iter(mem) {
+            f(pfn, rec)
         }
+    }
+
+    /// Every frame that has a record, with the record, in pfn order (as
+    /// [`for_each`](Self::for_each), as an iterator).
+    pub fn iter<'a, P: PhysMem + ?Sized>(&'a self, mem: &'a P) -> Iter<'a, T, P> {
+        Iter { map: self, mem, next: 0 }
     }
 
     /// Records held now.
@@ -295,5 +285,44 @@ impl<T: Record> FrameMap<T> {
             }
         }
         n
+    }
+}
+
+/// The iterator of [`FrameMap::iter`].
+pub struct Iter<'a, T: Record, P: PhysMem + ?Sized> {
+    map: &'a FrameMap<T>,
+    mem: &'a P,
+    /// The next pfn to look at (64-bit: the end is 2^24).
+    next: u64,
+}
+
+impl<T: Record, P: PhysMem + ?Sized> Iterator for Iter<'_, T, P> {
+    type Item = (Pfn, T);
+
+    fn next(&mut self) -> Option<(Pfn, T)> {
+        const END: u64 = DIRS as u64 * LEAVES_PER_DIR as u64 * RECORDS_PER_LEAF as u64;
+        const PER_DIR: u64 = LEAVES_PER_DIR as u64 * RECORDS_PER_LEAF as u64;
+        while self.next < END {
+            let p = self.next as u32;
+            let leaf_no = p / RECORDS_PER_LEAF;
+            let d = (leaf_no / LEAVES_PER_DIR) as usize;
+            let Some(dir) = self.map.dirs[d].filter(|_| self.map.used[d] != 0) else {
+                self.next = (d as u64 + 1) * PER_DIR;
+                continue;
+            };
+            // SAFETY: the slot lies inside a directory frame the map owns.
+            let slot = unsafe { FrameMap::<T>::dir_slot(self.mem, dir, leaf_no % LEAVES_PER_DIR).read() };
+            let Some(leaf) = FrameMap::<T>::leaf_of(slot).filter(|_| slot[1] != 0) else {
+                self.next = (u64::from(leaf_no) + 1) * u64::from(RECORDS_PER_LEAF);
+                continue;
+            };
+            self.next += 1;
+            // SAFETY: the record lies inside a leaf frame the map owns.
+            let w = unsafe { FrameMap::<T>::record(self.mem, leaf, p % RECORDS_PER_LEAF).read() };
+            if w != [0; 4] {
+                return Some((Pfn::new(p), T::from_words(w)));
+            }
+        }
+        None
     }
 }

@@ -22,7 +22,7 @@ mod phys;
 pub mod walk;
 
 pub use cpu::{Cpu, Fault, PF_PROT, PF_USER, PF_WRITE};
-pub use framemap::{FrameMap, NoFrame, Record, DIRS, LEAVES_PER_DIR, RECORDS_PER_LEAF};
+pub use framemap::{FrameMap, Iter as FrameMapIter, NoFrame, Record, DIRS, LEAVES_PER_DIR, RECORDS_PER_LEAF};
 pub use paravirt_core::{
     Entry, Pae, PagingMode, Pfn, PhysAddr, Pmd, PmdSlot, Pte, PteFlags, PteSlot, Pud, PudSlot, Slot, TwoLevel,
     PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_OFFSET, PAGE_SHIFT, PAGE_SIZE, PAGE_TABLE, PDPT_ALLOWED, TASK_SIZE,

@@ -35,6 +35,8 @@ fn on_demand_leaves_come_and_go() {
     let mut seen = vec![];
     m.for_each(&ram, |p, r| seen.push((p.as_u32(), r)));
     assert_eq!(seen, [(7, Rec(1, 2)), (3000, Rec(3, 4))]);
+    let via_iter: Vec<_> = m.iter(&ram).map(|(p, r)| (p.as_u32(), r)).collect();
+    assert_eq!(via_iter, seen);
     m.set(&ram, Pfn::new(7), Rec::EMPTY).unwrap();
     assert_eq!(ram.frames_in_use(), start + 2);
     m.set(&ram, Pfn::new(3000), Rec::EMPTY).unwrap();
@@ -64,6 +66,8 @@ fn reserved_map_never_allocates_and_refuses_past_its_end() {
         m.set(&ram, Pfn::new(p), Rec(p + 1, 0)).unwrap();
     }
     assert_eq!(m.set(&ram, Pfn::new(1024), Rec(1, 0)), Err(NoFrame));
+    let all: Vec<_> = m.iter(&ram).map(|(p, _)| p.as_u32()).collect();
+    assert_eq!(all, [0, 999, 1023]);
     assert_eq!(m.set(&ram, Pfn::new(5000), Rec(1, 0)), Err(NoFrame));
     // Clearing records keeps the frames; a second reservation is refused.
     for p in [0, 999, 1023] {
