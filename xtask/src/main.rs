@@ -3,7 +3,8 @@
 //! - `cargo xtask test`: formatting, clippy, every host test, the `no_std` builds, the host
 //!   scenario under every backend and mode, and the kernel boots in QEMU.
 //! - `cargo xtask asm-check`: the native backend's code is identical to hooks compiled out.
-//! - `cargo xtask bench`: criterion benches of hook overhead.
+//! - `cargo xtask bench [--runs N] [FILTER]`: the criterion benches (per call site and backend,
+//!   and scaling), each variant's median and ratio, and whether their order repeats over runs.
 //! - `cargo xtask xen-oracle`: the Xen model's 4-level mode against real Xen 4.17 (QEMU),
 //!   operation by operation (the battery and seeded random sequences, shrunk when they differ).
 //! - `cargo xtask loom`: the loom models of `pgd_lock` (also part of `test`).
@@ -22,6 +23,7 @@
 //! message saying so.
 
 mod asm;
+mod bench;
 mod boots;
 mod flush_sites;
 mod host;
@@ -168,7 +170,17 @@ fn test() -> Result<(), String> {
     });
     s.step("xen-oracle: the model against real Xen (battery + 200 seeds)", oracle::test_step);
     s.step("bench smoke (each criterion bench once)", || {
-        run(cargo().args(["bench", "-p", "benches", "--bench", "hooks", "--", "--test"]))
+        run(cargo().args([
+            "bench",
+            "-p",
+            "benches",
+            "--no-default-features",
+            "--bench",
+            "call_sites",
+            "--",
+            "--test",
+        ]))?;
+        run(cargo().args(["bench", "-p", "benches", "--", "--test"]))
     });
     println!("\n==> summary");
     for (n, t) in &s.passed {
@@ -300,9 +312,26 @@ fn demo(args: &[String]) -> Result<(), String> {
     boots::run_matrix(&root(), only, true)
 }
 
+/// `bench [--runs N] [FILTER]`.
+fn bench_args(args: &[String]) -> Result<(), String> {
+    let mut runs = 1;
+    let mut filter = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => {
+                runs = it.next().and_then(|n| n.parse().ok()).ok_or("--runs takes a number of runs")?;
+            }
+            f if !f.starts_with('-') => filter = Some(f.to_string()),
+            other => return Err(format!("unknown bench option {other}")),
+        }
+    }
+    bench::bench(runs, filter.as_deref())
+}
+
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | matrix | mutants | asm-check | bench | xen-oracle [--seeds N] [--shrink N] [--record FILE]>"
+        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | matrix | mutants | asm-check | bench [--runs N] [FILTER] | xen-oracle [--seeds N] [--shrink N] [--record FILE]>"
     );
     ExitCode::from(2)
 }
@@ -317,7 +346,7 @@ fn main() -> ExitCode {
         Some("flush-sites") => flush_sites::check(),
         Some("matrix") => matrix::check(),
         Some("mutants") => mutants::mutants(),
-        Some("bench") => run(cargo().args(["bench", "-p", "benches"])),
+        Some("bench") => bench_args(&args[1..]),
         Some("asm-check") => prereq::ensure_targets().and_then(|()| asm::asm_check()),
         _ => return usage(),
     };

@@ -16,6 +16,9 @@ use std::path::Path;
 /// Proptest cases per mode and backend in a mutant's test run.
 const PROPTEST_CASES: &str = "16";
 
+/// The least time, in seconds, a mutant's test run gets before it counts as a hang.
+const MIN_TEST_TIMEOUT_S: &str = "45";
+
 /// The proptest seed of every mutant's test run: the same cases run for every mutant and on
 /// every machine, so the verdict does not change from one run to the next.
 const PROPTEST_SEED: &str = "1836408680";
@@ -73,7 +76,10 @@ pub fn mutants() -> Result<(), String> {
     c.env("CARGO_PROFILE_DEV_DEBUG", "0")
         .env("MM_PROPTEST_CASES", PROPTEST_CASES)
         .env("PROPTEST_RNG_SEED", PROPTEST_SEED)
-        .args(["mutants", "--no-shuffle", "--jobs", "2", "--test-package", "i386-mm", "--output"]);
+        .args(["mutants", "--no-shuffle", "--jobs", "2", "--test-package", "i386-mm"])
+        // A test run slower than this is a hang (counted as caught): far above the unmutated
+        // run (3 s on two idle cores), so a busy machine does not turn a slow run into a catch.
+        .args(["--minimum-test-timeout", MIN_TEST_TIMEOUT_S, "--output"]);
     c.arg(&out_dir).args(["--", "--tests"]);
     // cargo-mutants exits non-zero when a mutant is missed: the verdict is made below.
     let _ = run(&mut c);
