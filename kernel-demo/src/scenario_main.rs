@@ -6,7 +6,7 @@
 //! The summary line is parsed by `cargo xtask` (`xtask/src/boots.rs`):
 //!
 //! ```text
-//! summary: backend=vmi mode=pae steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18
+//! summary: backend=vmi mode=pae steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18 churned=1000
 //! ```
 //!
 //! `frames` is frames in use at the start / peak / end (the VMI backend's
@@ -73,7 +73,7 @@ fn run_with(
     // every frame the allocator manages (all below BOOT_MAP_SIZE and below the
     // end of RAM); its writes go only to pages that kernel owns.
     let cpu = unsafe { X86Cpu::new() };
-    let cfg = Config { lowmem_end: Some(phys.max_pfn()), reserve_top, ..Config::default() };
+    let cfg = Config { lowmem_end: Some(phys.max_pfn()), reserve_top, churn: 1000, ..Config::default() };
     kprintln!(
         "scenario: backend {}, {} paging, linear map 0..{:#x} ({} MiB)",
         backend,

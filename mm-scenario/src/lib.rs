@@ -33,12 +33,13 @@ mod tests {
             split: true,
             oom_checked: 4,
             user_pages: 18,
+            churned: 1000,
         };
         let line = s.to_string();
-        assert_eq!(line, "steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18");
+        assert_eq!(line, "steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18 churned=1000");
         assert_eq!(line.parse(), Ok(s));
         let kernel =
-            "backend=vmi mode=pae steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18";
+            "backend=vmi mode=pae steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18 churned=1000";
         assert_eq!(kernel.parse(), Ok(s), "the kernel's backend= and mode= words are skipped");
     }
 
@@ -46,9 +47,9 @@ mod tests {
     fn summary_refuses_a_broken_line() {
         use super::ParseSummaryError::*;
         assert_eq!("steps=10".parse::<Summary>(), Err(Missing("frames")));
-        let bad = "steps=10 frames=1/2 held=0/0 faults=0 split=no oom=0 user_pages=0";
+        let bad = "steps=10 frames=1/2 held=0/0 faults=0 split=no oom=0 user_pages=0 churned=0";
         assert_eq!(bad.parse::<Summary>(), Err(Bad("frames")));
-        let bad = "steps=x frames=1/2/3 held=0/0 faults=0 split=no oom=0 user_pages=0";
+        let bad = "steps=x frames=1/2/3 held=0/0 faults=0 split=no oom=0 user_pages=0 churned=0";
         assert_eq!(bad.parse::<Summary>(), Err(Bad("steps")));
     }
 }

@@ -32,11 +32,18 @@ pub struct Config {
     /// Bytes at the top of the address space reserved for a hypervisor
     /// ([`InitOptions::reserve_top`]).
     pub reserve_top: u32,
+    /// Address spaces to create and destroy after the kernel-range update (a process churn:
+    /// up to [`CHURN_LIVE`] alive at once, each with a page mapped, entered through CR3 and
+    /// checked to see the kernel range); 0 skips the step.
+    pub churn: usize,
 }
+
+/// Address spaces alive at once during the churn step.
+pub const CHURN_LIVE: usize = 16;
 
 impl Default for Config {
     fn default() -> Self {
-        Config { address_spaces: 3, pages_per_space: 6, lowmem_end: None, ptdump: true, reserve_top: 0 }
+        Config { address_spaces: 3, pages_per_space: 6, lowmem_end: None, ptdump: true, reserve_top: 0, churn: 0 }
     }
 }
 
@@ -244,6 +251,17 @@ where
         format_args!("{kva:#010x} mapped after the fact, visible in all {nspaces}"),
     )?;
 
+    // 4b. Process churn: address spaces come and go while the kernel range stays visible.
+    if cfg.churn > 0 {
+        churn(&k, cfg.churn, kva)?;
+        s.churned = cfg.churn;
+        cx.done(
+            k.backend(),
+            "address-space churn",
+            format_args!("{} created and destroyed, up to {CHURN_LIVE} alive, each sees {kva:#010x}", cfg.churn),
+        )?;
+    }
+
     // 5. change_page_attr: a read-only kernel page faults on write; reverting restores it.
     k.activate_swapper();
     let data =
@@ -421,4 +439,64 @@ where
     )?;
     s.steps = cx.steps;
     Ok(s)
+}
+
+/// Creates and destroys `n` address spaces, [`CHURN_LIVE`] at a time: each gets one user page
+/// holding its number, is entered with `activate`, and must read its own page and the kernel
+/// page at `kva` (0xC0DE_CAFE) through the CPU's walk. Everything is freed again.
+fn churn<M, B, P, C>(k: &KernelMm<M, B, P, C>, n: usize, kva: u32) -> Result<(), ScenarioError>
+where
+    M: PagingMode,
+    B: PvMmuOps<M> + Inspect,
+    P: PhysMem,
+    C: Cpu,
+{
+    let check = |what: &'static str, va: u32| ScenarioError::Check { step: "address-space churn", what, va };
+    let mut live: [Option<(AddressSpace<M>, Pfn)>; CHURN_LIVE] = [const { None }; CHURN_LIVE];
+    let mut result = Ok(());
+    for i in 0..n {
+        let slot = &mut live[i % CHURN_LIVE];
+        if let Some((mut a, f)) = slot.take() {
+            k.activate_swapper();
+            let _ = k.unmap(&mut a, user_va(0));
+            k.destroy(a);
+            k.mem().free_frame(f);
+        }
+        let Some(f) = k.mem().alloc_frame() else {
+            result = Err(ScenarioError::Mm { step: "address-space churn", err: MmError::OutOfMemory });
+            break;
+        };
+        let mut a = match k.create() {
+            Ok(a) => a,
+            Err(err) => {
+                k.mem().free_frame(f);
+                result = Err(ScenarioError::Mm { step: "address-space churn", err });
+                break;
+            }
+        };
+        if let Err(err) = k.map(&mut a, user_va(0), f, PteFlags::RW | PteFlags::USER) {
+            k.destroy(a);
+            k.mem().free_frame(f);
+            result = Err(ScenarioError::Mm { step: "address-space churn", err });
+            break;
+        }
+        k.activate(&a);
+        *slot = Some((a, f));
+        let tag = 0xC4_0000 | i as u32;
+        if k.cpu().write_u32(user_va(0), tag).is_err() || k.cpu().read_u32(user_va(0)).ok() != Some(tag) {
+            result = Err(check("user page not reachable through the page walk", user_va(0)));
+            break;
+        }
+        if k.cpu().read_u32(kva).ok() != Some(0xC0DE_CAFE) {
+            result = Err(check("kernel range missing in a new address space", kva));
+            break;
+        }
+    }
+    k.activate_swapper();
+    for (mut a, f) in live.iter_mut().filter_map(Option::take) {
+        let _ = k.unmap(&mut a, user_va(0));
+        k.destroy(a);
+        k.mem().free_frame(f);
+    }
+    result
 }

@@ -27,15 +27,17 @@ pub struct Summary {
     pub oom_checked: usize,
     /// User pages mapped in all.
     pub user_pages: usize,
+    /// Address spaces created and destroyed by the churn step.
+    pub churned: usize,
 }
 
 impl fmt::Display for Summary {
     /// One machine-readable line: `steps=.. frames=start/peak/end held=peak/end faults=..
-    /// split=yes|no oom=.. user_pages=..`.
+    /// split=yes|no oom=.. user_pages=.. churned=..`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "steps={} frames={}/{}/{} held={}/{} faults={} split={} oom={} user_pages={}",
+            "steps={} frames={}/{}/{} held={}/{} faults={} split={} oom={} user_pages={} churned={}",
             self.steps,
             self.frames_before,
             self.frames_peak,
@@ -45,7 +47,8 @@ impl fmt::Display for Summary {
             self.faults_seen,
             if self.split { "yes" } else { "no" },
             self.oom_checked,
-            self.user_pages
+            self.user_pages,
+            self.churned
         )
     }
 }
@@ -115,6 +118,7 @@ impl FromStr for Summary {
             split,
             oom_checked: num(line, "oom")?,
             user_pages: num(line, "user_pages")?,
+            churned: num(line, "churned")?,
         })
     }
 }

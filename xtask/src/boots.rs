@@ -10,7 +10,7 @@
 //! end of a successful scenario, which the summary table is made from:
 //!
 //! ```text
-//! summary: backend=vmi mode=pae steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18
+//! summary: backend=vmi mode=pae steps=10 frames=513/551/513 held=32/0 faults=1 split=yes oom=4 user_pages=18 churned=1000
 //! ```
 
 use mm_scenario::Summary;
@@ -445,7 +445,7 @@ mod tests {
 
     #[test]
     fn parses_the_summary_line() {
-        let log = "x\nsummary: backend=vmi mode=pae steps=10 frames=0/45/0 held=20/0 faults=1 split=yes oom=4 user_pages=18\nend\n";
+        let log = "x\nsummary: backend=vmi mode=pae steps=10 frames=0/45/0 held=20/0 faults=1 split=yes oom=4 user_pages=18 churned=1000\nend\n";
         let s = kernel_summary(log).expect("parsed");
         assert_eq!((s.steps, s.frames_before, s.frames_peak, s.frames_after), (10, 0, 45, 0));
         assert_eq!((s.held_peak, s.held_after, s.faults_seen, s.split), (20, 0, 1, true));

@@ -83,7 +83,7 @@ fn run_xen<M: PagingMode>(verbose: bool) -> Row {
     let xen = Xen::new(&hv, Policy::Record);
     let ptwr = |f: Fault, val: u32| hv.ptwr_do_page_fault(f.addr, u64::from(val), 4).is_ok();
     let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
-    let cfg = Config { reserve_top: hv.reserve_top(), ..Config::default() };
+    let cfg = Config { reserve_top: hv.reserve_top(), churn: 1000, ..Config::default() };
     run_on::<M, _>(&xen, &ram, &cpu, &cfg, verbose)
 }
 
