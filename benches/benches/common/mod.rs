@@ -2,8 +2,10 @@
 //! backend with one address space loaded, the variants, and criterion's settings.
 
 use criterion::Criterion;
-use i386_mm::{InitOptions, KernelMm, PagingMode, PvMmuOps};
-use mm_testkit::{EmulatedRam, HostCpu};
+use i386_mm::{Cpu, Fault, InitOptions, KernelMm, PagingMode, PvMmuOps};
+use mm_testkit::EmulatedRam;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::Duration;
 
 /// The user address whose page stays mapped (a page table stays live) during every bench.
@@ -15,17 +17,50 @@ pub fn ram(mib: u32) -> &'static EmulatedRam {
     Box::leak(Box::new(EmulatedRam::new(mib * 256, 1)))
 }
 
-/// The host CPU over `ram`, leaked.
-pub fn cpu<M: PagingMode>(ram: &'static EmulatedRam) -> &'static HostCpu<'static, M> {
-    Box::leak(Box::new(HostCpu::<M>::new(ram)))
+/// The processor of the benches: CR3 is a register, and `invlpg` and the flushes are opaque
+/// calls that cost what a call costs. The test kit's `HostCpu` models a TLB in software (a
+/// lock and ordered maps per access), which would dominate every variant's time and shrink
+/// the backends' ratios; a real `invlpg` is a single instruction. `KernelMm` never reads or
+/// writes memory through the CPU, so those fault.
+#[derive(Default)]
+pub struct BenchCpu {
+    cr3: AtomicU32,
+}
+
+impl Cpu for BenchCpu {
+    fn write_cr3(&self, cr3: u32) {
+        self.cr3.store(black_box(cr3), Relaxed)
+    }
+    fn read_cr3(&self) -> u32 {
+        self.cr3.load(Relaxed)
+    }
+    fn load_boot_root(&self) {
+        self.cr3.store(0, Relaxed)
+    }
+    fn invlpg(&self, va: u32) {
+        black_box(va);
+    }
+    fn flush_tlb(&self) {
+        black_box(());
+    }
+    fn flush_tlb_global(&self) {
+        black_box(());
+    }
+    fn read_u32(&self, va: u32) -> Result<u32, Fault> {
+        Err(Fault { vector: 14, error_code: 0, addr: va })
+    }
+    fn write_u32(&self, va: u32, _val: u32) -> Result<(), Fault> {
+        Err(Fault { vector: 14, error_code: 2, addr: va })
+    }
 }
 
 /// A kernel built by `pagetable_init` over `backend`, with `swapper_pg_dir` loaded.
-pub type Kernel<M, B> = KernelMm<M, B, &'static EmulatedRam, &'static HostCpu<'static, M>>;
+pub type Kernel<M, B> = KernelMm<M, B, &'static EmulatedRam, BenchCpu>;
 
 /// Boots a kernel over `backend` (large pages where the backend allows them).
 pub fn kernel<M: PagingMode, B: PvMmuOps<M>>(ram: &'static EmulatedRam, backend: B) -> Kernel<M, B> {
-    let k = KernelMm::pagetable_init(ram, backend, cpu::<M>(ram), InitOptions::default()).expect("pagetable_init");
+    let k =
+        KernelMm::pagetable_init(ram, backend, BenchCpu::default(), InitOptions::default()).expect("pagetable_init");
     k.activate_swapper();
     k
 }
