@@ -215,7 +215,27 @@ fn kernel_lints() -> Result<(), String> {
         }
         run(c.args(["--", "-D", "warnings"]))?;
     }
-    Ok(())
+    conflicting_features_refused(&dir)
+}
+
+/// `vmi` and `xen` together must stop the kernel's build with its own `compile_error!` only (no
+/// other error before or after it).
+fn conflicting_features_refused(dir: &Path) -> Result<(), String> {
+    const MESSAGE: &str = "features `vmi` and `xen` each select a backend";
+    println!("$ cargo build --release --features vmi,xen (in kernel-demo; must fail with one error)");
+    let out = cargo()
+        .current_dir(dir)
+        .env_remove("RUSTFLAGS")
+        .args(["build", "--release", "--target", qemu::KERNEL_TARGET, "--features", "vmi,xen"])
+        .output()
+        .map_err(|e| format!("cannot run cargo build: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> =
+        stderr.lines().filter(|l| l.starts_with("error") && !l.starts_with("error: could not compile")).collect();
+    match errors.as_slice() {
+        [only] if !out.status.success() && only.contains(MESSAGE) => Ok(()),
+        _ => Err(format!("--features vmi,xen must fail with the compile_error! alone, got:\n{stderr}")),
+    }
 }
 
 /// Wrong orderings the loom models must catch, each built only under `cfg(loom)`.

@@ -273,4 +273,16 @@ mod tests {
         assert!(a.contains("-m 256 -smp 4 -accel tcg,thread=multi "), "{a}");
         assert!(a.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"), "{a}");
     }
+
+    #[test]
+    fn the_cargo_runner_boots_the_same_machine() {
+        let dir = crate::root().join("kernel-demo");
+        let script = std::fs::read_to_string(dir.join("qemu-runner.sh")).expect("kernel-demo/qemu-runner.sh");
+        let joined: Vec<&str> = script.lines().map(|l| l.trim().trim_end_matches('\\').trim()).collect();
+        let expected = format!("{QEMU} {}", qemu_args(Path::new("\"$elf\""), Machine::default()).join(" "));
+        assert!(joined.join(" ").contains(&expected), "qemu-runner.sh does not run `{expected}`");
+        assert!(script.contains("33) exit 0"), "status 33 must be the runner's success");
+        let config = std::fs::read_to_string(dir.join(".cargo").join("config.toml")).expect("config.toml");
+        assert!(config.contains("runner = \"./qemu-runner.sh\""), "kernel-demo's cargo runner is not the script");
+    }
 }
