@@ -32,6 +32,7 @@ mod host;
 mod matrix;
 mod mutants;
 mod oracle;
+mod package;
 mod prereq;
 mod qemu;
 
@@ -143,6 +144,7 @@ fn test() -> Result<(), String> {
     s.step("cargo doc -D warnings", || {
         run(cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--quiet"]))
     });
+    s.step("cargo package: the libraries build from their packaged sources", package::check);
     s.step("kernel-demo: fmt and clippy for every feature set", kernel_lints);
     s.step("no_std builds (x86_64-unknown-none)", || {
         let mut c = cargo();
