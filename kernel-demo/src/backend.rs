@@ -17,6 +17,8 @@
 //! handler prints the backend's report (the rule and the pfn) before exiting
 //! QEMU with the failure status.
 
+// With both `vmi` and `xen` (refused by `config`'s `compile_error!`), the VMI items are the
+// ones built, so that error is the only one.
 #[cfg(all(any(feature = "vmi", feature = "xen"), not(feature = "boot-select")))]
 use paravirt_core::Policy;
 use paravirt_core::{Inspect, PvMmuOps};
@@ -75,21 +77,21 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 /// each) is too big for the stack, so it is a static. It gets the CPU's
 /// `invlpg`, so a linear-map PTE the model makes read-only or writable is
 /// dropped from the real TLB.
-#[cfg(all(feature = "xen", not(feature = "boot-select")))]
+#[cfg(all(feature = "xen", not(feature = "vmi"), not(feature = "boot-select")))]
 static HYPERVISOR: backend_xen::Hypervisor<Mode, KernelPhys> =
     backend_xen::Hypervisor::new(KernelPhys).with_invlpg(crate::cpu::invlpg);
 
 /// The guest side of the Xen PV domain (Linux's Xen MMU code), issuing its
 /// hypercalls to [`HYPERVISOR`], with its panic policy: one byte of state per
 /// frame, a static too.
-#[cfg(all(feature = "xen", not(feature = "boot-select")))]
+#[cfg(all(feature = "xen", not(feature = "vmi"), not(feature = "boot-select")))]
 static XEN: backend_xen::Xen<'static, Mode, KernelPhys> = backend_xen::Xen::new(&HYPERVISOR, Policy::Panic);
 
 /// Runs `w` with the Xen PV MMU model over the kernel's RAM (`mem` is that
 /// RAM; the model holds its own [`KernelPhys`]). A write fault on a read-only
 /// page goes to the model first ([`crate::emulate`]): a store into a
 /// validated page table is emulated, as Xen's `ptwr_do_page_fault` does.
-#[cfg(all(feature = "xen", not(feature = "boot-select")))]
+#[cfg(all(feature = "xen", not(feature = "vmi"), not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     let _ = mem;
     crate::emulate::set_write_fault_handler(|addr, val| HYPERVISOR.ptwr_do_page_fault(addr, u64::from(val), 4).is_ok());
@@ -99,10 +101,10 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 /// Bytes the kernel leaves free at the top of its address space for the
 /// hypervisor (Linux's `reserve_top_address`, as `xen_reserve_top` calls it):
 /// Xen's area.
-#[cfg(all(feature = "xen", not(feature = "boot-select")))]
+#[cfg(all(feature = "xen", not(feature = "vmi"), not(feature = "boot-select")))]
 pub const RESERVE_TOP: u32 = 0u32.wrapping_sub(backend_xen::hypervisor_virt_start(cfg!(feature = "pae"))) + 2 * 4096;
 
 /// Bytes the kernel leaves free at the top of its address space: none
 /// without a hypervisor that maps itself there.
-#[cfg(all(not(feature = "xen"), not(feature = "boot-select")))]
+#[cfg(not(any(all(feature = "xen", not(feature = "vmi")), feature = "boot-select")))]
 pub const RESERVE_TOP: u32 = 0;

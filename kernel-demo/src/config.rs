@@ -31,7 +31,7 @@ pub const BACKEND_DESCRIPTION: &str = if cfg!(feature = "boot-select") {
 } else if cfg!(feature = "xen") {
     "Xen PV MMU model (pinned, read-only page tables)"
 } else {
-    "bare metal, hooks compiled out"
+    "bare metal: the native hooks, counted by a recorder"
 };
 
 /// Whether the kernel uses PAE (three-level) paging.

@@ -1,11 +1,11 @@
-//! Control registers and TLB maintenance.
+//! Control registers and TLB maintenance, over the `x86` crate's instructions.
 //!
 //! Reads, TLB flushes and `CR0.WP` changes are safe: they do not change which
 //! memory is mapped. Writing CR0, CR3 or CR4 directly is unsafe, since it can
 //! switch paging off, change the address space under the running code, or
 //! change the paging mode.
 
-use core::arch::asm;
+use x86::controlregs::{self as cr, Cr0, Cr4};
 
 /// CR0.MP: monitor coprocessor (with TS, makes `wait`/SSE honour task switches).
 pub const CR0_MP: u32 = 1 << 1;
@@ -29,10 +29,8 @@ pub const CR4_OSXMMEXCPT: u32 = 1 << 10;
 
 /// Reads CR0.
 pub fn read_cr0() -> u32 {
-    let value: u32;
-    // SAFETY: reading CR0 has no side effects (we run in ring 0).
-    unsafe { asm!("mov {}, cr0", out(reg) value, options(nomem, nostack, preserves_flags)) }
-    value
+    // SAFETY: the kernel runs in ring 0; reading CR0 has no side effects.
+    unsafe { cr::cr0() }.bits() as u32
 }
 
 /// Writes CR0.
@@ -41,24 +39,21 @@ pub fn read_cr0() -> u32 {
 /// The new value must keep paging, protection and the FPU/SSE state the
 /// running code relies on (PG, PE, EM clear, MP set).
 pub unsafe fn write_cr0(value: u32) {
-    // SAFETY: the caller guarantees the new CR0 keeps the running code valid.
-    unsafe { asm!("mov cr0, {}", in(reg) value, options(nostack, preserves_flags)) }
+    // SAFETY: the caller guarantees the new CR0 keeps the running code valid (the bits `Cr0`
+    // does not name are reserved, zero).
+    unsafe { cr::cr0_write(Cr0::from_bits_truncate(value as usize)) }
 }
 
 /// Reads CR2, the linear address of the last page fault.
 pub fn read_cr2() -> u32 {
-    let value: u32;
-    // SAFETY: reading CR2 has no side effects.
-    unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack, preserves_flags)) }
-    value
+    // SAFETY: ring 0; reading CR2 has no side effects.
+    unsafe { cr::cr2() as u32 }
 }
 
 /// Reads CR3, the physical address of the current top-level page table.
 pub fn read_cr3() -> u32 {
-    let value: u32;
-    // SAFETY: reading CR3 has no side effects.
-    unsafe { asm!("mov {}, cr3", out(reg) value, options(nomem, nostack, preserves_flags)) }
-    value
+    // SAFETY: ring 0; reading CR3 has no side effects. CR3 is 32 bits wide on i386.
+    unsafe { cr::cr3() as u32 }
 }
 
 /// Loads CR3: switches to another page-table tree and flushes all non-global
@@ -72,15 +67,13 @@ pub fn read_cr3() -> u32 {
 /// addresses.
 pub unsafe fn write_cr3(value: u32) {
     // SAFETY: the caller guarantees the new tree maps everything still in use.
-    unsafe { asm!("mov cr3, {}", in(reg) value, options(nostack, preserves_flags)) }
+    unsafe { cr::cr3_write(u64::from(value)) }
 }
 
 /// Reads CR4.
 pub fn read_cr4() -> u32 {
-    let value: u32;
-    // SAFETY: reading CR4 has no side effects.
-    unsafe { asm!("mov {}, cr4", out(reg) value, options(nomem, nostack, preserves_flags)) }
-    value
+    // SAFETY: ring 0; reading CR4 has no side effects.
+    unsafe { cr::cr4() }.bits() as u32
 }
 
 /// Writes CR4.
@@ -90,15 +83,16 @@ pub fn read_cr4() -> u32 {
 /// (PAE, PSE used by live mappings) and must keep OSFXSR set (the compiled
 /// code uses SSE).
 pub unsafe fn write_cr4(value: u32) {
-    // SAFETY: the caller guarantees the new CR4 keeps the running code valid.
-    unsafe { asm!("mov cr4, {}", in(reg) value, options(nostack, preserves_flags)) }
+    // SAFETY: the caller guarantees the new CR4 keeps the running code valid (the bits `Cr4`
+    // does not name are reserved, zero).
+    unsafe { cr::cr4_write(Cr4::from_bits_truncate(value as usize)) }
 }
 
 /// Invalidates the TLB entry for the page containing `va` (global or not).
 pub fn invlpg(va: u32) {
     // SAFETY: dropping a cached translation never makes memory unsafe to use;
     // the next access re-walks the page tables.
-    unsafe { asm!("invlpg [{}]", in(reg) va, options(nostack, preserves_flags)) }
+    unsafe { x86::tlb::flush(va as usize) }
 }
 
 /// Flushes all non-global TLB entries by reloading CR3 with its own value.

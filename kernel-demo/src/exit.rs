@@ -5,8 +5,6 @@
 //! A triple fault under `-no-reboot` exits with status 0, so a runner must
 //! treat only [`ExitCode::Success`] (status 33) as success.
 
-use crate::port;
-
 /// I/O port of QEMU's `isa-debug-exit` device.
 pub const DEBUG_EXIT_PORT: u16 = 0xf4;
 
@@ -35,7 +33,7 @@ const _: () = assert!(ExitCode::Success.qemu_status() == 33 && ExitCode::Failure
 pub fn exit(code: ExitCode) -> ! {
     // SAFETY: port 0xf4 is the debug-exit device (or nothing, on other machines);
     // writing to it only ends the virtual machine.
-    unsafe { port::outl(DEBUG_EXIT_PORT, code as u32) };
+    unsafe { x86::io::outl(DEBUG_EXIT_PORT, code as u32) };
     halt_forever()
 }
 

@@ -53,7 +53,6 @@ mod panic;
 #[cfg(feature = "boot-select")]
 pub mod paravirt_ops;
 pub mod phys;
-pub mod port;
 pub mod probe;
 pub mod scenario_main;
 #[cfg(feature = "boot-select")]

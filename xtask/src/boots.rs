@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::qemu::{self, BootConfig, BootOutcome, BOOT_SELECT};
+use crate::qemu::{self, BootConfig, BootOutcome, Machine, BOOT_SELECT};
 
 /// Backends of the matrix, in table order.
 pub const BACKENDS: [&str; 3] = ["native", "vmi", "xen"];
@@ -42,6 +42,18 @@ pub fn kernel_summary(serial: &str) -> Option<Summary> {
     serial.lines().rev().find_map(|l| l.trim().strip_prefix("summary:"))?.parse().ok()
 }
 
+/// What a boot must do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    /// Run the scenario to its end: QEMU status 33.
+    Pass,
+    /// A planned failure: the kernel panics (status 35) with a message containing this text.
+    Panic(&'static str),
+}
+
+/// The panic a boot-select image must take when its command line names no known backend.
+const UNKNOWN_BACKEND_PANIC: &str = "unknown backend `backend=bogus`";
+
 /// One boot of the matrix.
 struct Row {
     cfg: BootConfig,
@@ -49,11 +61,17 @@ struct Row {
     chosen: Option<&'static str>,
     /// The boot, or why there was none (build failure, QEMU missing).
     outcome: Result<BootOutcome, String>,
+    /// What the boot must do.
+    expect: Expect,
 }
 
 impl Row {
     fn passed(&self) -> bool {
-        matches!(&self.outcome, Ok(o) if o.success)
+        match (&self.outcome, self.expect) {
+            (Ok(o), Expect::Pass) => o.success,
+            (Ok(o), Expect::Panic(text)) => panicked_with(o, text),
+            (Err(_), _) => false,
+        }
     }
 
     /// The table's backend column: `xen`, or `xen (ops table)` for a boot-select boot.
@@ -91,27 +109,51 @@ fn tail(text: &str, n: usize) -> String {
     })
 }
 
-/// Builds and boots `cfg`, printing the serial output when `verbose`.
-fn build_and_boot(root: &Path, cfg: &BootConfig, cmdline: &str, verbose: bool) -> Result<BootOutcome, String> {
-    println!("xtask: building kernel-demo {}", cfg.label());
-    let elf = qemu::build_kernel(root, cfg)?;
-    boot_and_show(&elf, cfg, cmdline, verbose)
+/// Whether the kernel took its failure exit (status 35) through the panic handler with a
+/// message containing `text`.
+fn panicked_with(o: &BootOutcome, text: &str) -> bool {
+    o.status == Some(FAILURE_STATUS) && o.serial.contains("KERNEL PANIC") && o.serial.contains(text)
 }
 
-/// Boots the image `elf` built for `cfg` with `cmdline` (empty: none), printing the serial
-/// output when `verbose`.
-fn boot_and_show(elf: &Path, cfg: &BootConfig, cmdline: &str, verbose: bool) -> Result<BootOutcome, String> {
-    let outcome = if cmdline.is_empty() {
-        qemu::boot(elf, BOOT_TIMEOUT)?
-    } else {
-        qemu::boot_with_cmdline(elf, cmdline, BOOT_TIMEOUT)?
-    };
+/// Builds and boots `cfg` on `machine`, printing the serial output when `verbose`.
+fn build_and_boot(
+    root: &Path,
+    cfg: &BootConfig,
+    cmdline: &str,
+    machine: Machine,
+    verbose: bool,
+) -> Result<BootOutcome, String> {
+    println!("xtask: building kernel-demo {}", cfg.label());
+    let elf = qemu::build_kernel(root, cfg)?;
+    boot_and_show(&elf, cfg, cmdline, machine, Expect::Pass, verbose)
+}
+
+/// Boots the image `elf` built for `cfg` on `machine` with `cmdline` (empty: none), printing
+/// the serial output when `verbose`, framed as a planned failure when `expect` is a panic.
+fn boot_and_show(
+    elf: &Path,
+    cfg: &BootConfig,
+    cmdline: &str,
+    machine: Machine,
+    expect: Expect,
+    verbose: bool,
+) -> Result<BootOutcome, String> {
+    let outcome = qemu::boot(elf, cmdline, machine, BOOT_TIMEOUT)?;
     if verbose {
         let extra = if cmdline.is_empty() { String::new() } else { format!(", -append {cmdline}") };
-        println!("\n=== kernel-demo {} (QEMU{extra}) ===", cfg.label());
+        let planned = match expect {
+            Expect::Pass => "",
+            Expect::Panic(_) => ": a planned kernel panic, EXPECTED to fail",
+        };
+        println!("\n=== kernel-demo {} (QEMU{extra}){planned} ===", cfg.label());
         print!("{}", outcome.serial);
+        let verdict = match expect {
+            Expect::Pass => "",
+            Expect::Panic(text) if panicked_with(&outcome, text) => ": the expected failure",
+            Expect::Panic(_) => ": NOT the expected panic",
+        };
         println!(
-            "=== QEMU status {} ({}) after {:.2} s ===\n",
+            "=== QEMU status {} ({}) after {:.2} s{verdict} ===\n",
             outcome.status.map_or_else(|| "none".to_string(), |s| s.to_string()),
             qemu::describe_status(outcome.status),
             outcome.elapsed.as_secs_f64()
@@ -137,12 +179,16 @@ fn failure_report(label: &str, outcome: &Result<BootOutcome, String>) -> String 
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "{:<18} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
+        "{:<18} {:<10} {:<15} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
         "backend", "mode", "result", "QEMU", "steps", "frames start/peak/end", "backend pk/end", "faults"
     );
     for r in rows {
         let mode = mode_name(r.cfg.pae);
         let (result, time) = match &r.outcome {
+            Ok(o) if matches!(r.expect, Expect::Panic(_)) => (
+                if r.passed() { "panic, expected" } else { "NOT PANICKED" },
+                format!("{:.2} s", o.elapsed.as_secs_f64()),
+            ),
             Ok(o) if o.success && o.elapsed > BOOT_BUDGET => ("ok,slow", format!("{:.2} s", o.elapsed.as_secs_f64())),
             Ok(o) if o.success => ("ok", format!("{:.2} s", o.elapsed.as_secs_f64())),
             Ok(o) if o.status.is_none() => ("TIMEOUT", format!("{:.2} s", o.elapsed.as_secs_f64())),
@@ -152,7 +198,7 @@ fn print_table(rows: &[Row]) {
         let summary = r.outcome.as_ref().ok().filter(|o| o.success).and_then(|o| kernel_summary(&o.serial));
         match summary {
             Some(s) => println!(
-                "{:<18} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
+                "{:<18} {:<10} {:<15} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
                 r.backend(),
                 mode,
                 result,
@@ -163,7 +209,7 @@ fn print_table(rows: &[Row]) {
                 s.faults_seen
             ),
             None => println!(
-                "{:<18} {:<10} {:<8} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
+                "{:<18} {:<10} {:<15} {:>8}  {:>5}  {:>21}  {:>14}  {:>6}",
                 r.backend(),
                 mode,
                 result,
@@ -177,27 +223,35 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-/// Builds and boots the kernel demo for every backend and paging mode (or only `only`:
-/// `(backend, pae)`), each under [`BOOT_TIMEOUT`]. Without `only`, also builds the
-/// `boot-select` image once per paging mode and boots it once per backend
-/// ([`boot_select_rows`], rows `vmi (ops table)`...), and checks that an unknown `backend=`
-/// is refused ([`check_unknown_backend`]). Prints each boot's serial output when `verbose`,
-/// and always a summary table (backend, mode, result, QEMU wall time, scenario steps, frames
-/// start/peak/end, backend pages peak/end, faults seen). Fails unless every selected boot
-/// ended with QEMU status 33 and printed its summary line (and, for a boot-select boot, named
-/// the chosen backend and the ops-table dispatch); the error names each failed configuration
-/// with the tail of its serial log.
-pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Result<(), String> {
+/// Builds and boots the kernel demo for every backend and paging mode (or only the
+/// `(backend, pae)` pairs of `only`) on `machine`, each under [`BOOT_TIMEOUT`]. Without `only`,
+/// also builds the `boot-select` image once per paging mode and boots it once per backend
+/// ([`boot_select_rows`], rows `vmi (ops table)`...), then boots it with `backend=bogus`, a
+/// planned panic ([`unknown_backend_row`]). Prints each boot's serial output when `verbose`
+/// (the planned panic framed as expected), and always a summary table (backend, mode, result,
+/// QEMU wall time, scenario steps, frames start/peak/end, backend pages peak/end, faults seen).
+/// Fails unless every boot did what it must: QEMU status 33 and a summary line (for a
+/// boot-select boot, naming the chosen backend and the ops-table dispatch), or for the planned
+/// panic, status 35 and the panic naming the unknown backend; the error names each failed
+/// configuration with the tail of its serial log.
+pub fn run_matrix(
+    root: &Path,
+    only: Option<&[(&'static str, bool)]>,
+    machine: Machine,
+    verbose: bool,
+) -> Result<(), String> {
     crate::prereq::ensure_prerequisites()?;
     let configs: Vec<BootConfig> = match only {
-        Some((backend, pae)) => {
-            let backend = BACKENDS
-                .iter()
-                .copied()
-                .find(|b| *b == backend)
-                .ok_or_else(|| format!("unknown backend `{backend}` (expected native, vmi or xen)"))?;
-            vec![BootConfig { backend, pae, extra_features: vec![] }]
-        }
+        Some(pairs) => pairs
+            .iter()
+            .map(|&(backend, pae)| {
+                if BACKENDS.contains(&backend) {
+                    Ok(BootConfig { backend, pae, extra_features: vec![] })
+                } else {
+                    Err(format!("unknown backend `{backend}` (expected native, vmi or xen)"))
+                }
+            })
+            .collect::<Result<_, _>>()?,
         None => BACKENDS
             .iter()
             .flat_map(|&backend| [false, true].map(|pae| BootConfig { backend, pae, extra_features: vec![] }))
@@ -206,23 +260,25 @@ pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Res
     let mut rows: Vec<Row> = configs
         .into_iter()
         .map(|cfg| {
-            let outcome = build_and_boot(root, &cfg, "", verbose);
-            Row { cfg, chosen: None, outcome }
+            let outcome = build_and_boot(root, &cfg, "", machine, verbose);
+            Row { cfg, chosen: None, outcome, expect: Expect::Pass }
         })
         .collect();
-    let mut failures = Vec::new();
     if only.is_none() {
-        rows.extend(boot_select_rows(root, verbose));
-        match check_unknown_backend(root, verbose) {
-            Ok(line) => println!("xtask: boot-select refuses an unknown backend: {line}"),
-            Err(e) => failures.push(e),
-        }
+        rows.extend(boot_select_rows(root, machine, verbose));
+        rows.push(unknown_backend_row(root, machine, verbose));
     }
     print_table(&rows);
+    let mut failures = Vec::new();
     for r in &rows {
         if !r.passed() {
-            failures.push(failure_report(&r.label(), &r.outcome));
-        } else if let Ok(o) = &r.outcome {
+            let report = failure_report(&r.label(), &r.outcome);
+            match r.expect {
+                Expect::Pass => failures.push(report),
+                Expect::Panic(text) => failures
+                    .push(format!("expected a kernel panic naming `{text}` and status {FAILURE_STATUS}: {report}")),
+            }
+        } else if let (Ok(o), Expect::Pass) = (&r.outcome, r.expect) {
             if kernel_summary(&o.serial).is_none() {
                 failures.push(format!("{}: status 33 but no parsable `summary:` line", r.label()));
             } else if let Some(b) = r.chosen {
@@ -232,8 +288,14 @@ pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Res
             }
         }
     }
+    let planned = rows.iter().filter(|r| matches!(r.expect, Expect::Panic(_))).count();
     if failures.is_empty() {
-        println!("xtask: {} kernel boot(s) passed", rows.len());
+        match planned {
+            0 => println!("xtask: {} kernel boot(s) passed", rows.len()),
+            n => {
+                println!("xtask: {} kernel boot(s) passed, and {n} planned panic(s) failed as expected", rows.len() - n)
+            }
+        }
         Ok(())
     } else {
         Err(format!("{} of {} kernel boot(s) failed:\n{}", failures.len(), rows.len(), failures.join("\n")))
@@ -243,7 +305,7 @@ pub fn run_matrix(root: &Path, only: Option<(&str, bool)>, verbose: bool) -> Res
 /// Builds the `boot-select` image (every backend in one kernel) once per paging mode and boots
 /// each image once per backend with `-append backend=...`: the rows of the matrix in which the
 /// backend is chosen at boot and reached through the kernel's `ParavirtOps` table.
-fn boot_select_rows(root: &Path, verbose: bool) -> Vec<Row> {
+fn boot_select_rows(root: &Path, machine: Machine, verbose: bool) -> Vec<Row> {
     let mut rows = Vec::new();
     for pae in [false, true] {
         let cfg = BootConfig { backend: BOOT_SELECT, pae, extra_features: vec![] };
@@ -251,10 +313,10 @@ fn boot_select_rows(root: &Path, verbose: bool) -> Vec<Row> {
         let elf = qemu::build_kernel(root, &cfg);
         for backend in BACKENDS {
             let outcome = match &elf {
-                Ok(elf) => boot_and_show(elf, &cfg, &format!("backend={backend}"), verbose),
+                Ok(elf) => boot_and_show(elf, &cfg, &format!("backend={backend}"), machine, Expect::Pass, verbose),
                 Err(e) => Err(e.clone()),
             };
-            rows.push(Row { cfg: cfg.clone(), chosen: Some(backend), outcome });
+            rows.push(Row { cfg: cfg.clone(), chosen: Some(backend), outcome, expect: Expect::Pass });
         }
     }
     rows
@@ -280,25 +342,16 @@ fn check_boot_select(backend: &str, serial: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Boots the two-level `boot-select` image with `backend=bogus` and requires the kernel's
-/// failure exit with a panic naming the unknown backend (a typo must not boot on bare metal).
-/// Returns the panic line.
-fn check_unknown_backend(root: &Path, verbose: bool) -> Result<String, String> {
+/// The planned panic: the two-level `boot-select` image booted with `backend=bogus` must take
+/// the kernel's failure exit with a panic naming the unknown backend (a typo must not boot on
+/// bare metal).
+fn unknown_backend_row(root: &Path, machine: Machine, verbose: bool) -> Row {
     let cfg = BootConfig { backend: BOOT_SELECT, pae: false, extra_features: vec![] };
-    let cmdline = "backend=bogus";
-    let label = format!("{} -append {cmdline}", cfg.label());
+    let expect = Expect::Panic(UNKNOWN_BACKEND_PANIC);
     // Already built by `boot_select_rows`: this only copies the image.
-    let elf = qemu::build_kernel(root, &cfg).map_err(|e| format!("{label}: {e}"))?;
-    let o = boot_and_show(&elf, &cfg, cmdline, verbose).map_err(|e| format!("{label}: {e}"))?;
-    let line = o.serial.lines().find(|l| l.contains("unknown backend `backend=bogus`"));
-    match line {
-        Some(line) if o.status == Some(FAILURE_STATUS) && o.serial.contains("KERNEL PANIC") => Ok(line.to_string()),
-        _ => Err(format!(
-            "{label}: expected a panic naming the unknown backend and status {FAILURE_STATUS}, got status {}:\n{}",
-            o.status.map_or_else(|| "none".to_string(), |s| s.to_string()),
-            tail(&o.serial, 10)
-        )),
-    }
+    let outcome = qemu::build_kernel(root, &cfg)
+        .and_then(|elf| boot_and_show(&elf, &cfg, "backend=bogus", machine, expect, verbose));
+    Row { cfg, chosen: Some("bogus"), outcome, expect }
 }
 
 /// The deliberate bug the demonstration builds enable (`i386-mm/bug-missing-alloc-pt`):
@@ -376,7 +429,7 @@ pub fn run_bug_demos(root: &Path, verbose: bool) -> Result<(), String> {
     for backend in ["vmi", "xen"] {
         for pae in [false, true] {
             let cfg = BootConfig { backend, pae, extra_features: vec![BUG_FEATURE.to_string()] };
-            let checked = build_and_boot(root, &cfg, "", verbose).and_then(|o| {
+            let checked = build_and_boot(root, &cfg, "", Machine::default(), verbose).and_then(|o| {
                 check_bug_report(backend, &o).map_err(|e| format!("{e}\n{}", tail(&o.serial, TAIL_LINES)))
             });
             match checked {
@@ -418,7 +471,7 @@ pub fn run_crash_tests(root: &Path, verbose: bool) -> Result<(), String> {
     let mut failures = Vec::new();
     for (kind, expected) in CRASHES {
         let cmdline = format!("crash={kind}");
-        let o = qemu::boot_with_cmdline(&elf, &cmdline, BOOT_TIMEOUT)?;
+        let o = qemu::boot(&elf, &cmdline, Machine::default(), BOOT_TIMEOUT)?;
         if verbose {
             println!("\n=== kernel-demo {} -append {cmdline} ===\n{}", cfg.label(), o.serial);
         }
@@ -471,6 +524,27 @@ mod tests {
         assert_eq!(check_boot_select("xen", log), Ok(()));
         assert!(check_boot_select("vmi", log).is_err());
         assert!(check_boot_select("xen", &log.replace("ParavirtOps table", "vtable")).is_err());
+    }
+
+    #[test]
+    fn a_planned_panic_passes_only_as_that_panic() {
+        let row = |status: Option<i32>, serial: &str| Row {
+            cfg: BootConfig { backend: BOOT_SELECT, pae: false, extra_features: vec![] },
+            chosen: Some("bogus"),
+            outcome: Ok(BootOutcome {
+                status,
+                success: status == Some(33),
+                serial: serial.to_string(),
+                elapsed: Duration::ZERO,
+            }),
+            expect: Expect::Panic(UNKNOWN_BACKEND_PANIC),
+        };
+        let panic = "KERNEL PANIC: panicked at src/select.rs: unknown backend `backend=bogus`";
+        assert!(row(Some(FAILURE_STATUS), panic).passed());
+        assert!(!row(Some(33), "summary: backend=native mode=two-level steps=10").passed(), "booted instead");
+        assert!(!row(Some(FAILURE_STATUS), "KERNEL PANIC: panicked at another place").passed(), "another panic");
+        assert!(!row(Some(0), panic).passed(), "triple fault");
+        assert!(!row(None, panic).passed(), "timeout");
     }
 
     #[test]

@@ -9,6 +9,8 @@ use mm_scenario::{self as scenario, Config, Summary};
 use mm_testkit::{EmulatedRam, HostCpu};
 use paravirt_core::{HookKind, Inspect, Policy, PvMmuOps, Recorder};
 
+use crate::cli::{Backend, Mode};
+
 /// One row of the summary table.
 pub struct Row {
     pub backend: &'static str,
@@ -87,20 +89,22 @@ fn run_xen<M: PagingMode>(verbose: bool) -> Row {
     run_on::<M, _>(&xen, &ram, &cpu, &cfg, verbose)
 }
 
-fn rows(verbose: bool) -> Vec<Row> {
-    vec![
-        run_one::<TwoLevel, _>(Native, &EmulatedRam::sixteen_mib(), verbose),
-        run_one::<Pae, _>(Native, &EmulatedRam::sixteen_mib(), verbose),
-        run_vmi::<TwoLevel>(verbose),
-        run_vmi::<Pae>(verbose),
-        run_xen::<TwoLevel>(verbose),
-        run_xen::<Pae>(verbose),
-    ]
+/// Runs `backend` in `mode`.
+fn run_chosen(backend: Backend, mode: Mode, verbose: bool) -> Row {
+    match (backend, mode) {
+        (Backend::Native, Mode::TwoLevel) => run_one::<TwoLevel, _>(Native, &EmulatedRam::sixteen_mib(), verbose),
+        (Backend::Native, Mode::Pae) => run_one::<Pae, _>(Native, &EmulatedRam::sixteen_mib(), verbose),
+        (Backend::Vmi, Mode::TwoLevel) => run_vmi::<TwoLevel>(verbose),
+        (Backend::Vmi, Mode::Pae) => run_vmi::<Pae>(verbose),
+        (Backend::Xen, Mode::TwoLevel) => run_xen::<TwoLevel>(verbose),
+        (Backend::Xen, Mode::Pae) => run_xen::<Pae>(verbose),
+    }
 }
 
-/// Runs every backend in both modes; prints the reports when `verbose`, always the table.
-pub fn demo(verbose: bool) -> Result<(), String> {
-    let rows = rows(verbose);
+/// Runs each backend and mode of `selection`; prints the reports when `verbose`, always the
+/// table. Fails if a run failed.
+pub fn demo(selection: &[(Backend, Mode)], verbose: bool) -> Result<(), String> {
+    let rows: Vec<Row> = selection.iter().map(|&(backend, mode)| run_chosen(backend, mode, verbose)).collect();
     println!("\nbackend  mode       result  steps  user pages  frames (start/peak/end)  backend pages (peak/end)  faults  split");
     let mut failed = 0;
     for r in &rows {

@@ -16,8 +16,11 @@
 //! - `cargo xtask flush-sites`: removes each TLB flush of i386-mm in turn; a test must fail
 //!   for every one.
 //! - `cargo xtask demo`: boots the kernel demo in QEMU for every backend and paging mode and
-//!   prints what each boot reported and a summary table; `--backend B --mode M` boots one;
-//!   `--host` runs the same scenario on the host simulator with a hook-trace summary.
+//!   prints what each boot reported and a summary table; `--backend` and `--mode` (repeatable,
+//!   comma lists) choose which; `--host` runs the same scenario on the host simulator with a
+//!   hook-trace summary; `--smp N` and `--mem MIB` shape the virtual machine.
+//!
+//! The command line is [`cli`]'s (clap): `cargo xtask --help`, `cargo xtask demo --help`.
 //!
 //! Missing prerequisites (the i686 and bare-metal Rust targets, QEMU) are installed with a
 //! message saying so.
@@ -25,17 +28,22 @@
 mod asm;
 mod bench;
 mod boots;
+mod cli;
 mod flush_sites;
 mod host;
 mod matrix;
 mod mutants;
 mod oracle;
+mod package;
 mod prereq;
 mod qemu;
 
+use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+use cli::{Backend, Cli, Cmd, DemoArgs, Mode};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
@@ -138,6 +146,7 @@ fn test() -> Result<(), String> {
     s.step("cargo doc -D warnings", || {
         run(cargo().env("RUSTDOCFLAGS", "-D warnings").args(["doc", "--workspace", "--no-deps", "--quiet"]))
     });
+    s.step("cargo package: the libraries build from their packaged sources", package::check);
     s.step("kernel-demo: fmt and clippy for every feature set", kernel_lints);
     s.step("no_std builds (x86_64-unknown-none)", || {
         let mut c = cargo();
@@ -150,8 +159,13 @@ fn test() -> Result<(), String> {
     });
     s.step("loom models of pgd_lock", loom);
     s.step("asm-check: native hooks cost nothing", asm::asm_check);
-    s.step("host scenario, every backend and mode", || host::demo(false));
-    s.step("kernel-demo: boot every backend and mode in QEMU", || boots::run_matrix(&root(), None, false));
+    s.step("host scenario, every backend and mode", || {
+        let all: Vec<(Backend, Mode)> = Backend::ALL.iter().flat_map(|&b| Mode::ALL.map(|m| (b, m))).collect();
+        host::demo(&all, false)
+    });
+    s.step("kernel-demo: boot every backend and mode in QEMU", || {
+        boots::run_matrix(&root(), None, qemu::Machine::default(), false)
+    });
     s.step("kernel-demo: bug builds caught, crash reports", || boots::run_bug_demos(&root(), false));
     s.step("xen-oracle-guest: fmt and clippy", || {
         let dir = root().join("xen-oracle-guest");
@@ -215,7 +229,27 @@ fn kernel_lints() -> Result<(), String> {
         }
         run(c.args(["--", "-D", "warnings"]))?;
     }
-    Ok(())
+    conflicting_features_refused(&dir)
+}
+
+/// `vmi` and `xen` together must stop the kernel's build with its own `compile_error!` only (no
+/// other error before or after it).
+fn conflicting_features_refused(dir: &Path) -> Result<(), String> {
+    const MESSAGE: &str = "features `vmi` and `xen` each select a backend";
+    println!("$ cargo build --release --features vmi,xen (in kernel-demo; must fail with one error)");
+    let out = cargo()
+        .current_dir(dir)
+        .env_remove("RUSTFLAGS")
+        .args(["build", "--release", "--target", qemu::KERNEL_TARGET, "--features", "vmi,xen"])
+        .output()
+        .map_err(|e| format!("cannot run cargo build: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> =
+        stderr.lines().filter(|l| l.starts_with("error") && !l.starts_with("error: could not compile")).collect();
+    match errors.as_slice() {
+        [only] if !out.status.success() && only.contains(MESSAGE) => Ok(()),
+        _ => Err(format!("--features vmi,xen must fail with the compile_error! alone, got:\n{stderr}")),
+    }
 }
 
 /// Wrong orderings the loom models must catch, each built only under `cfg(loom)`.
@@ -275,80 +309,31 @@ fn loom() -> Result<(), String> {
     Ok(())
 }
 
-/// `cargo xtask demo [--host] [--backend native|vmi|xen --mode two-level|pae]`.
-fn demo(args: &[String]) -> Result<(), String> {
-    let mut backend = None;
-    let mut mode = None;
-    let mut host_only = false;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--host" => host_only = true,
-            "--backend" => backend = Some(it.next().ok_or("--backend needs native, vmi or xen")?.clone()),
-            "--mode" => mode = Some(it.next().ok_or("--mode needs two-level or pae")?.clone()),
-            other => return Err(format!("unknown demo option {other}")),
-        }
+/// `cargo xtask demo`: the chosen backends × modes on the host simulator (`--host`) or in QEMU
+/// (without a filter: every static build, the ops-table boots and the planned panic).
+fn demo(args: &DemoArgs) -> Result<(), String> {
+    let selection = args.selection();
+    if args.host {
+        return host::demo(&selection, true);
     }
-    if host_only {
-        return host::demo(true);
-    }
-    if let Some(b) = &backend {
-        if !boots::BACKENDS.contains(&b.as_str()) {
-            return Err(format!("unknown backend {b}: native, vmi or xen"));
-        }
-    }
-    let pae = match mode.as_deref() {
-        None => None,
-        Some("two-level") => Some(false),
-        Some("pae") => Some(true),
-        Some(m) => return Err(format!("unknown mode {m}: two-level or pae")),
-    };
-    let only = match (backend.as_deref(), pae) {
-        (None, None) => None,
-        (Some(b), Some(p)) => Some((b, p)),
-        _ => return Err("give both --backend and --mode, or neither".into()),
-    };
     prereq::ensure_targets()?;
-    boots::run_matrix(&root(), only, true)
-}
-
-/// `bench [--runs N] [FILTER]`.
-fn bench_args(args: &[String]) -> Result<(), String> {
-    let mut runs = 1;
-    let mut filter = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--runs" => {
-                runs = it.next().and_then(|n| n.parse().ok()).ok_or("--runs takes a number of runs")?;
-            }
-            f if !f.starts_with('-') => filter = Some(f.to_string()),
-            other => return Err(format!("unknown bench option {other}")),
-        }
-    }
-    bench::bench(runs, filter.as_deref())
-}
-
-fn usage() -> ExitCode {
-    eprintln!(
-        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | matrix | mutants | asm-check | bench [--runs N] [FILTER] | xen-oracle [--seeds N] [--shrink N] [--record FILE]>"
-    );
-    ExitCode::from(2)
+    let pairs: Vec<(&'static str, bool)> = selection.iter().map(|(b, m)| (b.name(), m.pae())).collect();
+    let only = if args.unfiltered() { None } else { Some(&pairs[..]) };
+    boots::run_matrix(&root(), only, args.machine(), true)
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("test") => test(),
-        Some("demo") => demo(&args[1..]),
-        Some("loom") => loom(),
-        Some("xen-oracle") => oracle::main(&args[1..]),
-        Some("flush-sites") => flush_sites::check(),
-        Some("matrix") => matrix::check(),
-        Some("mutants") => mutants::mutants(),
-        Some("bench") => bench_args(&args[1..]),
-        Some("asm-check") => prereq::ensure_targets().and_then(|()| asm::asm_check()),
-        _ => return usage(),
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Cmd::Test => test(),
+        Cmd::Demo(args) => demo(args),
+        Cmd::Loom => loom(),
+        Cmd::XenOracle(args) => oracle::main(args),
+        Cmd::FlushSites => flush_sites::check(),
+        Cmd::Matrix => matrix::check(),
+        Cmd::Mutants => mutants::mutants(),
+        Cmd::Bench(args) => bench::bench(args.runs, args.filter.as_deref()),
+        Cmd::AsmCheck => prereq::ensure_targets().and_then(|()| asm::asm_check()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -308,20 +308,10 @@ pub fn run(oracle: &Oracle, seeds: u64, shrink_max: usize) -> Result<Report, Str
     Ok(Report { diffs: diffs.len() })
 }
 
-/// `cargo xtask xen-oracle [--seeds N] [--shrink N] [--record FILE]`.
-pub fn main(args: &[String]) -> Result<(), String> {
-    let mut seeds = TEST_SEEDS;
-    let mut shrink_max = 3;
-    let mut record: Option<PathBuf> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--seeds" => seeds = it.next().and_then(|s| s.parse().ok()).ok_or("--seeds needs a number")?,
-            "--shrink" => shrink_max = it.next().and_then(|s| s.parse().ok()).ok_or("--shrink needs a number")?,
-            "--record" => record = Some(PathBuf::from(it.next().ok_or("--record needs a file")?)),
-            other => return Err(format!("unknown xen-oracle option {other}")),
-        }
-    }
+/// `cargo xtask xen-oracle`: compares the model with real Xen for the battery and `args.seeds`
+/// random sequences (shrinking up to `args.shrink` that differ), or records Xen's transcript.
+pub fn main(args: &crate::cli::OracleArgs) -> Result<(), String> {
+    let (seeds, shrink_max, record) = (args.seeds, args.shrink, args.record.clone());
     let oracle = match Oracle::prepare()? {
         Ok(o) => o,
         Err(Skip(why)) => {

@@ -143,48 +143,52 @@ pub fn build_kernel(root: &Path, cfg: &BootConfig) -> Result<PathBuf, String> {
     Ok(copy)
 }
 
-/// The QEMU arguments that boot `elf` (serial on stdout, no display, exit
-/// device on port 0xf4, 128 MiB, no reboot on triple fault).
-pub fn qemu_args(elf: &Path) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "-nodefaults",
-        "-machine",
-        "pc",
-        "-cpu",
-        "qemu32",
-        "-m",
-        "128",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-        "-no-reboot",
-        "-device",
-        "isa-debug-exit,iobase=0xf4,iosize=0x04",
-        "-kernel",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+/// RAM the kernel demo gets unless told otherwise, in MiB.
+pub const DEFAULT_MEM_MIB: u32 = 128;
+
+/// The virtual machine QEMU emulates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Machine {
+    /// Virtual CPUs (`-smp`); above 1, TCG runs one host thread per vCPU.
+    pub cpus: u32,
+    /// RAM in MiB (`-m`).
+    pub mem_mib: u32,
+}
+
+impl Default for Machine {
+    /// One vCPU and [`DEFAULT_MEM_MIB`] of RAM.
+    fn default() -> Self {
+        Machine { cpus: 1, mem_mib: DEFAULT_MEM_MIB }
+    }
+}
+
+/// The QEMU arguments that boot `elf` on `machine` (serial on stdout, no display, exit device
+/// on port 0xf4, no reboot on triple fault; `-smp N -accel tcg,thread=multi` when `N > 1`).
+pub fn qemu_args(elf: &Path, machine: Machine) -> Vec<String> {
+    let mut args: Vec<String> = ["-nodefaults", "-machine", "pc", "-cpu", "qemu32", "-m"].map(String::from).to_vec();
+    args.push(machine.mem_mib.to_string());
+    if machine.cpus > 1 {
+        args.extend(["-smp".to_string(), machine.cpus.to_string(), "-accel".into(), "tcg,thread=multi".into()]);
+    }
+    args.extend(
+        ["-display", "none", "-serial", "stdio", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]
+            .map(String::from),
+    );
+    args.push("-kernel".into());
     args.push(elf.display().to_string());
     args
 }
 
-/// Boots `elf` in QEMU, killing it after `timeout`, and returns its status
-/// and serial output. An `Err` means QEMU could not be run at all; a kernel
-/// failure is an `Ok` outcome with `success == false`.
-pub fn boot(elf: &Path, timeout: Duration) -> Result<BootOutcome, String> {
-    boot_with_cmdline(elf, "", timeout)
-}
-
-/// Like [`boot`], passing `cmdline` to the kernel (`-append`), e.g.
-/// `crash=pf` to make the kernel take a deliberate fatal fault.
-pub fn boot_with_cmdline(elf: &Path, cmdline: &str, timeout: Duration) -> Result<BootOutcome, String> {
+/// Boots `elf` on `machine` in QEMU, passing `cmdline` to the kernel (`-append`, none when
+/// empty; e.g. `crash=pf` makes the kernel take a deliberate fatal fault), killing QEMU after
+/// `timeout`, and returns its status and serial output. An `Err` means QEMU could not be run at
+/// all; a kernel failure is an `Ok` outcome with `success == false`.
+pub fn boot(elf: &Path, cmdline: &str, machine: Machine, timeout: Duration) -> Result<BootOutcome, String> {
     if !elf.is_file() {
         return Err(format!("kernel image {} does not exist", elf.display()));
     }
     let mut cmd = Command::new(QEMU);
-    cmd.args(qemu_args(elf));
+    cmd.args(qemu_args(elf, machine));
     if !cmdline.is_empty() {
         cmd.args(["-append", cmdline]);
     }
@@ -244,5 +248,41 @@ pub fn describe_status(status: Option<i32>) -> &'static str {
         Some(0) => "triple fault or shutdown without the exit device",
         Some(_) => "unexpected QEMU exit status",
         None => "killed at the time limit (hung kernel)",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(machine: Machine) -> String {
+        qemu_args(Path::new("k.elf"), machine).join(" ")
+    }
+
+    #[test]
+    fn one_cpu_gets_no_smp_options() {
+        let a = args(Machine::default());
+        assert!(a.contains("-m 128 "), "{a}");
+        assert!(!a.contains("-smp") && !a.contains("-accel"), "{a}");
+        assert!(a.ends_with("-kernel k.elf"), "{a}");
+    }
+
+    #[test]
+    fn several_cpus_run_on_several_host_threads() {
+        let a = args(Machine { cpus: 4, mem_mib: 256 });
+        assert!(a.contains("-m 256 -smp 4 -accel tcg,thread=multi "), "{a}");
+        assert!(a.contains("-device isa-debug-exit,iobase=0xf4,iosize=0x04"), "{a}");
+    }
+
+    #[test]
+    fn the_cargo_runner_boots_the_same_machine() {
+        let dir = crate::root().join("kernel-demo");
+        let script = std::fs::read_to_string(dir.join("qemu-runner.sh")).expect("kernel-demo/qemu-runner.sh");
+        let joined: Vec<&str> = script.lines().map(|l| l.trim().trim_end_matches('\\').trim()).collect();
+        let expected = format!("{QEMU} {}", qemu_args(Path::new("\"$elf\""), Machine::default()).join(" "));
+        assert!(joined.join(" ").contains(&expected), "qemu-runner.sh does not run `{expected}`");
+        assert!(script.contains("33) exit 0"), "status 33 must be the runner's success");
+        let config = std::fs::read_to_string(dir.join(".cargo").join("config.toml")).expect("config.toml");
+        assert!(config.contains("runner = \"./qemu-runner.sh\""), "kernel-demo's cargo runner is not the script");
     }
 }
