@@ -41,7 +41,7 @@ impl Cpu for NullCpu {
 /// Shadow frames VMI reserves in the models.
 const SHADOWS: usize = 48;
 type Ram = &'static EmulatedRam;
-type V = Vmi<TwoLevel, Ram, SHADOWS>;
+type V = Vmi<TwoLevel, Ram>;
 type KVmi = KernelMm<TwoLevel, &'static V, Ram, NullCpu>;
 type H = Hypervisor<TwoLevel, Ram, 1024>;
 type X = Xen<'static, TwoLevel, Ram, 1024>;
@@ -88,7 +88,7 @@ fn explore(bound: Option<usize>, f: impl Fn() + Send + Sync + 'static) -> usize 
 /// A fresh VMI backend recording violations, for one execution of a model (leaked: loom runs
 /// the model many times, each with its own backend).
 fn vmi(ram: Ram) -> &'static V {
-    Box::leak(Box::new(Vmi::new(ram, Policy::Record).expect("shadow pool")))
+    Box::leak(Box::new(Vmi::with_shadow_frames(ram, Policy::Record, SHADOWS).expect("shadow pool")))
 }
 
 /// A two-level kernel over a fresh VMI backend.
