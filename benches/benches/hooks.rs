@@ -64,8 +64,9 @@ fn hypervisors<M: PagingMode>(c: &mut Criterion) {
     let ram: &'static EmulatedRam = Box::leak(Box::new(EmulatedRam::sixteen_mib()));
     let vmi: &'static backend_vmi::Vmi<M, &EmulatedRam> =
         Box::leak(Box::new(backend_vmi::Vmi::new(ram, Policy::Panic).unwrap()));
-    let hv: &'static backend_xen::Hypervisor<M, &EmulatedRam> = Box::leak(Box::new(backend_xen::Hypervisor::new(ram)));
-    let xen = backend_xen::Xen::new(hv, Policy::Panic);
+    let hv: &'static backend_xen::Hypervisor<M, &EmulatedRam> =
+        Box::leak(Box::new(backend_xen::Hypervisor::boot(ram).unwrap()));
+    let xen = backend_xen::Xen::boot(hv, Policy::Panic).unwrap();
     for (g, which) in [("protect", 0), ("map_unmap", 1)] {
         let g = format!("{g}/{}", M::NAME);
         on_ram::<M, _>(c, ram, &g, "vmi", vmi, which);
