@@ -119,12 +119,17 @@ impl Tracker {
     /// Changes the record of `pfn` with `f`, if typed (`f` must not change `pfn` or
     /// `shadow`). Returns whether it was typed. O(1).
     pub(crate) fn update<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn, f: impl FnOnce(&mut Tracked)) -> bool {
-        let mut rec = self.map.get(mem, pfn);
-        let Some(mut t) = rec.typed.map(|t| Tracked { pfn, ..t }) else { return false };
-        f(&mut t);
-        rec.typed = Some(t);
-        // A typed frame has a record already: the store allocates nothing and cannot fail.
-        self.map.set(mem, pfn, rec).is_ok()
+        let mut typed = false;
+        // A typed frame has a record already: the change is made in place, allocates nothing
+        // and cannot fail.
+        let _ = self.map.update(mem, pfn, |rec| {
+            if let Some(t) = rec.typed.as_mut() {
+                t.pfn = pfn;
+                f(t);
+                typed = true;
+            }
+        });
+        typed
     }
 
     /// As [`update`](Self::update), for the page whose shadow is `shadow`.

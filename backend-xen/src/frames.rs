@@ -154,11 +154,9 @@ impl HvState {
 
     /// Changes the record of `pfn`, a frame [`check_frame`](Self::check_frame) accepted. O(1).
     fn update<P: PhysMem>(&mut self, mem: &P, pfn: Pfn, f: impl FnOnce(&mut Frame)) {
-        let mut rec = self.frames.get(mem, pfn);
-        f(&mut rec);
-        // The table is reserved over every frame `check_frame` accepts: the store allocates
+        // The table is reserved over every frame `check_frame` accepts: the change allocates
         // nothing and cannot fail.
-        let _ = self.frames.set(mem, pfn, rec);
+        let _ = self.frames.update(mem, pfn, f);
     }
 
     /// A frame's type information (all zero beyond the table). O(1).

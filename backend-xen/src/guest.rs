@@ -120,13 +120,16 @@ impl GuestState {
         if pfn >= self.covered {
             return Err(XenError::Capacity { pfn });
         }
-        let f = self.raw(mem, pfn);
-        if bits & RO != 0 && f & RO == 0 {
+        let mut was = 0;
+        // `pfn` has a reserved record: the change allocates nothing and cannot fail.
+        let _ = self.flags.update(mem, pfn, |f| {
+            was = f.0;
+            f.0 |= bits;
+        });
+        if bits & RO != 0 && was & RO == 0 {
             self.stats.read_only += 1;
             self.stats.max_read_only = self.stats.max_read_only.max(self.stats.read_only);
         }
-        // `pfn` has a reserved record: the store allocates nothing and cannot fail.
-        let _ = self.flags.set(mem, pfn, Flags(f | bits));
         Ok(())
     }
 
@@ -135,10 +138,13 @@ impl GuestState {
         if pfn >= self.covered {
             return;
         }
-        let f = self.raw(mem, pfn);
-        if bits & RO != 0 && f & RO != 0 {
+        let mut was = 0;
+        let _ = self.flags.update(mem, pfn, |f| {
+            was = f.0;
+            f.0 &= !bits;
+        });
+        if bits & RO != 0 && was & RO != 0 {
             self.stats.read_only -= 1;
         }
-        let _ = self.flags.set(mem, pfn, Flags(f & !bits));
     }
 }

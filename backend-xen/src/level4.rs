@@ -345,12 +345,9 @@ impl State {
 
     /// Changes frame `i`'s record with `g` (nothing beyond the machine). O(1).
     fn with<M: PhysMem>(&mut self, mem: &M, i: usize, g: impl FnOnce(&mut Info64)) {
-        let pfn = Pfn::new(i as u32);
-        let mut f = self.f.get(mem, pfn);
-        g(&mut f);
-        // The table is reserved over the whole machine: the store allocates nothing, and a
+        // The table is reserved over the whole machine: the change allocates nothing, and a
         // frame beyond the machine has no record to change.
-        let _ = self.f.set(mem, pfn, f);
+        let _ = self.f.update(mem, Pfn::new(i as u32), g);
     }
 
     /// Stamps frame `i` with the TLB clock (`tlbflush_timestamp`).
