@@ -320,8 +320,8 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     /// (`PDP` is refused: the PAE PDPT is never typed); the page is in RAM and untyped and is
     /// not the loaded PDPT; with `CLONE`, `clone_pfn` is an L2 with the same `PAE` bit and
     /// entries `[start, start + count)` fit; with `ZEROED`, the page is zero (with `CLONE`
-    /// only its user entries `[0, USER_PTRS_PER_PGD)`: reported, not refused); a tracking
-    /// slot is free. The shadow then starts as the guest page mirrored, except that with
+    /// only its user entries `[0, USER_PTRS_PER_PGD)`: reported, not refused); a shadow
+    /// frame is free in the pool ([`VmiRule::CapacityExhausted`] otherwise). The shadow then starts as the guest page mirrored, except that with
     /// `CLONE` entries `[start, start + count)` are copied from the source's *shadow*.
     ///
     /// # Errors

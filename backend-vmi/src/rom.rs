@@ -27,7 +27,7 @@ impl<M: PagingMode> State<M> {
     /// (`PDP` is refused: the PAE PDPT is never typed); the page is in RAM and untyped and is
     /// not the loaded PDPT; with `CLONE`, the source is an L2 with the same `PAE` bit and the
     /// range fits; with `ZEROED`, the page is zero (with `CLONE` only its user entries
-    /// `[0, USER_PTRS_PER_PGD)`: reported, not refused); a tracking slot is free. The shadow
+    /// `[0, USER_PTRS_PER_PGD)`: reported, not refused); a shadow frame is free. The shadow
     /// then starts as the guest page mirrored, except that with `CLONE` the range is copied
     /// from the source's *shadow*.
     pub(crate) fn allocate<P: PhysMem + ?Sized>(
