@@ -27,7 +27,7 @@
 //! # #[cfg(feature = "vmi")]
 //! # let platform = &ram;
 //! # #[cfg(feature = "xen")]
-//! # let hv = backend_xen::Hypervisor::<TwoLevel, _>::new(&ram);
+//! # let hv = backend_xen::Hypervisor::<TwoLevel, _>::boot(&ram)?;
 //! # #[cfg(feature = "xen")]
 //! # let platform = &hv;
 //! let backend: Backend<'_, TwoLevel, &EmulatedRam> = backend_select::new::<TwoLevel, &EmulatedRam>(platform, Policy::Panic)?;
@@ -123,15 +123,15 @@ mod chosen {
     /// The backend's name.
     pub const NAME: &str = "xen";
 
-    /// Builds the guest side of the domain `hv` runs.
+    /// Builds the guest side of the domain `hv` runs, reserving its per-page flags.
     ///
     /// # Errors
-    /// None: the guest side always builds.
+    /// When the domain's memory cannot supply the per-page flags.
     pub fn new<'h, M: PagingMode, P: PhysMem>(
         hv: Platform<'h, M, P>,
         policy: Policy,
     ) -> Result<Backend<'h, M, P>, Error> {
-        Ok(backend_xen::Xen::new(hv, policy))
+        backend_xen::Xen::boot(hv, policy).map_err(|_| Error("no memory for the per-page flags"))
     }
 }
 

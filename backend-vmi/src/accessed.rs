@@ -17,12 +17,12 @@ fn with_hw_bits<E: Decode>(g: E, s: E, expected: E) -> Option<E> {
     (g.present() && s.present() && !new.is_empty() && s.plus(HW_BITS) == expected.plus(HW_BITS)).then(|| g.plus(new))
 }
 
-impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+impl<M: PagingMode> State<M> {
     /// See [`Vmi::sync_accessed_dirty`](crate::Vmi::sync_accessed_dirty). Returns the guest
     /// entries updated.
     pub(crate) fn sync_accessed_dirty<P: PhysMem + ?Sized>(&self, mem: &P) -> usize {
         let mut updated = 0;
-        for t in self.pages.iter() {
+        for t in self.pages.iter(mem) {
             for i in 0..entries::<M>() {
                 let done = if t.ty.is_l2() {
                     self.sync_dir_entry(mem, t.pfn, t.shadow, i)
@@ -52,7 +52,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         let g: Pmd = shadow::load::<M, _, P>(mem, table, i);
         let expected = match linked(g) {
             None => g,
-            Some(child) => match self.pages.get(child) {
+            Some(child) => match self.pages.get(mem, child) {
                 Some(c) if c.ty.is_l1() => relink(g, c.shadow),
                 _ => return false,
             },

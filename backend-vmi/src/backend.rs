@@ -12,14 +12,38 @@ use i386_paging::{zero_frame, PhysMem};
 use paravirt_core::sync::Lock;
 use paravirt_core::{HookKind, PagingMode, Pfn, Policy, Violation, Violations};
 
-/// Pages a [`Vmi`] tracks unless told otherwise (and shadow frames it reserves).
-pub const DEFAULT_CAPACITY: usize = 512;
+/// Frames of RAM per shadow frame [`Vmi::new`] reserves: the default pool is 1/16 of RAM
+/// ([`default_shadow_frames`]).
+pub const RAM_FRAMES_PER_SHADOW: u32 = 16;
+
+/// The smallest pool [`Vmi::new`] reserves, whatever the RAM (frames).
+pub const MIN_SHADOW_FRAMES: usize = 64;
+
+/// The shadow frames [`Vmi::new`] reserves for RAM of `max_pfn` frames: one per
+/// [`RAM_FRAMES_PER_SHADOW`] frames, at least [`MIN_SHADOW_FRAMES`].
+///
+/// Every page table the kernel announces takes one shadow frame, so the pool bounds the page
+/// tables alive at once. A sixteenth of RAM (6.25 %) holds page tables for far more than a
+/// kernel usually keeps (Linux's page tables are typically well under 2 % of RAM; the linear
+/// map of 896 MiB needs 224 two-level tables, 0.1 %), while giving up little of the guest's
+/// memory, which is where a shadow pool comes from in this model (a real VMI hypervisor keeps
+/// shadows in its own memory). A kernel that needs more (thousands of address spaces in a
+/// small RAM: each pgd is a table) sizes the pool with [`Vmi::with_shadow_frames`]. The
+/// minimum covers a small kernel's boot tables on tiny RAM.
+pub const fn default_shadow_frames(max_pfn: Pfn) -> usize {
+    let n = (max_pfn.as_u32() / RAM_FRAMES_PER_SHADOW) as usize;
+    if n < MIN_SHADOW_FRAMES {
+        MIN_SHADOW_FRAMES
+    } else {
+        n
+    }
+}
 
 /// Why [`Vmi::new`] failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitError {
-    /// Physical memory could not supply the shadow-frame pool or the per-vCPU PDPT; every
-    /// frame taken was given back.
+    /// Physical memory could not supply the per-frame records, the shadow-frame pool or the
+    /// per-vCPU PDPT; every frame taken was given back.
     OutOfMemory,
     /// The per-vCPU shadow PDPT landed above 4 GiB (physical), where a 32-bit CR3 cannot
     /// reach it; every frame taken was given back.
@@ -65,12 +89,19 @@ impl core::error::Error for TeardownError {}
 /// The VMI backend: VMware's page-type protocol with its debug checks, over real shadow page
 /// tables that the CPU walks.
 ///
-/// Generic over the paging mode `M` (it implements `PvMmuOps<M>` for that mode only),
-/// physical memory `P` (shadow frames come from it) and the number of pages it can track,
-/// `MAX` (that many shadow frames are reserved at construction). Hooks take `&self`; the
-/// state sits behind one [`spin::Mutex`]. Hand `&Vmi` to `i386_mm::KernelMm` as its backend,
-/// and call [`teardown`](Self::teardown) at the end to give the reserved frames back
-/// (dropping the backend without it leaks them).
+/// Generic over the paging mode `M` (it implements `PvMmuOps<M>` for that mode only) and
+/// physical memory `P` (its records and shadow frames come from it). Capacity follows RAM:
+/// at construction the backend reserves a 16-byte record for every frame below
+/// `mem.max_pfn()` (in frames of `mem`, an [`i386_paging::FrameMap`], as Linux's `mem_map`:
+/// the page's type, its shadow, the shadow's links, and for a shadow frame the page it
+/// shadows), so every lookup in a hook is O(1) whatever the number of tables alive, and a pool
+/// of shadow frames sized from RAM ([`default_shadow_frames`], or
+/// [`with_shadow_frames`](Self::with_shadow_frames)): the one bound left, the memory a
+/// hypervisor sets aside for shadows. When the pool is empty an `alloc_*` is refused with
+/// [`VmiRule::CapacityExhausted`] and nothing changes. Hooks take `&self`; the state sits
+/// behind one [`spin::Mutex`]. Hand `&Vmi` to `i386_mm::KernelMm` as its backend, and call
+/// [`teardown`](Self::teardown) at the end to give the reserved frames back (dropping the
+/// backend without it leaks them).
 ///
 /// Units: a [`Pfn`] names a 4 KiB physical frame (`pfn << 12` is its physical address); CR3
 /// values are physical addresses plus flag bits; virtual addresses appear only in the
@@ -101,7 +132,8 @@ impl core::error::Error for TeardownError {}
 /// // SAFETY: the frames are reached only through raw pointers (PhysMem's contract).
 /// unsafe impl Sync for Frames {}
 ///
-/// /// Eight frames, handed out once each (enough for a backend of capacity 4 and two pages).
+/// /// Eight frames, handed out once each (enough for the records of 8 frames, 4 shadow frames
+/// /// and two pages).
 /// struct Tiny { frames: &'static Frames, next: AtomicUsize, freed: AtomicUsize }
 ///
 /// // SAFETY: `frame_ptr` returns page-aligned, writable frames of `frames` and panics for any
@@ -129,7 +161,9 @@ impl core::error::Error for TeardownError {}
 ///
 /// static FRAMES: Frames = Frames(core::cell::UnsafeCell::new([[0; 4096]; 8]));
 /// let mem = Tiny { frames: &FRAMES, next: AtomicUsize::new(0), freed: AtomicUsize::new(0) };
-/// let vmi: Vmi<TwoLevel, &Tiny, 4> = Vmi::new(&mem, Policy::Panic)?; // reserves 4 frames
+/// // Reserves 2 frames of records (a directory and a leaf) and 4 shadow frames.
+/// let vmi: Vmi<TwoLevel, &Tiny> = Vmi::with_shadow_frames(&mem, Policy::Panic, 4)?;
+/// assert_eq!((vmi.capacity(), vmi.reserved_frames()), (4, 6));
 ///
 /// let pt = alloc_zeroed(&mem).unwrap();
 /// vmi.alloc_pt(pt); // VMI's `vmi_allocate_pt`: typed L1, shadowed
@@ -144,34 +178,47 @@ impl core::error::Error for TeardownError {}
 ///
 /// assert!(vmi.verify(&mut String::new()));
 /// vmi.release_pt(pt);
-/// vmi.teardown()?; // the 4 reserved frames go back
+/// vmi.teardown()?; // the 6 reserved frames go back
 /// assert_eq!(mem.frames_in_use(), 2);
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Vmi<M: PagingMode, P: PhysMem, const MAX: usize = DEFAULT_CAPACITY> {
+pub struct Vmi<M: PagingMode, P: PhysMem> {
     pub(crate) mem: P,
-    pub(crate) state: Lock<State<M, MAX>>,
+    pub(crate) state: Lock<State<M>>,
     pub(crate) log: Log,
     pub(crate) calls: CallCounts,
 }
 
-impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
-    /// Builds the backend over `mem`: reserves `MAX` shadow frames and, in PAE, the per-vCPU
-    /// shadow PDPT frame (zeroed). Violations caught in the hooks are reported under
-    /// `policy`.
+impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
+    /// Builds the backend over `mem` with a pool of [`default_shadow_frames`]`(mem.max_pfn())`
+    /// shadow frames; see [`with_shadow_frames`](Self::with_shadow_frames).
+    ///
+    /// # Errors
+    /// As [`with_shadow_frames`](Self::with_shadow_frames).
+    pub fn new(mem: P, policy: Policy) -> Result<Self, InitError> {
+        let n = default_shadow_frames(mem.max_pfn());
+        Self::with_shadow_frames(mem, policy, n)
+    }
+
+    /// Builds the backend over `mem`: reserves the per-frame records of every frame below
+    /// `mem.max_pfn()` (one frame per 256 frames of RAM, plus a directory frame per 128K
+    /// frames), `shadow_frames` shadow frames and, in PAE, the per-vCPU shadow PDPT frame
+    /// (zeroed). Violations caught in the hooks are reported under `policy`. Everything
+    /// reserved is counted in [`reserved_frames`](Self::reserved_frames).
     ///
     /// # Errors
     /// [`InitError::OutOfMemory`] if `mem` cannot supply the frames, [`InitError::PdptAbove4G`]
     /// if the PDPT frame is not below 4 GiB; every frame taken is given back either way.
-    pub fn new(mem: P, policy: Policy) -> Result<Self, InitError> {
-        let mut st = State::<M, MAX>::new();
-        let give_back = |st: &mut State<M, MAX>, mem: &P| {
-            while let Some(f) = st.pool.drain_one() {
+    pub fn with_shadow_frames(mem: P, policy: Policy, shadow_frames: usize) -> Result<Self, InitError> {
+        let mut st = State::<M>::new();
+        let give_back = |st: &mut State<M>, mem: &P| {
+            while let Some(f) = st.pool.drain_one(mem) {
                 mem.free_frame(f);
             }
             if let Some(f) = st.pdpt.take() {
                 mem.free_frame(f);
             }
+            st.pages.clear(mem);
         };
         if M::PAE {
             let Some(f) = mem.alloc_frame() else { return Err(InitError::OutOfMemory) };
@@ -183,12 +230,16 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             // SAFETY: the frame was just allocated: the backend owns it alone.
             unsafe { zero_frame(&mem, f) };
         }
-        for _ in 0..MAX {
+        if st.pages.reserve(&mem, mem.max_pfn()).is_err() {
+            give_back(&mut st, &mem);
+            return Err(InitError::OutOfMemory);
+        }
+        for _ in 0..shadow_frames {
             let Some(f) = mem.alloc_frame() else {
                 give_back(&mut st, &mem);
                 return Err(InitError::OutOfMemory);
             };
-            st.pool.add(f);
+            st.pool.add(&mem, f);
         }
         Ok(Vmi { mem, state: Lock::new(st), log: Violations::new("vmi", policy), calls: CallCounts::new() })
     }
@@ -230,8 +281,9 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         self.state.lock().pending_count()
     }
 
-    /// Gives back the shadow-frame pool and the per-vCPU shadow PDPT. After it, any allocation
-    /// is refused for lack of capacity and a PAE `write_cr3` for lack of a PDPT.
+    /// Gives back the shadow-frame pool, the per-vCPU shadow PDPT and the per-frame records.
+    /// After it, any allocation is refused for lack of capacity and a PAE `write_cr3` for lack
+    /// of a PDPT.
     ///
     /// # Errors
     /// [`TeardownError::PagesTyped`] if pages are still typed (call it after
@@ -252,9 +304,10 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         if let Some(f) = st.pdpt.take() {
             self.mem.free_frame(f);
         }
-        while let Some(f) = st.pool.drain_one() {
+        while let Some(f) = st.pool.drain_one(&self.mem) {
             self.mem.free_frame(f);
         }
+        st.pages.clear(&self.mem);
         Ok(())
     }
 
@@ -267,8 +320,8 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// (`PDP` is refused: the PAE PDPT is never typed); the page is in RAM and untyped and is
     /// not the loaded PDPT; with `CLONE`, `clone_pfn` is an L2 with the same `PAE` bit and
     /// entries `[start, start + count)` fit; with `ZEROED`, the page is zero (with `CLONE`
-    /// only its user entries `[0, USER_PTRS_PER_PGD)`: reported, not refused); a tracking
-    /// slot is free. The shadow then starts as the guest page mirrored, except that with
+    /// only its user entries `[0, USER_PTRS_PER_PGD)`: reported, not refused); a shadow
+    /// frame is free in the pool ([`VmiRule::CapacityExhausted`] otherwise). The shadow then starts as the guest page mirrored, except that with
     /// `CLONE` entries `[start, start + count)` are copied from the source's *shadow*.
     ///
     /// # Errors
@@ -355,24 +408,32 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         &self.mem
     }
 
-    /// Pages the backend can track (`MAX`).
-    pub const fn capacity(&self) -> usize {
-        MAX
+    /// Page tables the backend can shadow at once: the shadow frames reserved at
+    /// construction (0 after [`teardown`](Self::teardown)).
+    pub fn capacity(&self) -> usize {
+        self.state.lock().pool.total()
     }
 
-    /// The type of the frame `pfn` (`NORMAL` when untyped).
+    /// Frames of `mem` the backend holds for itself: the shadow pool (free or in use), the
+    /// per-frame records and, in PAE, the shadow PDPT (0 after [`teardown`](Self::teardown)).
+    pub fn reserved_frames(&self) -> usize {
+        let st = self.state.lock();
+        st.pool.total() + st.pages.frames(&self.mem) + st.pdpt.is_some() as usize
+    }
+
+    /// The type of the frame `pfn` (`NORMAL` when untyped). O(1).
     pub fn page_type(&self, pfn: Pfn) -> PageType {
-        self.state.lock().pages.get(pfn).map_or(PageType::NORMAL, |t| t.ty)
+        self.state.lock().pages.get(&self.mem, pfn).map_or(PageType::NORMAL, |t| t.ty)
     }
 
-    /// The frame holding the shadow of the frame `pfn`, if it is typed.
+    /// The frame holding the shadow of the frame `pfn`, if it is typed. O(1).
     pub fn shadow_of(&self, pfn: Pfn) -> Option<Pfn> {
-        self.state.lock().pages.get(pfn).map(|t| t.shadow)
+        self.state.lock().pages.get(&self.mem, pfn).map(|t| t.shadow)
     }
 
-    /// Shadow entries that link the shadow of the frame `pfn` (`None` if untyped).
+    /// Shadow entries that link the shadow of the frame `pfn` (`None` if untyped). O(1).
     pub fn links_to(&self, pfn: Pfn) -> Option<u32> {
-        self.state.lock().pages.get(pfn).map(|t| t.links)
+        self.state.lock().pages.get(&self.mem, pfn).map(|t| t.links)
     }
 
     /// The frame of the guest root last loaded with `write_cr3`, if it is still loaded.
@@ -390,13 +451,19 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         self.state.lock().pages.len()
     }
 
-    /// A snapshot of the state and counters.
+    /// A snapshot of the state and counters. O(frames of RAM): it counts the records.
     pub fn stats(&self) -> Stats {
         let st = self.state.lock();
+        let (mut typed_l1, mut typed_l2, mut typed_clone) = (0, 0, 0);
+        for t in st.pages.iter(&self.mem) {
+            typed_l1 += t.ty.is_l1() as usize;
+            typed_l2 += t.ty.is_l2() as usize;
+            typed_clone += t.ty.contains(PageType::CLONE) as usize;
+        }
         let s = Stats {
-            typed_l1: st.pages.iter().filter(|t| t.ty.is_l1()).count(),
-            typed_l2: st.pages.iter().filter(|t| t.ty.is_l2()).count(),
-            typed_clone: st.pages.iter().filter(|t| t.ty.contains(PageType::CLONE)).count(),
+            typed_l1,
+            typed_l2,
+            typed_clone,
             shadows_live: st.pages.len(),
             shadows_created: st.created,
             shadows_freed: st.freed,
@@ -445,7 +512,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     pub(crate) fn locked<R>(
         &self,
         hook: Option<HookKind>,
-        f: impl FnOnce(&mut State<M, MAX>, &mut Found<'_>) -> R,
+        f: impl FnOnce(&mut State<M>, &mut Found<'_>) -> R,
     ) -> (R, Result<(), VmiRule>) {
         let mut found = match hook {
             Some(h) => Found::in_hook(&self.log, h),

@@ -22,7 +22,7 @@ enum Level {
     Dir,
 }
 
-impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
+impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     /// An entry write of `hook` into a page table or a directory: `val` (`None`: a clear) is
     /// stored into the guest entry with one native store, then checked and mirrored into the
     /// table's shadow, all under the backend's lock.
@@ -40,7 +40,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             }
             let (table, index) = (slot.table(), slot.index());
             st.checks.count(Check::WriteTyped);
-            let Some(ty) = st.pages.get(table).map(|t| t.ty) else {
+            let Some(ty) = st.pages.get(&self.mem, table).map(|t| t.ty) else {
                 return found.push(VmiRule::WriteUntyped { table, index });
             };
             st.checks.count(Check::WriteLevel);
@@ -53,7 +53,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             }
             if let (true, Some((mm, addr)), true) = (st.defer, at, ty.is_l1()) {
                 let current = st.loaded.is_some_and(|l| l.root == mm);
-                let shadow = st.pages.get(table).map(|t| t.shadow);
+                let shadow = st.pages.get(&self.mem, table).map(|t| t.shadow);
                 let was_present =
                     shadow.is_some_and(|s| crate::shadow::load::<M, Pte, P>(&self.mem, s, index).is_present());
                 // A not-present shadow entry would fault, and the hypervisor would fill it from
@@ -92,7 +92,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
 }
 
 /// VMI for paging mode `M`: a backend built for one mode serves kernels of that mode only.
-impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX> {
+impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Vmi<M, P> {
     /// `vmi_allocate_pt`: types the page L1 (`PT | ZEROED`, `| PAE`) and shadows it.
     fn alloc_pt(&self, pfn: Pfn) {
         self.announce(HookKind::AllocPt, pfn, PageType::l1::<M>(), CloneArgs::default());
@@ -160,17 +160,15 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
             let (table, index) = (slot.table(), slot.index());
             if !M::PAE {
                 st.checks.count(Check::WriteLevel);
-                let current = st.pages.get(table).map_or(PageType::NORMAL, |t| t.ty);
+                let current = st.pages.get(&self.mem, table).map_or(PageType::NORMAL, |t| t.ty);
                 return found.push(VmiRule::WrongLevel { table, index, current });
             }
             st.checks.count(Check::PdptUntyped);
-            if let Some(t) = st.pages.get(table) {
+            if let Some(t) = st.pages.get(&self.mem, table) {
                 return found.push(VmiRule::PdptTyped { pfn: table, flags: t.ty });
             }
             if st.check_pdpt_entry(&self.mem, found, table, index, val) && val.is_present() {
-                if let Some(pmd) = st.pages.get_mut(val.pfn()) {
-                    pmd.pdpt_slot = (index % 4) as u8;
-                }
+                st.pages.update(&self.mem, val.pfn(), |pmd| pmd.pdpt_slot = (index % 4) as u8);
             }
             if let Some(l) = st.loaded {
                 if l.root == table && (l.base..l.base + 4).contains(&index) {
@@ -219,7 +217,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
     /// Maps a shadow root back to the guest root (other values pass through).
     fn read_cr3(&self, hw: u32) -> u32 {
         self.calls.count(HookKind::ReadCr3);
-        self.state.lock().guest_cr3(hw)
+        self.state.lock().guest_cr3(&self.mem, hw)
     }
 
     /// `vmi_flush_tlb_user` (`FlushTLB`): applies every deferred update.

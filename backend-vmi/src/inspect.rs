@@ -8,7 +8,7 @@ use paravirt_core::{Inspect, PagingMode};
 /// Divergences [`Inspect::verify`] writes out in full (the rest are counted).
 pub const VERIFY_REPORT_LINES: usize = 16;
 
-impl<M: PagingMode, P: PhysMem, const MAX: usize> Inspect for Vmi<M, P, MAX> {
+impl<M: PagingMode, P: PhysMem> Inspect for Vmi<M, P> {
     fn backend_name(&self) -> &'static str {
         "vmi"
     }

@@ -35,8 +35,9 @@
 //! are decoded only through the typed [`Pte`](paravirt_core::Pte) /
 //! [`Pmd`](paravirt_core::Pmd) / [`Pud`](paravirt_core::Pud) methods.
 //!
-//! The crate is `#![no_std]`, allocates nothing on the heap (fixed capacity `MAX`, default
-//! [`DEFAULT_CAPACITY`]), uses no floating point, and runs inside the bare-metal i686 kernel
+//! The crate is `#![no_std]`, allocates nothing on the heap (its records and shadows live in
+//! frames of the [`PhysMem`] it is given, reserved at construction and sized from RAM: see
+//! [`default_shadow_frames`]), uses no floating point, and runs inside the bare-metal i686 kernel
 //! demo as well as over `mm-testkit`'s emulated RAM. It depends on `paravirt-core` and
 //! `i386-paging` only (not on the guest's `i386-mm`), and is generic over the paging mode
 //! ([`TwoLevel`](paravirt_core::TwoLevel), [`Pae`](paravirt_core::Pae)) and physical memory.
@@ -65,7 +66,7 @@ mod stats;
 mod types;
 mod verify;
 
-pub use backend::{InitError, TeardownError, Vmi, DEFAULT_CAPACITY};
+pub use backend::{default_shadow_frames, InitError, TeardownError, Vmi, MIN_SHADOW_FRAMES, RAM_FRAMES_PER_SHADOW};
 pub use inspect::VERIFY_REPORT_LINES;
 /// The shared reporting types, re-exported: the [`Policy`] a [`Vmi`] is built with, and the
 /// [`Violation`]s (hook + [`VmiRule`]) its log keeps.

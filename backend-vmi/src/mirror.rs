@@ -14,7 +14,7 @@ use crate::types::PageType;
 use i386_paging::PhysMem;
 use paravirt_core::{Entry, PagingMode, Pfn, Pmd, Pte};
 
-impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+impl<M: PagingMode> State<M> {
     /// Sets the shadow of entry `index` of typed table `table` from the guest value `g`, read
     /// at the table's real level (a value written by a hook of the other level is reread as
     /// the table's own: `WrongLevel` has been reported by then). Does nothing for an untyped
@@ -30,12 +30,12 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         index: u32,
         g: E,
     ) {
-        let Some(t) = self.pages.get(table).copied() else { return };
+        let Some(t) = self.pages.get(mem, table) else { return };
         if t.ty.is_l2() {
-            let new = self.shadow_dir_entry(found, table, index, Pmd::from_raw(g.raw()));
+            let new = self.shadow_dir_entry(mem, found, table, index, Pmd::from_raw(g.raw()));
             let old: Pmd = shadow::load::<M, _, P>(mem, t.shadow, index);
-            if let Some(ch) = linked(old).and_then(|cs| self.pages.by_shadow_mut(cs)) {
-                ch.links = ch.links.saturating_sub(1);
+            if let Some(cs) = linked(old) {
+                self.pages.update_by_shadow(mem, cs, |ch| ch.links = ch.links.saturating_sub(1));
             }
             shadow::store::<M, _, P>(mem, t.shadow, index, new);
         } else {
@@ -47,12 +47,19 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     /// What guest directory entry `g` (entry `index` of L2 `table`) becomes in the shadow: as
     /// it is, or for a link to a page table a link to its shadow (counted in its `links`). A
     /// link to anything but a typed L1 is reported and becomes an empty entry.
-    fn shadow_dir_entry(&mut self, found: &mut Found<'_>, table: Pfn, index: u32, g: Pmd) -> Pmd {
+    fn shadow_dir_entry<P: PhysMem + ?Sized>(
+        &mut self,
+        mem: &P,
+        found: &mut Found<'_>,
+        table: Pfn,
+        index: u32,
+        g: Pmd,
+    ) -> Pmd {
         let Some(child) = linked(g) else { return g };
         self.checks.count(Check::ChildAnnounced);
-        match self.pages.get_mut(child) {
+        match self.pages.get(mem, child) {
             Some(ch) if ch.ty.is_l1() => {
-                ch.links += 1;
+                self.pages.update(mem, child, |ch| ch.links += 1);
                 relink(g, ch.shadow)
             }
             other => {
@@ -64,7 +71,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     }
 }
 
-impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+impl<M: PagingMode> State<M> {
     /// Queues the shadow update of entry `index` of page table `table` (virtual address
     /// `addr`); with the queue full, the queued ones are applied first, as a flush would.
     pub(crate) fn defer<P: PhysMem + ?Sized>(
@@ -102,7 +109,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
                 continue;
             }
             self.pending[i] = None;
-            if self.pages.get(p.table).is_some() {
+            if self.pages.get(mem, p.table).is_some() {
                 let g: Pte = shadow::load::<M, _, P>(mem, p.table, p.index);
                 self.mirror(mem, found, p.table, p.index, g);
             }

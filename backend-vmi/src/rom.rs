@@ -19,7 +19,7 @@ pub(crate) struct CloneArgs {
     pub(crate) count: u32,
 }
 
-impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+impl<M: PagingMode> State<M> {
     /// `AllocatePage(pfn, flags, clone)`: checks, types `pfn` and builds its shadow from the
     /// pool.
     ///
@@ -27,7 +27,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     /// (`PDP` is refused: the PAE PDPT is never typed); the page is in RAM and untyped and is
     /// not the loaded PDPT; with `CLONE`, the source is an L2 with the same `PAE` bit and the
     /// range fits; with `ZEROED`, the page is zero (with `CLONE` only its user entries
-    /// `[0, USER_PTRS_PER_PGD)`: reported, not refused); a tracking slot is free. The shadow
+    /// `[0, USER_PTRS_PER_PGD)`: reported, not refused); a shadow frame is free. The shadow
     /// then starts as the guest page mirrored, except that with `CLONE` the range is copied
     /// from the source's *shadow*.
     pub(crate) fn allocate<P: PhysMem + ?Sized>(
@@ -50,7 +50,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             return found.push(VmiRule::PfnOutOfRange { pfn });
         }
         self.checks.count(Check::AllocUntyped);
-        if let Some(t) = self.pages.get(pfn) {
+        if let Some(t) = self.pages.get(mem, pfn) {
             return found.push(VmiRule::AllocTyped { pfn, current: t.ty, requested: flags });
         }
         if M::PAE {
@@ -63,8 +63,8 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         let mut source = None;
         if flags.contains(PageType::CLONE) {
             self.checks.count(Check::CloneSourceL2);
-            let src = match self.pages.get(clone.source) {
-                Some(t) if t.ty.is_l2() => *t,
+            let src = match self.pages.get(mem, clone.source) {
+                Some(t) if t.ty.is_l2() => t,
                 other => {
                     let source_type = other.map_or(PageType::NORMAL, |t| t.ty);
                     return found.push(VmiRule::CloneSourceNotL2 { pfn, source: clone.source, source_type });
@@ -96,15 +96,19 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             }
         }
         self.checks.count(Check::Capacity);
-        if self.pages.is_full() || self.pool.free() == 0 {
-            return found.push(VmiRule::CapacityExhausted { pfn, capacity: MAX });
+        let Some(sh) = self.pool.take(mem) else {
+            return found.push(VmiRule::CapacityExhausted { pfn, capacity: self.pool.total() });
+        };
+        if !self.pages.insert(mem, Tracked { pfn, ty: flags, shadow: sh, links: 0, pdpt_slot: 0 }) {
+            // Only a frame the backend uses as a shadow itself, typed through the ROM call,
+            // can get here (the map covers all of RAM and `pfn` is untyped).
+            self.pool.give(mem, sh);
+            return found.push(VmiRule::CapacityExhausted { pfn, capacity: self.pool.total() });
         }
-        let Some(sh) = self.pool.take() else { return };
         // SAFETY: `sh` is a pool frame: no shadow uses it and no shadow entry or CR3 links it
         // (a shadow goes back to the pool only once unlinked), so the backend owns it alone
         // and no walker reads it while it is zeroed.
         unsafe { zero_frame(mem, sh) };
-        self.pages.insert(Tracked { pfn, ty: flags, shadow: sh, links: 0, pdpt_slot: 0 });
         self.created += 1;
         self.peak = self.peak.max(self.pages.len());
         for i in 0..n {
@@ -134,11 +138,9 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             return;
         }
         if let Some(child_shadow) = linked(v) {
-            match self.pages.by_shadow_mut(child_shadow) {
-                Some(child) => child.links += 1,
-                // The source's shadow links no shadow: copy nothing, verify() will name the
-                // entry.
-                None => v = Pmd::EMPTY,
+            // The source's shadow links no shadow: copy nothing, verify() will name the entry.
+            if !self.pages.update_by_shadow(mem, child_shadow, |child| child.links += 1) {
+                v = Pmd::EMPTY;
             }
         }
         shadow::store::<M, _, P>(mem, dst, i, v);
@@ -150,7 +152,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     /// (or none), it is not the loaded root, and no shadow entry links it any more.
     pub(crate) fn release<P: PhysMem + ?Sized>(&mut self, mem: &P, found: &mut Found<'_>, pfn: Pfn, flags: PageType) {
         self.checks.count(Check::ReleaseTyped);
-        let Some(t) = self.pages.get(pfn).copied() else {
+        let Some(t) = self.pages.get(mem, pfn) else {
             // Before `vmi_apply_boot_page_allocations` the release is only recorded.
             if self.boot_phase {
                 return;
@@ -172,13 +174,13 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         if t.ty.is_l2() {
             for i in 0..entries::<M>() {
                 let s: Pmd = shadow::load::<M, _, P>(mem, t.shadow, i);
-                if let Some(child) = linked(s).and_then(|cs| self.pages.by_shadow_mut(cs)) {
-                    child.links = child.links.saturating_sub(1);
+                if let Some(cs) = linked(s) {
+                    self.pages.update_by_shadow(mem, cs, |child| child.links = child.links.saturating_sub(1));
                 }
             }
         }
-        self.pages.remove(pfn);
-        self.pool.give(t.shadow);
+        self.pages.remove(mem, pfn);
+        self.pool.give(mem, t.shadow);
         self.freed += 1;
     }
 }

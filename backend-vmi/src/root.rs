@@ -16,7 +16,7 @@ use crate::types::PageType;
 use i386_paging::{read_raw, PhysMem};
 use paravirt_core::{PagingMode, Pfn, PhysAddr, Pud, PDPT_ALLOWED};
 
-impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+impl<M: PagingMode> State<M> {
     /// What guest PDPT entry `g` becomes in the shadow PDPT: `Ok((entry, linked pmd))`, or
     /// `Err((pmd, its type))` when it links a page that is not a typed L2.
     ///
@@ -32,7 +32,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             return Ok((g, None));
         }
         let child = g.pfn();
-        match self.pages.get(child) {
+        match self.pages.get(mem, child) {
             Some(t) if t.ty.is_l2() => Ok((relink_pud(g, t.shadow), Some(child))),
             None if self.zero_page(mem, child) => Ok((g, None)),
             other => Err((child, other.map_or(PageType::NORMAL, |t| t.ty))),
@@ -43,15 +43,15 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     /// as `empty_zero_page`).
     pub(crate) fn zero_page<P: PhysMem + ?Sized>(&self, mem: &P, pfn: Pfn) -> bool {
         pfn < mem.max_pfn()
-            && self.pages.get(pfn).is_none()
-            && self.pages.by_shadow(pfn).is_none()
+            && self.pages.get(mem, pfn).is_none()
+            && self.pages.by_shadow(mem, pfn).is_none()
             && (0..crate::shadow::entries::<M>()).all(|i| read_raw::<M, P>(mem, pfn, i) == 0)
     }
 
     /// Forgets the loaded root: drops the shadow PDPT's links and clears its entries.
     pub(crate) fn unload<P: PhysMem + ?Sized>(&mut self, mem: &P) {
         for i in 0..4 {
-            self.pdpt_unlink(i);
+            self.pdpt_unlink(mem, i);
         }
         if let Some(f) = self.pdpt {
             for i in 0..4 {
@@ -61,11 +61,9 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         self.loaded = None;
     }
 
-    fn pdpt_unlink(&mut self, i: usize) {
+    fn pdpt_unlink<P: PhysMem + ?Sized>(&mut self, mem: &P, i: usize) {
         if let Some(pmd) = self.pdpt_links[i].take() {
-            if let Some(t) = self.pages.get_mut(pmd) {
-                t.links = t.links.saturating_sub(1);
-            }
+            self.pages.update(mem, pmd, |t| t.links = t.links.saturating_sub(1));
         }
     }
 
@@ -73,12 +71,10 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     /// becomes empty; the caller reports it).
     pub(crate) fn pdpt_set<P: PhysMem + ?Sized>(&mut self, mem: &P, i: usize, g: Pud) {
         let Some(frame) = self.pdpt else { return };
-        self.pdpt_unlink(i);
+        self.pdpt_unlink(mem, i);
         let (v, child) = self.pdpt_entry(mem, g).unwrap_or((Pud::EMPTY, None));
         if let Some(pmd) = child {
-            if let Some(t) = self.pages.get_mut(pmd) {
-                t.links += 1;
-            }
+            self.pages.update(mem, pmd, |t| t.links += 1);
             self.pdpt_links[i] = Some(pmd);
         }
         shadow::store::<M, _, P>(mem, frame, i as u32, v);
@@ -118,7 +114,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         self.checks.count(Check::RootKnown);
         if !M::PAE {
             let root = Pfn::containing(PhysAddr::new(cr3 as u64));
-            return match self.pages.get(root) {
+            return match self.pages.get(mem, root) {
                 Some(t) if t.ty.is_l2() => {
                     let hw = t.shadow.phys().as_u64() as u32 | (cr3 & 0xfff);
                     self.loaded = Some(Loaded { root, base: 0, cr3 });
@@ -146,7 +142,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             return cr3;
         }
         self.checks.count(Check::PdptUntyped);
-        if let Some(t) = self.pages.get(root) {
+        if let Some(t) = self.pages.get(mem, root) {
             found.push(VmiRule::PdptTyped { pfn: root, flags: t.ty });
             self.unload(mem);
             return cr3;
@@ -175,14 +171,14 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     }
 
     /// `read_cr3`: the guest's view of the CPU's CR3 value `hw`.
-    pub(crate) fn guest_cr3(&self, hw: u32) -> u32 {
+    pub(crate) fn guest_cr3<P: PhysMem + ?Sized>(&self, mem: &P, hw: u32) -> u32 {
         if M::PAE {
             match (self.pdpt, self.loaded) {
                 (Some(f), Some(l)) if f.phys().as_u64() == (hw & !0x1f) as u64 => l.cr3,
                 _ => hw,
             }
         } else {
-            match self.pages.by_shadow(Pfn::containing(PhysAddr::new(hw as u64))) {
+            match self.pages.by_shadow(mem, Pfn::containing(PhysAddr::new(hw as u64))) {
                 Some(t) if t.ty.is_l2() => t.pfn.phys().as_u64() as u32 | (hw & 0xfff),
                 _ => hw,
             }

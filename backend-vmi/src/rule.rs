@@ -168,11 +168,13 @@ pub enum VmiRule {
         /// The page.
         pfn: Pfn,
     },
-    /// The tracking table or the shadow-frame pool is full. Refused.
+    /// The shadow-frame pool (sized from RAM at construction, [`Vmi::capacity`](crate::Vmi::capacity))
+    /// has no free frame: the page cannot be shadowed. Refused; nothing changes, and the page
+    /// can be announced once another table is released.
     CapacityExhausted {
-        /// The page that could not be tracked.
+        /// The page that could not be shadowed.
         pfn: Pfn,
-        /// Pages the backend can track.
+        /// Shadow frames the pool holds (free or in use).
         capacity: usize,
     },
     /// PAE `write_cr3` after [`teardown`](crate::Vmi::teardown) gave the per-vCPU PDPT back.
@@ -203,7 +205,7 @@ impl VmiRule {
             VmiRule::UnannouncedChild { .. } => "link to an unannounced table",
             VmiRule::UnknownRoot { .. } => "unknown root loaded",
             VmiRule::PfnOutOfRange { .. } => "page beyond the end of RAM",
-            VmiRule::CapacityExhausted { .. } => "tracking capacity exhausted",
+            VmiRule::CapacityExhausted { .. } => "shadow pool exhausted",
             VmiRule::NoShadowPdpt { .. } => "no per-vCPU shadow PDPT",
         }
     }
@@ -325,7 +327,7 @@ impl fmt::Display for VmiRule {
             VmiRule::UnknownRoot { cr3 } => write!(f, "write_cr3({cr3:#x})"),
             VmiRule::PfnOutOfRange { pfn } => write!(f, "pfn {pfn}"),
             VmiRule::CapacityExhausted { pfn, capacity } => {
-                write!(f, "pfn {pfn} cannot be tracked (capacity {capacity})")
+                write!(f, "pfn {pfn} cannot be shadowed ({capacity} shadow frames, none free)")
             }
             VmiRule::NoShadowPdpt { cr3 } => write!(f, "write_cr3({cr3:#x}) after teardown"),
         }

@@ -1,5 +1,6 @@
-//! Shadow tables: the tracking table (typed page → shadow frame), the pool of shadow frames,
-//! and the entry arithmetic of mirroring (typed entries only, one store per entry).
+//! Shadow tables: the tracking table (typed page → shadow frame and back, one record per frame
+//! of RAM), the pool of shadow frames, and the entry arithmetic of mirroring (typed entries
+//! only, one store per entry).
 //!
 //! Every typed page has exactly one shadow frame. A shadow L1 holds the guest's PTEs as they
 //! are; a shadow L2 holds the guest's directory entries with the address of each linked page
@@ -8,7 +9,7 @@
 //! only and reaches the same frames with the same permissions.
 
 use crate::types::PageType;
-use i386_paging::{read_entry, slot, PhysMem};
+use i386_paging::{read_entry, slot, FrameMap, NoFrame, PhysMem, Record};
 use paravirt_core::{native, Entry, PagingMode, Pfn, Pmd, PteFlags, Pud};
 
 /// A typed page and its shadow.
@@ -28,119 +29,217 @@ pub(crate) struct Tracked {
     pub(crate) pdpt_slot: u8,
 }
 
-impl Tracked {
-    const EMPTY: Tracked =
-        Tracked { pfn: Pfn::new(0), ty: PageType::NORMAL, shadow: Pfn::new(0), links: 0, pdpt_slot: 0 };
+/// What the backend keeps per frame, in a [`FrameMap`] (16 bytes, four words): whether the
+/// frame is a typed guest page (its type, PDPT slot, shadow frame and links), and whether it
+/// is the shadow of a typed page (the guest page: the reverse map). A frame can be both only
+/// when a caller of the ROM calls types a frame the backend uses as a shadow.
+///
+/// Words: `[1 | type << 8 | pdpt_slot << 16, shadow pfn, links, shadowed pfn + 1]`; the first
+/// three are zero for a frame that is not typed, the last for a frame that is no shadow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FrameRecord {
+    /// The frame as a typed guest page (`pfn` is not stored: it is the frame's own).
+    typed: Option<Tracked>,
+    /// The guest page whose shadow this frame is.
+    shadow_of: Option<Pfn>,
 }
 
-/// The typed pages, sorted by guest frame (binary search on every entry write). Fixed
-/// capacity, no heap.
-pub(crate) struct Tracker<const MAX: usize> {
-    items: [Tracked; MAX],
-    len: usize,
+impl Record for FrameRecord {
+    const EMPTY: Self = FrameRecord { typed: None, shadow_of: None };
+
+    fn to_words(self) -> [u32; 4] {
+        let [w0, w1, w2] = match self.typed {
+            Some(t) => [1 | u32::from(t.ty.bits()) << 8 | u32::from(t.pdpt_slot) << 16, t.shadow.as_u32(), t.links],
+            None => [0; 3],
+        };
+        [w0, w1, w2, self.shadow_of.map_or(0, |p| p.as_u32() + 1)]
+    }
+
+    fn from_words(w: [u32; 4]) -> Self {
+        let typed = (w[0] & 1 != 0).then(|| Tracked {
+            pfn: Pfn::new(0),
+            ty: PageType::from_bits_retain((w[0] >> 8) as u8),
+            shadow: Pfn::new(w[1]),
+            links: w[2],
+            pdpt_slot: (w[0] >> 16) as u8,
+        });
+        FrameRecord { typed, shadow_of: w[3].checked_sub(1).map(Pfn::new) }
+    }
 }
 
-impl<const MAX: usize> Tracker<MAX> {
+/// The typed pages: one [`FrameRecord`] per frame in a [`FrameMap`] reserved over every frame
+/// of RAM when the backend is built, so every lookup, by guest frame or by shadow frame, is
+/// O(1) and no hook ever allocates. Records are copies: a change is a read, a change and a
+/// write ([`update`](Self::update)).
+pub(crate) struct Tracker {
+    map: FrameMap<FrameRecord>,
+    /// Typed pages (the map's records count shadows too).
+    typed: usize,
+}
+
+impl Tracker {
     pub(crate) const fn new() -> Self {
-        Tracker { items: [Tracked::EMPTY; MAX], len: 0 }
+        Tracker { map: FrameMap::new(), typed: 0 }
+    }
+
+    /// Reserves the records of frames `[0, end)`.
+    ///
+    /// # Errors
+    /// [`NoFrame`] when `mem` cannot supply the map's frames (every frame taken is given back).
+    pub(crate) fn reserve<P: PhysMem + ?Sized>(&mut self, mem: &P, end: Pfn) -> Result<(), NoFrame> {
+        self.map.reserve(mem, end)
+    }
+
+    /// Gives the map's frames back (every record forgotten).
+    pub(crate) fn clear<P: PhysMem + ?Sized>(&mut self, mem: &P) {
+        self.map.clear(mem);
+        self.typed = 0;
+    }
+
+    /// Frames the map holds.
+    pub(crate) fn frames<P: PhysMem + ?Sized>(&self, mem: &P) -> usize {
+        self.map.frames(mem)
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.typed
     }
 
-    pub(crate) fn is_full(&self) -> bool {
-        self.len == MAX
+    /// The record of `pfn`, if typed. O(1).
+    pub(crate) fn get<P: PhysMem + ?Sized>(&self, mem: &P, pfn: Pfn) -> Option<Tracked> {
+        self.map.get(mem, pfn).typed.map(|t| Tracked { pfn, ..t })
     }
 
-    fn find(&self, pfn: Pfn) -> Result<usize, usize> {
-        self.items[..self.len].binary_search_by_key(&pfn, |t| t.pfn)
+    /// The record whose shadow is `shadow`. O(1): the shadow frame's record names its page.
+    pub(crate) fn by_shadow<P: PhysMem + ?Sized>(&self, mem: &P, shadow: Pfn) -> Option<Tracked> {
+        let pfn = self.map.get(mem, shadow).shadow_of?;
+        self.get(mem, pfn).filter(|t| t.shadow == shadow)
     }
 
-    /// The record of `pfn`, if typed.
-    pub(crate) fn get(&self, pfn: Pfn) -> Option<&Tracked> {
-        self.find(pfn).ok().map(|i| &self.items[i])
+    /// Changes the record of `pfn` with `f`, if typed (`f` must not change `pfn` or
+    /// `shadow`). Returns whether it was typed. O(1).
+    pub(crate) fn update<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn, f: impl FnOnce(&mut Tracked)) -> bool {
+        let mut typed = false;
+        // A typed frame has a record already: the change is made in place, allocates nothing
+        // and cannot fail.
+        let _ = self.map.update(mem, pfn, |rec| {
+            if let Some(t) = rec.typed.as_mut() {
+                t.pfn = pfn;
+                f(t);
+                typed = true;
+            }
+        });
+        typed
     }
 
-    /// The record of `pfn`, if typed, mutably.
-    pub(crate) fn get_mut(&mut self, pfn: Pfn) -> Option<&mut Tracked> {
-        self.find(pfn).ok().map(|i| &mut self.items[i])
+    /// As [`update`](Self::update), for the page whose shadow is `shadow`.
+    pub(crate) fn update_by_shadow<P: PhysMem + ?Sized>(
+        &mut self,
+        mem: &P,
+        shadow: Pfn,
+        f: impl FnOnce(&mut Tracked),
+    ) -> bool {
+        match self.by_shadow(mem, shadow) {
+            Some(t) => self.update(mem, t.pfn, f),
+            None => false,
+        }
     }
 
-    /// The record whose shadow is `shadow` (a linear search: only on directory writes).
-    pub(crate) fn by_shadow(&self, shadow: Pfn) -> Option<&Tracked> {
-        self.iter().find(|t| t.shadow == shadow)
-    }
-
-    /// As [`by_shadow`](Self::by_shadow), mutably.
-    pub(crate) fn by_shadow_mut(&mut self, shadow: Pfn) -> Option<&mut Tracked> {
-        self.items[..self.len].iter_mut().find(|t| t.shadow == shadow)
-    }
-
-    /// Adds a record for an untyped page; false when full.
-    pub(crate) fn insert(&mut self, t: Tracked) -> bool {
-        if self.is_full() {
+    /// Adds the record of an untyped page `t.pfn` and the reverse record of its shadow; false
+    /// (nothing changed) when the page is typed already or a frame lies outside the map.
+    pub(crate) fn insert<P: PhysMem + ?Sized>(&mut self, mem: &P, t: Tracked) -> bool {
+        let mut rec = self.map.get(mem, t.pfn);
+        let mut srec = self.map.get(mem, t.shadow);
+        if rec.typed.is_some() || t.pfn == t.shadow {
             return false;
         }
-        let Err(at) = self.find(t.pfn) else { return false };
-        self.items.copy_within(at..self.len, at + 1);
-        self.items[at] = t;
-        self.len += 1;
+        rec.typed = Some(t);
+        srec.shadow_of = Some(t.pfn);
+        if self.map.set(mem, t.shadow, srec).is_err() {
+            return false;
+        }
+        if self.map.set(mem, t.pfn, rec).is_err() {
+            srec.shadow_of = None;
+            // Restores the record just stored, which had its frame: cannot fail.
+            let _ = self.map.set(mem, t.shadow, srec);
+            return false;
+        }
+        self.typed += 1;
         true
     }
 
-    /// Removes the record of `pfn`.
-    pub(crate) fn remove(&mut self, pfn: Pfn) -> Option<Tracked> {
-        let at = self.find(pfn).ok()?;
-        let t = self.items[at];
-        self.items.copy_within(at + 1..self.len, at);
-        self.len -= 1;
+    /// Removes the record of `pfn` and its shadow's reverse record.
+    pub(crate) fn remove<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn) -> Option<Tracked> {
+        let t = self.get(mem, pfn)?;
+        // Both frames have records: clearing them allocates nothing and cannot fail.
+        let mut srec = self.map.get(mem, t.shadow);
+        srec.shadow_of = None;
+        let _ = self.map.set(mem, t.shadow, srec);
+        let mut rec = self.map.get(mem, pfn);
+        rec.typed = None;
+        let _ = self.map.set(mem, pfn, rec);
+        self.typed -= 1;
         Some(t)
     }
 
-    /// Every record, by guest frame.
-    pub(crate) fn iter(&self) -> core::slice::Iter<'_, Tracked> {
-        self.items[..self.len].iter()
+    /// Every record, by guest frame. O(frames of RAM): for statistics and cross-checks, never
+    /// in a hook.
+    pub(crate) fn iter<'a, P: PhysMem + ?Sized>(&'a self, mem: &'a P) -> impl Iterator<Item = Tracked> + 'a {
+        self.map.iter(mem).filter_map(|(pfn, r)| r.typed.map(|t| Tracked { pfn, ..t }))
     }
 }
 
-/// Frames reserved from physical memory when the backend is built, one per page it can
-/// track. Shadows come from here, so the guest's allocator (and its fault injection) is
-/// never called from inside a hook, as a hypervisor's memory is not the guest's.
-pub(crate) struct Pool<const MAX: usize> {
-    free: [Pfn; MAX],
+/// Frames reserved from physical memory when the backend is built, for the shadows. Shadows
+/// come from here, so the guest's allocator (and its fault injection) is never called from
+/// inside a hook, as a hypervisor's memory is not the guest's.
+///
+/// The free frames form a list through the frames themselves: the first word of a free frame
+/// holds the next free frame's pfn shifted left by one (so that, read as a page-table entry,
+/// it is not present). Taking and giving back are O(1); a frame is zeroed when taken.
+pub(crate) struct Pool {
+    head: Option<Pfn>,
     nfree: usize,
     total: usize,
 }
 
-impl<const MAX: usize> Pool<MAX> {
+impl Pool {
     pub(crate) const fn new() -> Self {
-        Pool { free: [Pfn::new(0); MAX], nfree: 0, total: 0 }
+        Pool { head: None, nfree: 0, total: 0 }
     }
 
     /// Adds a frame reserved from physical memory.
-    pub(crate) fn add(&mut self, f: Pfn) {
-        self.free[self.nfree] = f;
-        self.nfree += 1;
+    pub(crate) fn add<P: PhysMem + ?Sized>(&mut self, mem: &P, f: Pfn) {
+        self.give(mem, f);
         self.total += 1;
     }
 
     /// Removes a free frame for good (teardown).
-    pub(crate) fn drain_one(&mut self) -> Option<Pfn> {
-        let f = self.take()?;
+    pub(crate) fn drain_one<P: PhysMem + ?Sized>(&mut self, mem: &P) -> Option<Pfn> {
+        let f = self.take(mem)?;
         self.total -= 1;
         Some(f)
     }
 
-    /// Takes a frame for a shadow.
-    pub(crate) fn take(&mut self) -> Option<Pfn> {
-        self.nfree = self.nfree.checked_sub(1)?;
-        Some(self.free[self.nfree])
+    /// Takes a frame for a shadow (its first word still holds the list's link: the caller
+    /// zeroes it).
+    pub(crate) fn take<P: PhysMem + ?Sized>(&mut self, mem: &P) -> Option<Pfn> {
+        let f = self.head?;
+        self.nfree -= 1;
+        // SAFETY: `f` is a free pool frame: the backend owns it alone and nothing else reads
+        // or writes it.
+        let link = unsafe { mem.frame_ptr(f).as_ptr().cast::<u32>().read() };
+        self.head = (self.nfree > 0).then(|| Pfn::new(link >> 1));
+        Some(f)
     }
 
-    /// Gives a shadow frame back.
-    pub(crate) fn give(&mut self, f: Pfn) {
-        self.free[self.nfree] = f;
+    /// Gives a frame back (a shadow no entry links any more, or a frame just reserved).
+    pub(crate) fn give<P: PhysMem + ?Sized>(&mut self, mem: &P, f: Pfn) {
+        let link = self.head.map_or(0, |h| h.as_u32() << 1);
+        // SAFETY: `f` comes back to the pool: no shadow uses it and no shadow entry or CR3
+        // links it, so the backend owns it alone; the frame is page-aligned, so its first word
+        // is aligned.
+        unsafe { mem.frame_ptr(f).as_ptr().cast::<u32>().write(link) };
+        self.head = Some(f);
         self.nfree += 1;
     }
 

@@ -31,10 +31,10 @@ pub(crate) struct Pending {
     pub(crate) addr: u32,
 }
 
-/// The backend's state for paging mode `M`, tracking up to `MAX` pages.
-pub(crate) struct State<M: PagingMode, const MAX: usize> {
-    pub(crate) pages: Tracker<MAX>,
-    pub(crate) pool: Pool<MAX>,
+/// The backend's state for paging mode `M`: a record per frame of RAM, and the shadow pool.
+pub(crate) struct State<M: PagingMode> {
+    pub(crate) pages: Tracker,
+    pub(crate) pool: Pool,
     /// The per-vCPU shadow PDPT frame (PAE, until teardown).
     pub(crate) pdpt: Option<Pfn>,
     /// The guest pmd each shadow PDPT entry links (each counted in that pmd's `links`).
@@ -57,7 +57,7 @@ pub(crate) struct State<M: PagingMode, const MAX: usize> {
     _mode: PhantomData<M>,
 }
 
-impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+impl<M: PagingMode> State<M> {
     /// Nothing tracked, an empty pool, no shadow PDPT.
     pub(crate) const fn new() -> Self {
         State {

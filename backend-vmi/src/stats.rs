@@ -77,7 +77,7 @@ named_enum! {
         RootKnown = "root_known",
         /// The page lies in RAM.
         PfnInRange = "pfn_in_range",
-        /// A tracking slot and a shadow frame are available.
+        /// A shadow frame is free in the pool.
         Capacity = "capacity",
     }
 }

@@ -115,7 +115,7 @@ impl fmt::Display for Divergence {
     }
 }
 
-impl<M: PagingMode, const MAX: usize> State<M, MAX> {
+impl<M: PagingMode> State<M> {
     /// See [`Vmi::verify_each`](crate::Vmi::verify_each): calls `emit` with each divergence.
     pub(crate) fn verify<P: PhysMem + ?Sized>(&self, mem: &P, emit: &mut dyn FnMut(Divergence)) {
         self.check_entries(mem, emit);
@@ -123,14 +123,14 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     }
 
     fn check_entries<P: PhysMem + ?Sized>(&self, mem: &P, emit: &mut dyn FnMut(Divergence)) {
-        for t in self.pages.iter() {
+        for t in self.pages.iter(mem) {
             for index in 0..entries::<M>() {
                 let (guest, shadow_value, expected) = if t.ty.is_l2() {
                     let guest: Pmd = shadow::load::<M, _, P>(mem, t.pfn, index);
                     let shadow_value: Pmd = shadow::load::<M, _, P>(mem, t.shadow, index);
                     let expected = match linked(guest) {
                         None => guest,
-                        Some(child) => match self.pages.get(child) {
+                        Some(child) => match self.pages.get(mem, child) {
                             Some(c) if c.ty.is_l1() => relink(guest, c.shadow),
                             other => {
                                 let child_type = other.map_or(PageType::NORMAL, |c| c.ty);
@@ -179,8 +179,8 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     fn walkable_l2<P: PhysMem + ?Sized>(&self, mem: &P, table: Pfn, shadow: bool) -> bool {
         (0..entries::<M>()).all(|i| match linked(shadow::load::<M, _, P>(mem, table, i)) {
             None => true,
-            Some(p) if shadow => self.pages.by_shadow(p).is_some_and(|t| t.ty.is_l1()),
-            Some(p) => self.pages.get(p).is_some_and(|t| t.ty.is_l1()),
+            Some(p) if shadow => self.pages.by_shadow(mem, p).is_some_and(|t| t.ty.is_l1()),
+            Some(p) => self.pages.get(mem, p).is_some_and(|t| t.ty.is_l1()),
         })
     }
 
@@ -189,13 +189,13 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
     fn walkable_pdpt<P: PhysMem + ?Sized>(&self, mem: &P, pdpt: &[Pud; 4], shadow: bool) -> bool {
         pdpt.iter().filter(|e| e.is_present()).all(|e| {
             let p = e.pfn();
-            let t = if shadow { self.pages.by_shadow(p) } else { self.pages.get(p) };
+            let t = if shadow { self.pages.by_shadow(mem, p) } else { self.pages.get(mem, p) };
             t.is_some_and(|t| t.ty.is_l2() && self.walkable_l2(mem, p, shadow)) || self.zero_page(mem, p)
         })
     }
 
     fn check_translations<P: PhysMem + ?Sized>(&self, mem: &P, emit: &mut dyn FnMut(Divergence)) {
-        for t in self.pages.iter().filter(|t| t.ty.is_l2()) {
+        for t in self.pages.iter(mem).filter(|t| t.ty.is_l2()) {
             if self.walkable_l2(mem, t.pfn, false) && self.walkable_l2(mem, t.shadow, true) {
                 // Two-level: the L2 is a root covering everything. PAE: a pmd covers the 1 GiB
                 // of the PDPT slot it was last linked at.

@@ -213,8 +213,11 @@ fn pdpt_is_never_typed<M: PagingMode>() {
 fn capacity_exhaustion_is_reported<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
     let base = ram.frames_in_use();
-    let v: Vmi<M, &EmulatedRam, 4> = Vmi::new(&ram, Policy::Record).unwrap();
-    assert_eq!(ram.frames_in_use(), base + 4 + M::PAE as usize);
+    let v: Vmi<M, &EmulatedRam> = Vmi::with_shadow_frames(&ram, Policy::Record, 4).unwrap();
+    assert_eq!(v.capacity(), 4);
+    // 4096 frames of RAM: 16 leaves of records and their directory frame.
+    assert_eq!(v.reserved_frames(), 4 + 17 + M::PAE as usize);
+    assert_eq!(ram.frames_in_use(), base + v.reserved_frames());
     let pages: Vec<Pfn> = (0..5).map(|_| zeroed(&ram)).collect();
     for &p in &pages {
         v.alloc_pt(p);

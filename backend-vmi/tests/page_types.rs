@@ -123,19 +123,24 @@ fn teardown_gives_every_reserved_frame_back<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
     let base = ram.frames_in_use();
     let v = vmi::<M>(&ram);
-    assert_eq!(ram.frames_in_use(), base + v.capacity() + M::PAE as usize);
+    // The pool is sized from RAM (4096 frames: 256 shadows); the records of 4096 frames take
+    // 16 leaves and a directory frame.
+    assert_eq!(v.capacity(), default_shadow_frames(ram.max_pfn()));
+    assert_eq!(v.capacity(), 4096 / RAM_FRAMES_PER_SHADOW as usize);
+    assert_eq!(v.reserved_frames(), v.capacity() + 17 + M::PAE as usize);
+    assert_eq!(ram.frames_in_use(), base + v.reserved_frames());
     assert_eq!(v.shadow_pdpt().is_some(), M::PAE);
     let pt = zeroed(&ram);
     v.alloc_pt(pt);
     assert_eq!(v.teardown(), Err(TeardownError::PagesTyped { typed: 1 }));
     assert_eq!(v.violation_count(), 0, "refused by its return value: teardown is not a hook, nothing is logged");
-    assert_eq!(ram.frames_in_use(), base + v.capacity() + M::PAE as usize + 1, "refused: everything kept");
+    assert_eq!(ram.frames_in_use(), base + v.reserved_frames() + 1, "refused: everything kept");
     v.release_pt(pt);
     ram.free_frame(pt);
     assert_eq!(v.teardown(), Ok(()));
     assert_eq!(ram.frames_in_use(), base);
     assert_eq!(v.shadow_pdpt(), None);
-    assert_eq!(v.stats().pool_frames, 0);
+    assert_eq!((v.stats().pool_frames, v.reserved_frames(), v.capacity()), (0, 0, 0));
     // After teardown nothing can be announced any more: said, not silent.
     let p = zeroed(&ram);
     v.alloc_pt(p);

@@ -155,7 +155,7 @@ fn whole_i386_mm_scenario_under_vmi_verifies_after_every_step<M: PagingMode>() {
     assert_eq!((end.shadows_live, end.shadows_created), (0, end.shadows_freed));
     assert_eq!(end.pool_free, end.pool_frames);
     assert_eq!(v.loaded_root(), None);
-    assert_eq!(ram.frames_in_use(), base + v.capacity() + M::PAE as usize, "only the backend's reserve is left");
+    assert_eq!(ram.frames_in_use(), base + v.reserved_frames(), "only the backend's reserve is left");
     v.teardown().unwrap();
     assert_eq!(ram.frames_in_use(), base);
     println!(

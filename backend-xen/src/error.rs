@@ -17,7 +17,8 @@ pub enum Errno {
     Inval,
     /// `-EPERM`: the domain may not touch that frame (it is not the domain's RAM).
     Perm,
-    /// `-ENOMEM`: the model's fixed capacity (its frame table) is exhausted.
+    /// `-ENOMEM`: the frame has no record (the frame table is not set up), or a type count
+    /// would overflow.
     NoMem,
     /// `-ENOSYS`: a command the model does not implement.
     NoSys,
@@ -76,7 +77,11 @@ pub enum XenError {
         /// The frame.
         pfn: Pfn,
     },
-    /// The frame lies beyond the model's fixed frame table.
+    /// The frame has no record: the hypervisor's frame table is not set up
+    /// ([`Hypervisor::init_frametable`](crate::Hypervisor::init_frametable), or after
+    /// [`Hypervisor::free_frametable`](crate::Hypervisor::free_frametable)), or the guest's
+    /// per-page flags are not ([`Xen::init`](crate::Xen::init)). Once both are set up every
+    /// frame of RAM has a record, and a frame beyond RAM is [`XenError::ForeignFrame`].
     Capacity {
         /// The frame.
         pfn: Pfn,
@@ -304,7 +309,7 @@ impl XenError {
     pub const fn summary(&self) -> &'static str {
         match self {
             XenError::ForeignFrame { .. } => "frame is not RAM of the domain",
-            XenError::Capacity { .. } => "frame beyond the model's frame table",
+            XenError::Capacity { .. } => "frame without a record (frame table not set up)",
             XenError::TypeConflict { .. } => "page already has another type",
             XenError::MappedWritable { .. } => "a page mapped writable cannot become a page table",
             XenError::WritablePageTable { .. } => "a page-table page may never be mapped writable",
@@ -426,3 +431,49 @@ impl fmt::Display for XenError {
         }
     }
 }
+
+/// Why a frame table ([`Hypervisor::init_frametable`](crate::Hypervisor::init_frametable)) or
+/// the guest's per-page flags ([`Xen::init`](crate::Xen::init)) could not be set up. Nothing
+/// was kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetupError {
+    /// The domain's memory cannot supply the records' frames.
+    OutOfMemory,
+    /// They are set up already.
+    AlreadySetUp,
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::OutOfMemory => f.write_str("xen: out of memory for the per-frame records"),
+            SetupError::AlreadySetUp => f.write_str("xen: per-frame records set up twice"),
+        }
+    }
+}
+
+impl core::error::Error for SetupError {}
+
+/// Why [`Hypervisor::free_frametable`](crate::Hypervisor::free_frametable) or
+/// [`Xen::teardown`](crate::Xen::teardown) refused; nothing changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TeardownError {
+    /// Frames still have a type, a pin or a guest flag (or the base pointer is set).
+    FramesHeld {
+        /// How many.
+        held: usize,
+    },
+    /// There is nothing to give back.
+    NotSetUp,
+}
+
+impl fmt::Display for TeardownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TeardownError::FramesHeld { held } => write!(f, "xen: teardown with {held} frame(s) still held"),
+            TeardownError::NotSetUp => f.write_str("xen: teardown of per-frame records never set up"),
+        }
+    }
+}
+
+impl core::error::Error for TeardownError {}

@@ -19,19 +19,42 @@ use crate::table::{
 use crate::trace::Trace;
 use crate::types::{PageInfo, PageType, PinnedCounts};
 use core::fmt::Write;
-use i386_paging::{lowmem_va, read_entry, walk, PagingMode, PhysMem, Pmd, Pte, PteFlags, Pud};
+use i386_paging::{
+    lowmem_va, read_entry, walk, FrameMap, NoFrame, PagingMode, PhysMem, Pmd, Pte, PteFlags, Pud, Record,
+};
 use paravirt_core::Pfn;
 
-/// One frame's hypervisor state: its type information plus the checksum of its contents
-/// while it is a validated table.
+/// One frame's hypervisor state, Xen's `struct page_info` (the part of `type_info` the model
+/// keeps): its type information plus the checksum of its contents while it is a validated
+/// table.
 #[derive(Clone, Copy)]
 pub(crate) struct Frame {
     pub(crate) info: PageInfo,
     pub(crate) sum: u64,
 }
 
-impl Frame {
+impl Record for Frame {
     const EMPTY: Frame = Frame { info: PageInfo { ty: PageType::None, count: 0, pinned: false }, sum: 0 };
+
+    /// `[type | pinned << 8, type count, checksum low, checksum high]`: all zero for an
+    /// untyped, unpinned frame.
+    fn to_words(self) -> [u32; 4] {
+        let w0 = self.info.ty as u32 | u32::from(self.info.pinned) << 8;
+        [w0, self.info.count, self.sum as u32, (self.sum >> 32) as u32]
+    }
+
+    fn from_words(w: [u32; 4]) -> Frame {
+        let ty = match w[0] & 0xff {
+            1 => PageType::Writable,
+            2 => PageType::L1,
+            3 => PageType::L2,
+            4 => PageType::L3,
+            5 => PageType::PaeXenL2,
+            _ => PageType::None,
+        };
+        let info = PageInfo { ty, count: w[1], pinned: w[0] & 0x100 != 0 };
+        Frame { info, sum: u64::from(w[2]) | u64::from(w[3]) << 32 }
+    }
 }
 
 /// How this hypervisor is configured for the domain.
@@ -47,8 +70,13 @@ pub(crate) struct HvConfig {
 
 /// Xen's view of the domain: the frame table, the base pointer and the domain's initial
 /// page table (where the linear map lives).
-pub(crate) struct HvState<const N: usize> {
-    pub(crate) frames: [Frame; N],
+pub(crate) struct HvState {
+    /// Xen's `frame_table`: a [`Frame`] per frame of RAM, in frames of the domain's memory,
+    /// reserved by [`init_frametable`](Self::init_frametable) (O(1) per lookup).
+    pub(crate) frames: FrameMap<Frame>,
+    /// The frames the table covers, `[0, covered)` (zero before `init_frametable` and after
+    /// `free_frametable`).
+    pub(crate) covered: Pfn,
     pub(crate) cfg: HvConfig,
     /// The root installed with `MMUEXT_NEW_BASEPTR` (holds one type reference).
     pub(crate) base: Option<Pfn>,
@@ -67,10 +95,11 @@ pub(crate) struct HvState<const N: usize> {
 /// `_PAGE_PSE` in a directory entry.
 const PSE: u64 = PteFlags::PSE.bits();
 
-impl<const N: usize> HvState<N> {
+impl HvState {
     pub(crate) const fn new(cfg: HvConfig) -> Self {
         HvState {
-            frames: [Frame::EMPTY; N],
+            frames: FrameMap::new(),
+            covered: Pfn::new(0),
             cfg,
             base: None,
             pt_base: None,
@@ -81,25 +110,68 @@ impl<const N: usize> HvState<N> {
         }
     }
 
-    /// The index of `pfn` in the frame table, if it is RAM of the domain the table covers.
-    pub(crate) fn check_frame<P: PhysMem>(&self, mem: &P, pfn: Pfn) -> Result<usize, XenError> {
+    /// Xen's `init_frametable`: reserves the frame table's records for every frame of RAM,
+    /// `[0, mem.max_pfn())`, in frames of `mem`, so no hypercall ever allocates.
+    ///
+    /// # Errors
+    /// [`NoFrame`] if `mem` cannot supply them or the table exists already; every frame taken
+    /// is given back.
+    pub(crate) fn init_frametable<P: PhysMem>(&mut self, mem: &P) -> Result<(), NoFrame> {
+        if self.covered != Pfn::new(0) {
+            return Err(NoFrame);
+        }
+        self.frames.reserve(mem, mem.max_pfn())?;
+        self.covered = mem.max_pfn();
+        Ok(())
+    }
+
+    /// Gives the frame table's frames back; every frame is beyond the table afterwards.
+    pub(crate) fn free_frametable<P: PhysMem>(&mut self, mem: &P) {
+        self.frames.clear(mem);
+        self.covered = Pfn::new(0);
+    }
+
+    /// Frames of memory the frame table holds.
+    pub(crate) fn frametable_frames<P: PhysMem>(&self, mem: &P) -> usize {
+        self.frames.frames(mem)
+    }
+
+    /// `pfn` itself, if it is RAM of the domain the frame table covers.
+    pub(crate) fn check_frame<P: PhysMem>(&self, mem: &P, pfn: Pfn) -> Result<Pfn, XenError> {
         if pfn >= mem.max_pfn() {
             return Err(XenError::ForeignFrame { pfn });
         }
-        if pfn.as_usize() >= N {
+        if pfn >= self.covered {
             return Err(XenError::Capacity { pfn });
         }
-        Ok(pfn.as_usize())
+        Ok(pfn)
     }
 
-    /// A frame's type information (all zero beyond the table).
-    pub(crate) fn info(&self, pfn: Pfn) -> PageInfo {
-        self.frames.get(pfn.as_usize()).map_or(PageInfo::default(), |f| f.info)
+    /// A frame's record (all zero beyond the table). O(1).
+    fn frame<P: PhysMem>(&self, mem: &P, pfn: Pfn) -> Frame {
+        self.frames.get(mem, pfn)
+    }
+
+    /// Changes the record of `pfn`, a frame [`check_frame`](Self::check_frame) accepted. O(1).
+    fn update<P: PhysMem>(&mut self, mem: &P, pfn: Pfn, f: impl FnOnce(&mut Frame)) {
+        // The table is reserved over every frame `check_frame` accepts: the change allocates
+        // nothing and cannot fail.
+        let _ = self.frames.update(mem, pfn, f);
+    }
+
+    /// A frame's type information (all zero beyond the table). O(1).
+    pub(crate) fn info<P: PhysMem>(&self, mem: &P, pfn: Pfn) -> PageInfo {
+        self.frame(mem, pfn).info
+    }
+
+    /// Every frame with a record (typed, counted or pinned), in pfn order. O(frames of RAM).
+    pub(crate) fn held<'a, P: PhysMem>(&'a self, mem: &'a P) -> impl Iterator<Item = (Pfn, PageInfo)> + 'a {
+        self.frames.iter(mem).map(|(pfn, f)| (pfn, f.info))
     }
 
     /// Whether `pfn` is a validated table (a page-table type with references).
-    pub(crate) fn validated(&self, pfn: Pfn) -> Option<PageType> {
-        let i = self.info(pfn);
+    pub(crate) fn validated<P: PhysMem>(&self, mem: &P, pfn: Pfn) -> Option<PageType> {
+        let i = self.info(mem, pfn);
         (i.ty.is_table() && i.count > 0).then_some(i.ty)
     }
 
@@ -120,10 +192,11 @@ impl<const N: usize> HvState<N> {
         want: PageType,
     ) -> Result<(), XenError> {
         let i = self.check_frame(mem, pfn)?;
-        let info = self.frames[i].info;
+        let info = self.info(mem, i);
         if info.count > 0 {
             if info.ty == want {
-                self.frames[i].info.count = info.count.checked_add(1).ok_or(XenError::CountOverflow { pfn })?;
+                let count = info.count.checked_add(1).ok_or(XenError::CountOverflow { pfn })?;
+                self.update(mem, i, |f| f.info.count = count);
                 return Ok(());
             }
             if info.ty == PageType::Writable && want.is_table() {
@@ -133,17 +206,21 @@ impl<const N: usize> HvState<N> {
         }
         // First reference: the page takes the type now, so an entry of the table being
         // validated cannot reference the table itself under another type.
-        self.frames[i].info.ty = want;
-        self.frames[i].info.count = 1;
+        self.update(mem, i, |f| {
+            f.info.ty = want;
+            f.info.count = 1;
+        });
         if want.is_table() {
             match self.validate::<M, P>(mem, pfn, want) {
                 Ok(sum) => {
-                    self.frames[i].sum = sum;
+                    self.update(mem, i, |f| f.sum = sum);
                     self.stats.validations += 1;
                 }
                 Err(e) => {
-                    self.frames[i].info.ty = PageType::None;
-                    self.frames[i].info.count = 0;
+                    self.update(mem, i, |f| {
+                        f.info.ty = PageType::None;
+                        f.info.count = 0;
+                    });
                     return Err(e);
                 }
             }
@@ -158,12 +235,12 @@ impl<const N: usize> HvState<N> {
             self.anomalies += 1;
             return;
         };
-        let info = self.frames[i].info;
+        let info = self.info(mem, i);
         if info.count == 0 || info.ty != ty {
             self.anomalies += 1;
             return;
         }
-        self.frames[i].info.count -= 1;
+        self.update(mem, i, |f| f.info.count -= 1);
         if info.count > 1 {
             return;
         }
@@ -177,8 +254,10 @@ impl<const N: usize> HvState<N> {
             }
             self.stats.devalidations += 1;
         }
-        self.frames[i].info.ty = PageType::None;
-        self.frames[i].sum = 0;
+        self.update(mem, i, |f| {
+            f.info.ty = PageType::None;
+            f.sum = 0;
+        });
     }
 
     /// Validates every guest entry of `table` as a table of type `ty`, taking the references
@@ -197,7 +276,7 @@ impl<const N: usize> HvState<N> {
         if ty == PageType::L3 {
             // Slot 3 was validated as a PaeXenL2 above, so it is present.
             let l2 = Pud::from_raw(read::<M, P>(mem, table, 3)).pfn();
-            if self.info(l2).count != 1 {
+            if self.info(mem, l2).count != 1 {
                 self.unvalidate::<M, P>(mem, table, ty, n);
                 return Err(XenError::PaeL3SlotShared { table, l2 });
             }
@@ -284,11 +363,12 @@ impl<const N: usize> HvState<N> {
             return Ok(());
         }
         let i = self.check_frame(mem, pfn).map_err(|_| ())?;
-        let info = self.frames[i].info;
+        let info = self.info(mem, i);
         if !info.ty.is_l2() || info.count == 0 {
             return Err(());
         }
-        self.frames[i].info.count = info.count.checked_add(1).ok_or(())?;
+        let count = info.count.checked_add(1).ok_or(())?;
+        self.update(mem, i, |f| f.info.count = count);
         Ok(())
     }
 
@@ -305,7 +385,7 @@ impl<const N: usize> HvState<N> {
                     return; // a linear self-mapping holds no reference
                 }
                 // An L1, or through a linear page table another L2.
-                let has = self.info(pfn).ty;
+                let has = self.info(mem, pfn).ty;
                 let want = if has.is_l2() { has } else { PageType::L1 };
                 self.put_page_type::<M, P>(mem, pfn, want)
             }
@@ -354,8 +434,7 @@ impl<const N: usize> HvState<N> {
         self.get_entry::<M, P>(mem, table, ty, index, val)?;
         hv_store::<M, P>(mem, table, ty, index, val);
         self.put_entry::<M, P>(mem, table, ty, index, old);
-        let f = &mut self.frames[table.as_usize()];
-        f.sum = f.sum.wrapping_sub(mix(index, old)).wrapping_add(mix(index, val));
+        self.update(mem, table, |f| f.sum = f.sum.wrapping_sub(mix(index, old)).wrapping_add(mix(index, val)));
         Ok(())
     }
 
@@ -386,7 +465,7 @@ impl<const N: usize> HvState<N> {
             return Err(bail);
         }
         let l1 = pte.pfn();
-        if self.validated(l1) != Some(PageType::L1) {
+        if self.validated(mem, l1) != Some(PageType::L1) {
             return Err(bail);
         }
         // Only naturally aligned stores of at most one entry.
@@ -416,11 +495,11 @@ impl<const N: usize> HvState<N> {
     /// through its entries, every table below it) if it is not validated yet.
     pub(crate) fn pin<M: PagingMode, P: PhysMem>(&mut self, mem: &P, pfn: Pfn, ty: PageType) -> Result<(), XenError> {
         let i = self.check_frame(mem, pfn)?;
-        if self.frames[i].info.pinned {
+        if self.info(mem, i).pinned {
             return Err(XenError::AlreadyPinned { pfn });
         }
         self.get_page_type::<M, P>(mem, pfn, ty)?;
-        self.frames[i].info.pinned = true;
+        self.update(mem, i, |f| f.info.pinned = true);
         self.stats.pins[ty.level_index()] += 1;
         self.pinned_now += 1;
         self.stats.max_pinned = self.stats.max_pinned.max(self.pinned_now);
@@ -431,11 +510,11 @@ impl<const N: usize> HvState<N> {
     /// behind the hypervisor's back the unpin still happens, and the change is reported.
     pub(crate) fn unpin<M: PagingMode, P: PhysMem>(&mut self, mem: &P, pfn: Pfn) -> Result<(), XenError> {
         let i = self.check_frame(mem, pfn)?;
-        let f = self.frames[i];
+        let f = self.frame(mem, i);
         if !f.info.pinned {
             return Err(XenError::NotPinned { pfn });
         }
-        self.frames[i].info.pinned = false;
+        self.update(mem, i, |f| f.info.pinned = false);
         self.pinned_now -= 1;
         let modified = f.info.ty.is_table() && checksum::<M, P>(mem, pfn, f.info.ty) != f.sum;
         self.put_page_type::<M, P>(mem, pfn, f.info.ty);
@@ -497,11 +576,11 @@ impl<const N: usize> HvState<N> {
         go::<M, P>(mem, root, root_type::<M>(), f);
     }
 
-    /// Pinned tables by level.
-    pub(crate) fn pinned_counts(&self) -> PinnedCounts {
+    /// Pinned tables by level. O(frames of RAM).
+    pub(crate) fn pinned_counts<P: PhysMem>(&self, mem: &P) -> PinnedCounts {
         let mut c = PinnedCounts::default();
-        for f in self.frames.iter().filter(|f| f.info.pinned) {
-            match f.info.ty {
+        for (_, info) in self.held(mem).filter(|(_, i)| i.pinned) {
+            match info.ty {
                 PageType::L1 => c.l1 += 1,
                 PageType::L2 => c.l2 += 1,
                 PageType::L3 => c.l3 += 1,
@@ -526,9 +605,7 @@ impl<const N: usize> HvState<N> {
             }
             lines += 1;
         };
-        let limit = mem.max_pfn().as_usize().min(N);
-        for (i, f) in self.frames.iter().enumerate().take(limit) {
-            let pfn = Pfn::new(i as u32);
+        for (pfn, f) in self.frames.iter(mem) {
             let ty = f.info.ty;
             if f.info.pinned && !ty.is_table() {
                 say(format_args!("xen: pfn {pfn} is pinned but has type {ty}"));
@@ -599,7 +676,7 @@ impl<const N: usize> HvState<N> {
         if self.check_frame(mem, t).is_err() {
             return Some("references a frame outside the domain");
         }
-        let ti = self.info(t);
+        let ti = self.info(mem, t);
         let linear = ty.is_l2() && e & PteFlags::RW.bits() == 0 && (t == table || (ti.ty.is_l2() && ti.count > 0));
         match Self::child_type(ty, index) {
             _ if ty == PageType::L1 => (writable && ti.ty != PageType::Writable)

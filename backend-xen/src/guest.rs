@@ -2,10 +2,13 @@
 //! (`PG_pinned`, plus "announced" and "made read-only"), and the guest-side counters.
 //!
 //! Plain data under the guest lock of [`Xen`](crate::Xen); it knows nothing of the
-//! hypervisor.
+//! hypervisor. The flags live in frames of the domain's memory, a record per frame of RAM
+//! reserved by [`Xen::init`](crate::Xen::init) (as Linux allocates `mem_map` for all of RAM
+//! at boot), so a hook never allocates and every lookup is O(1).
 
 use crate::error::{Errno, XenError};
 use crate::stats::GuestStats;
+use i386_paging::{FrameMap, NoFrame, PhysMem, Record};
 use paravirt_core::Pfn;
 
 /// Guest flag: announced with `alloc_pt`.
@@ -24,9 +27,27 @@ pub(crate) const RO: u8 = 8;
 /// PTE pages with split page-table locks; it never pins a pmd), so it must be unpinned.
 pub(crate) const HV_PIN: u8 = 16;
 
-/// The guest kernel's per-page state, indexed by frame number.
-pub(crate) struct GuestState<const N: usize> {
-    flags: [u8; N],
+/// A frame's guest flags as a [`FrameMap`] record (`[flags, 0, 0, 0]`).
+#[derive(Clone, Copy)]
+pub(crate) struct Flags(u8);
+
+impl Record for Flags {
+    const EMPTY: Flags = Flags(0);
+
+    fn to_words(self) -> [u32; 4] {
+        [u32::from(self.0), 0, 0, 0]
+    }
+
+    fn from_words(w: [u32; 4]) -> Flags {
+        Flags(w[0] as u8)
+    }
+}
+
+/// The guest kernel's per-page state, by frame number.
+pub(crate) struct GuestState {
+    flags: FrameMap<Flags>,
+    /// Frames with a record, `[0, covered)` (zero before `reserve` and after `free`).
+    covered: Pfn,
     /// The kernel's own root (`init_mm.pgd`), learnt from the first `write_cr3`.
     pub(crate) kernel_root: Option<Pfn>,
     pub(crate) stats: GuestStats,
@@ -34,42 +55,96 @@ pub(crate) struct GuestState<const N: usize> {
     pub(crate) guest_errors: [u64; Errno::COUNT],
 }
 
-impl<const N: usize> GuestState<N> {
+impl GuestState {
     pub(crate) const fn new() -> Self {
-        GuestState { flags: [0; N], kernel_root: None, stats: GuestStats::new(), guest_errors: [0; Errno::COUNT] }
+        GuestState {
+            flags: FrameMap::new(),
+            covered: Pfn::new(0),
+            kernel_root: None,
+            stats: GuestStats::new(),
+            guest_errors: [0; Errno::COUNT],
+        }
     }
 
-    /// Whether frame `pfn` has any of the flags in `bits`.
-    pub(crate) fn has(&self, pfn: Pfn, bits: u8) -> bool {
-        self.flags.get(pfn.as_usize()).is_some_and(|f| f & bits != 0)
-    }
-
-    /// The raw flags of frame index `i`.
-    pub(crate) fn raw(&self, i: usize) -> u8 {
-        self.flags[i]
-    }
-
-    /// Sets `bits` on frame `pfn`.
+    /// Reserves the flags of every frame of RAM, `[0, mem.max_pfn())`, in frames of `mem`.
     ///
     /// # Errors
-    /// [`XenError::Capacity`] for a frame beyond the table.
-    pub(crate) fn set(&mut self, pfn: Pfn, bits: u8) -> Result<(), XenError> {
-        let f = self.flags.get_mut(pfn.as_usize()).ok_or(XenError::Capacity { pfn })?;
-        if bits & RO != 0 && *f & RO == 0 {
-            self.stats.read_only += 1;
-            self.stats.max_read_only = self.stats.max_read_only.max(self.stats.read_only);
+    /// [`NoFrame`] if `mem` cannot supply them or they are reserved already; every frame taken
+    /// is given back.
+    pub(crate) fn reserve<P: PhysMem + ?Sized>(&mut self, mem: &P) -> Result<(), NoFrame> {
+        if self.covered != Pfn::new(0) {
+            return Err(NoFrame);
         }
-        *f |= bits;
+        self.flags.reserve(mem, mem.max_pfn())?;
+        self.covered = mem.max_pfn();
         Ok(())
     }
 
-    /// Clears `bits` on frame `pfn` (nothing beyond the table).
-    pub(crate) fn clear(&mut self, pfn: Pfn, bits: u8) {
-        if let Some(f) = self.flags.get_mut(pfn.as_usize()) {
-            if bits & RO != 0 && *f & RO != 0 {
-                self.stats.read_only -= 1;
-            }
-            *f &= !bits;
+    /// Gives the flags' frames back (every flag forgotten).
+    pub(crate) fn free<P: PhysMem + ?Sized>(&mut self, mem: &P) {
+        self.flags.clear(mem);
+        self.covered = Pfn::new(0);
+    }
+
+    /// Whether the flags are reserved.
+    pub(crate) fn is_reserved(&self) -> bool {
+        self.covered != Pfn::new(0)
+    }
+
+    /// Frames of memory the flags take.
+    pub(crate) fn frames<P: PhysMem + ?Sized>(&self, mem: &P) -> usize {
+        self.flags.frames(mem)
+    }
+
+    /// Whether frame `pfn` has any of the flags in `bits`. O(1).
+    pub(crate) fn has<P: PhysMem + ?Sized>(&self, mem: &P, pfn: Pfn, bits: u8) -> bool {
+        self.raw(mem, pfn) & bits != 0
+    }
+
+    /// The raw flags of frame `pfn` (0 beyond the records). O(1).
+    pub(crate) fn raw<P: PhysMem + ?Sized>(&self, mem: &P, pfn: Pfn) -> u8 {
+        self.flags.get(mem, pfn).0
+    }
+
+    /// Every frame with a flag set, with its flags, in pfn order. O(frames of RAM).
+    pub(crate) fn flagged<'a, P: PhysMem + ?Sized>(&'a self, mem: &'a P) -> impl Iterator<Item = (Pfn, u8)> + 'a {
+        self.flags.iter(mem).map(|(pfn, f)| (pfn, f.0))
+    }
+
+    /// Sets `bits` on frame `pfn`. O(1).
+    ///
+    /// # Errors
+    /// [`XenError::Capacity`] for a frame without a record (the flags are not reserved, or
+    /// `pfn` is beyond RAM).
+    pub(crate) fn set<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn, bits: u8) -> Result<(), XenError> {
+        if pfn >= self.covered {
+            return Err(XenError::Capacity { pfn });
+        }
+        let mut was = 0;
+        // `pfn` has a reserved record: the change allocates nothing and cannot fail.
+        let _ = self.flags.update(mem, pfn, |f| {
+            was = f.0;
+            f.0 |= bits;
+        });
+        if bits & RO != 0 && was & RO == 0 {
+            self.stats.read_only += 1;
+            self.stats.max_read_only = self.stats.max_read_only.max(self.stats.read_only);
+        }
+        Ok(())
+    }
+
+    /// Clears `bits` on frame `pfn` (nothing for a frame without a record). O(1).
+    pub(crate) fn clear<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn, bits: u8) {
+        if pfn >= self.covered {
+            return;
+        }
+        let mut was = 0;
+        let _ = self.flags.update(mem, pfn, |f| {
+            was = f.0;
+            f.0 &= !bits;
+        });
+        if bits & RO != 0 && was & RO != 0 {
+            self.stats.read_only -= 1;
         }
     }
 }

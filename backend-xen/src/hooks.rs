@@ -10,16 +10,16 @@ use i386_paging::{PagingMode, PhysMem};
 use paravirt_core::sync::LockGuard;
 use paravirt_core::{HookKind, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot, PvMmuOps};
 
-impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
+impl<M: PagingMode, P: PhysMem> Xen<'_, M, P> {
     /// Takes the guest lock and counts a call of `hook`.
-    fn enter(&self, hook: HookKind) -> LockGuard<'_, GuestState<N>> {
+    fn enter(&self, hook: HookKind) -> LockGuard<'_, GuestState> {
         let mut g = self.guest.lock();
         g.stats.hooks[hook as usize] += 1;
         g
     }
 }
 
-impl<M: PagingMode, P: PhysMem, const N: usize> PvMmuOps<M> for Xen<'_, M, P, N> {
+impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Xen<'_, M, P> {
     /// `xen_alloc_pt`: records the page as an announced page table.
     fn alloc_pt(&self, pfn: Pfn) {
         let mut g = self.enter(HookKind::AllocPt);

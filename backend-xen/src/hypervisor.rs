@@ -6,7 +6,7 @@
 //! call takes the hypervisor lock, is counted, traced, and either succeeds or is refused with a
 //! typed [`XenError`] naming the frame and the rule.
 
-use crate::error::XenError;
+use crate::error::{SetupError, TeardownError, XenError};
 use crate::frames::{HvConfig, HvState};
 use crate::hypercall::{Hypercall, MmuUpdate, MmuextOp, UvmFlags, MMU_NORMAL_PT_UPDATE};
 use crate::table::{hv_store, read, root_type};
@@ -17,9 +17,6 @@ use i386_paging::{lowmem_va, PteFlags};
 use i386_paging::{PagingMode, PhysMem};
 use paravirt_core::sync::Lock;
 use paravirt_core::{Pfn, Pte};
-
-/// Frames the default frame table covers: 16384 frames, 64 MiB of RAM.
-pub const MAX_FRAMES: usize = 16384;
 
 /// `HYPERVISOR_VIRT_START` of a 32-bit Xen: where Xen's own area begins at the top of every
 /// address space, `0xF580_0000` with PAE, `0xFC00_0000` without (`xen/include/public/arch-x86/xen-x86_32.h`).
@@ -32,26 +29,31 @@ pub const fn hypervisor_virt_start(pae: bool) -> u32 {
 }
 
 /// The Xen hypervisor model for one PV domain in paging mode `M`, over the domain's physical
-/// memory `P`, with a frame table of `N` frames.
+/// memory `P`.
 ///
 /// It owns Xen's frame table (`frame_table` of `struct page_info`: type, type count, pin), the
 /// vCPU's base pointer and the domain's initial page table, and offers the hypercalls
 /// ([`mmu_update`](Self::mmu_update), [`mmuext_op`](Self::mmuext_op),
 /// [`update_va_mapping`](Self::update_va_mapping)) plus read-only queries. It never calls
-/// the guest. A frame at or beyond `N` is refused with [`XenError::Capacity`].
+/// the guest.
 ///
-/// The frame table takes 16 bytes per frame (about 260 KiB for the default 64 MiB), so a
-/// kernel puts the hypervisor in a `static` ([`new`](Self::new) is `const`) rather than on its
-/// stack.
-pub struct Hypervisor<M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
-    state: Lock<HvState<N>>,
+/// The frame table follows RAM: [`init_frametable`](Self::init_frametable) (Xen's
+/// `init_frametable`) reserves a 16-byte record for every frame below `mem.max_pfn()`, in
+/// frames of `mem` (one frame per 256 frames of RAM, plus a directory frame per 128K frames),
+/// so every lookup is O(1) and no hypercall allocates; [`free_frametable`](Self::free_frametable)
+/// gives them back. A frame at or beyond `mem.max_pfn()` is [`XenError::ForeignFrame`]; before
+/// `init_frametable` (and after `free_frametable`) every frame is refused with
+/// [`XenError::Capacity`]. [`new`](Self::new) is `const` so a kernel can put the hypervisor in
+/// a `static` and set up its frame table at boot; [`boot`](Self::boot) does both.
+pub struct Hypervisor<M: PagingMode, P: PhysMem> {
+    state: Lock<HvState>,
     cfg: HvConfig,
     mem: P,
     invlpg: Option<fn(u32)>,
     _mode: PhantomData<fn() -> M>,
 }
 
-impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
+impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
     paravirt_core::const_unless_loom! {
         /// A hypervisor over the domain's memory `mem`: nothing typed or pinned, no base pointer,
         /// no initial page table yet; Xen's area starts at [`hypervisor_virt_start`] for the mode,
@@ -62,10 +64,65 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
         }
     }
 
+    /// A hypervisor over `mem` ([`new`](Self::new)) with its frame table set up
+    /// ([`init_frametable`](Self::init_frametable)).
+    ///
+    /// # Errors
+    /// [`SetupError::OutOfMemory`] if `mem` cannot supply the frame table (nothing is kept).
+    pub fn boot(mem: P) -> Result<Self, SetupError> {
+        let hv = Self::new(mem);
+        hv.init_frametable()?;
+        Ok(hv)
+    }
+
+    /// Xen's `init_frametable`: reserves the frame table, a record per frame of RAM
+    /// (`[0, mem.max_pfn())`), in frames of the domain's memory. Call it once, before any
+    /// hypercall.
+    ///
+    /// # Errors
+    /// [`SetupError::OutOfMemory`] if `mem` cannot supply the frames (every frame taken is
+    /// given back), [`SetupError::AlreadySetUp`] if the table exists.
+    pub fn init_frametable(&self) -> Result<(), SetupError> {
+        let mut hv = self.state.lock();
+        if hv.covered != Pfn::new(0) {
+            return Err(SetupError::AlreadySetUp);
+        }
+        hv.init_frametable(&self.mem).map_err(|_| SetupError::OutOfMemory)
+    }
+
+    /// Gives the frame table's frames back (domain destruction). Afterwards every frame is
+    /// refused with [`XenError::Capacity`] until [`init_frametable`](Self::init_frametable).
+    ///
+    /// # Errors
+    /// [`TeardownError::FramesHeld`] while a frame has a type or a pin, or the base pointer is
+    /// set (call it after the guest released every table);
+    /// [`TeardownError::NotSetUp`] if there is no frame table. Nothing changes either way.
+    pub fn free_frametable(&self) -> Result<(), TeardownError> {
+        let mut hv = self.state.lock();
+        if hv.covered == Pfn::new(0) {
+            return Err(TeardownError::NotSetUp);
+        }
+        let held = hv.held(&self.mem).count() + hv.base.is_some() as usize;
+        if held != 0 {
+            return Err(TeardownError::FramesHeld { held });
+        }
+        hv.pt_base = None;
+        hv.free_frametable(&self.mem);
+        Ok(())
+    }
+
+    /// Frames of the domain's memory the frame table holds (0 before
+    /// [`init_frametable`](Self::init_frametable) and after
+    /// [`free_frametable`](Self::free_frametable)).
+    pub fn frametable_frames(&self) -> usize {
+        self.state.lock().frametable_frames(&self.mem)
+    }
+
     paravirt_core::const_unless_loom! {
         /// Puts Xen's own area at `virt_start` (a virtual address, `HYPERVISOR_VIRT_START`, which a
         /// guest learns from `XENVER_platform_parameters`): the L2 slots from there up are Xen's.
-        /// Call before any hypercall (the frame table starts empty again).
+        /// Call before any hypercall and before [`init_frametable`](Self::init_frametable) (the
+        /// state starts afresh: a frame table set up already would be lost).
         pub fn with_virt_start(mut self, virt_start: u32) -> Self {
             self.cfg.virt_start = virt_start;
             self.state = Lock::new(HvState::new(self.cfg));
@@ -76,7 +133,8 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     paravirt_core::const_unless_loom! {
         /// Gives the domain I/O capabilities (`iomem_caps` / `ioport_caps`, a driver domain or
         /// dom0): its L1 entries may then carry PAT, PCD and PWT (`l1_disallow_mask`). Call before
-        /// any hypercall.
+        /// any hypercall and before [`init_frametable`](Self::init_frametable) (as for
+        /// [`with_virt_start`](Self::with_virt_start)).
         pub fn with_io_capabilities(mut self) -> Self {
             self.cfg.io_caps = true;
             self.state = Lock::new(HvState::new(self.cfg));
@@ -117,7 +175,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
 
     /// Runs `f` on the state, under the hypervisor lock (the guest side's lock, if it holds
     /// it, is always taken first).
-    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut HvState<N>) -> R) -> R {
+    pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut HvState) -> R) -> R {
         f(&mut self.state.lock())
     }
 
@@ -159,7 +217,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
             let table = Pfn::containing(pa);
             let index = pa.page_offset() / M::ENTRY_SIZE;
             hv.check_frame(&self.mem, table)?;
-            match hv.validated(table) {
+            match hv.validated(&self.mem, table) {
                 Some(ty) => hv.update_entry::<M, P>(&self.mem, table, ty, index, r.val),
                 None => {
                     hv_store::<M, P>(&self.mem, table, PageType::None, index, r.val);
@@ -242,7 +300,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
         hv.stats.update_va_mapping += 1;
         let res = (|| {
             let (l1, index) = hv.linear_slot::<M, P>(&self.mem, va)?;
-            match hv.validated(l1) {
+            match hv.validated(&self.mem, l1) {
                 Some(PageType::L1) => hv.update_entry::<M, P>(&self.mem, l1, PageType::L1, index, val.raw()),
                 _ => Err(XenError::UnvalidatedL1 { va, l1 }),
             }
@@ -334,9 +392,9 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
             return Ok(());
         }
         let rw = pte.union(PteFlags::RW).raw();
-        let res = match hv.validated(l1) {
+        let res = match hv.validated(&self.mem, l1) {
             Some(PageType::L1) => hv.update_entry::<M, P>(&self.mem, l1, PageType::L1, index, rw),
-            _ => match hv.validated(pfn) {
+            _ => match hv.validated(&self.mem, pfn) {
                 Some(ty) => Err(XenError::WritablePageTable { table: l1, index, target: pfn, target_type: ty }),
                 None => {
                     hv_store::<M, P>(&self.mem, l1, PageType::L1, index, rw);
@@ -379,7 +437,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     }
 
     /// Counts a refusal and traces the call.
-    fn finish(hv: &mut HvState<N>, call: Hypercall, res: Result<(), XenError>) -> Result<(), XenError> {
+    fn finish(hv: &mut HvState, call: Hypercall, res: Result<(), XenError>) -> Result<(), XenError> {
         if let Err(e) = res {
             hv.stats.refusals[e.errno().index()] += 1;
         }
@@ -390,7 +448,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
     /// The hypervisor's view of frame `pfn` (type, type count, pin); all zero beyond the frame
     /// table.
     pub fn page_info(&self, pfn: Pfn) -> PageInfo {
-        self.state.lock().info(pfn)
+        self.state.lock().info(&self.mem, pfn)
     }
 
     /// Whether the hypervisor holds frame `pfn` pinned.
@@ -400,13 +458,15 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Hypervisor<M, P, N> {
 
     /// Pinned tables by level.
     pub fn pinned_tables(&self) -> PinnedCounts {
-        self.state.lock().pinned_counts()
+        self.state.lock().pinned_counts(&self.mem)
     }
 
     /// Frames with any type at all, page-table or writable (zero once every validated table is
     /// gone, since writable types are counted from the RW entries of validated L1s).
+    /// O(frames of RAM).
     pub fn typed_frames(&self) -> usize {
-        self.state.lock().frames.iter().filter(|f| f.info.count > 0 || f.info.ty != PageType::None).count()
+        let hv = self.state.lock();
+        hv.held(&self.mem).filter(|(_, i)| i.count > 0 || i.ty != PageType::None).count()
     }
 
     /// The frame of the root installed with `MMUEXT_NEW_BASEPTR`, if any.

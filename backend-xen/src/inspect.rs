@@ -2,27 +2,27 @@
 //! guest's page tables.
 
 use crate::guest::HV_PIN;
+use crate::types::PageInfo;
 use crate::xen::Xen;
 use core::fmt::{self, Write};
 use i386_paging::{PagingMode, PhysMem};
-use paravirt_core::{Inspect, Pfn};
+use paravirt_core::Inspect;
 
-impl<M: PagingMode, P: PhysMem, const N: usize> Inspect for Xen<'_, M, P, N> {
+impl<M: PagingMode, P: PhysMem> Inspect for Xen<'_, M, P> {
     fn backend_name(&self) -> &'static str {
         "xen"
     }
 
     /// Frames the model still holds: validated or pinned tables, pages announced and not
-    /// released, pages the guest made read-only. Zero after a full teardown.
+    /// released, pages the guest made read-only. Zero after a full teardown. O(frames of RAM).
     fn pages_held(&self) -> usize {
         let g = self.guest.lock();
+        let mem = self.hv.mem();
         self.hv.with_state(|hv| {
-            (0..N)
-                .filter(|&i| {
-                    let f = hv.frames[i].info;
-                    g.raw(i) != 0 || f.pinned || (f.ty.is_table() && f.count > 0)
-                })
-                .count()
+            let held = |f: PageInfo| f.pinned || (f.ty.is_table() && f.count > 0);
+            let flagged = g.flagged(mem).filter(|&(pfn, f)| f != 0 || held(hv.info(mem, pfn))).count();
+            let only_hv = hv.held(mem).filter(|&(pfn, f)| held(f) && g.raw(mem, pfn) == 0).count();
+            flagged + only_hv
         })
     }
 
@@ -37,11 +37,14 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Inspect for Xen<'_, M, P, N> {
     fn verify(&self, out: &mut dyn Write) -> bool {
         let g = self.guest.lock();
         self.hv.with_state(|hv| {
-            let mut ok = hv.verify::<M, P>(self.hv.mem(), out);
-            for i in 0..N {
-                let pfn = Pfn::new(i as u32);
-                let guest = g.raw(i) & HV_PIN != 0;
-                let pinned = hv.frames[i].info.pinned;
+            let mem = self.hv.mem();
+            let mut ok = hv.verify::<M, P>(mem, out);
+            // A frame pinned on one side only has a record on that side, and is met once.
+            let guest_pins = g.flagged(mem).filter(|&(_, f)| f & HV_PIN != 0).map(|(pfn, _)| pfn);
+            let hv_pins = hv.held(mem).filter(|(_, i)| i.pinned).map(|(pfn, _)| pfn);
+            for pfn in guest_pins.chain(hv_pins) {
+                let guest = g.raw(mem, pfn) & HV_PIN != 0;
+                let pinned = hv.info(mem, pfn).pinned;
                 if guest != pinned {
                     ok = false;
                     let _ = writeln!(

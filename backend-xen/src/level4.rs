@@ -29,9 +29,10 @@
 //! frames, grant mappings, other domains, 32-bit PV guests (see the crate's `README.md` for
 //! the differences between this mode and the i386 model).
 
+use crate::error::SetupError;
 use core::fmt;
 use core::ptr::NonNull;
-use i386_paging::PhysMem;
+use i386_paging::{FrameMap, PhysMem, Record};
 use paravirt_core::sync::Lock;
 use paravirt_core::Pfn;
 
@@ -257,6 +258,59 @@ pub struct Info64 {
     pub nr_validated: u32,
 }
 
+impl Record for Info64 {
+    const EMPTY: Info64 = Info64 {
+        ty: Type64::None,
+        count: 0,
+        validated: false,
+        pinned: false,
+        linear: 0,
+        stamp: 0,
+        partial: false,
+        nr_validated: 0,
+    };
+
+    /// `[type | validated << 8 | pinned << 9 | partial << 10 | nr_validated << 12, count,
+    /// linear, stamp]` (`nr_validated` is at most 512): all zero for a frame never typed.
+    fn to_words(self) -> [u32; 4] {
+        let ty = match self.ty {
+            Type64::None => 0,
+            Type64::L1 => 1,
+            Type64::L2 => 2,
+            Type64::L3 => 3,
+            Type64::L4 => 4,
+            Type64::Writable => 5,
+        };
+        let w0 = ty
+            | u32::from(self.validated) << 8
+            | u32::from(self.pinned) << 9
+            | u32::from(self.partial) << 10
+            | self.nr_validated << 12;
+        [w0, self.count, self.linear as u32, self.stamp]
+    }
+
+    fn from_words(w: [u32; 4]) -> Info64 {
+        let ty = match w[0] & 0xff {
+            1 => Type64::L1,
+            2 => Type64::L2,
+            3 => Type64::L3,
+            4 => Type64::L4,
+            5 => Type64::Writable,
+            _ => Type64::None,
+        };
+        Info64 {
+            ty,
+            count: w[1],
+            validated: w[0] & 1 << 8 != 0,
+            pinned: w[0] & 1 << 9 != 0,
+            linear: w[2] as i32,
+            stamp: w[3],
+            partial: w[0] & 1 << 10 != 0,
+            nr_validated: w[0] >> 12,
+        }
+    }
+}
+
 /// TLB maintenance the hypervisor did since it was last asked ([`Pv64::take_tlb`]): what a
 /// processor model must apply to its TLB.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -267,8 +321,9 @@ pub struct TlbWork {
     pub invlpg: Option<u64>,
 }
 
-struct State<const N: usize> {
-    f: [Info64; N],
+struct State {
+    /// Xen's `frame_table`: an [`Info64`] per frame of the machine, reserved at construction.
+    f: FrameMap<Info64>,
     /// Frames below this are the domain's; the rest of RAM is not.
     owned: u32,
     base: Option<Pfn>,
@@ -282,29 +337,59 @@ struct State<const N: usize> {
     leaked: u32,
 }
 
+impl State {
+    /// Frame `i`'s record (all zero beyond the machine). O(1).
+    fn get<M: PhysMem>(&self, mem: &M, i: usize) -> Info64 {
+        self.f.get(mem, Pfn::new(i as u32))
+    }
+
+    /// Changes frame `i`'s record with `g` (nothing beyond the machine). O(1).
+    fn with<M: PhysMem>(&mut self, mem: &M, i: usize, g: impl FnOnce(&mut Info64)) {
+        // The table is reserved over the whole machine: the change allocates nothing, and a
+        // frame beyond the machine has no record to change.
+        let _ = self.f.update(mem, Pfn::new(i as u32), g);
+    }
+
+    /// Stamps frame `i` with the TLB clock (`tlbflush_timestamp`).
+    fn stamp_now<M: PhysMem>(&mut self, mem: &M, i: usize) {
+        let clock = self.clock;
+        self.with(mem, i, |f| f.stamp = clock);
+    }
+}
+
 /// The hypervisor for one 64-bit PV domain over the machine memory `M` (frames below
-/// `owned` are the domain's, the rest of `M`'s RAM belongs to nobody), with a frame table of
-/// `N` frames.
+/// `owned` are the domain's, the rest of `M`'s RAM belongs to nobody). Its frame table (Xen's
+/// `frame_table`: an [`Info64`] per frame) is a record per frame of the machine's RAM,
+/// reserved in frames of `M` at construction, so every lookup is O(1) and no hypercall
+/// allocates; [`free_frametable`](Self::free_frametable) gives it back.
 ///
 /// Frame numbers are machine frame numbers: a PV guest's entries hold them.
-pub struct Pv64<M: PhysMem, const N: usize = 64> {
-    st: Lock<State<N>>,
+pub struct Pv64<M: PhysMem> {
+    st: Lock<State>,
     mem: M,
     xen_frame: Pfn,
 }
 
-impl<M: PhysMem, const N: usize> Pv64<M, N> {
+impl<M: PhysMem> Pv64<M> {
     /// A hypervisor over `mem`; frames below `owned` belong to the domain; `xen_frame` (a
     /// frame the domain does not own) is what Xen's own L4 slots point at.
     ///
+    /// The frame table takes one frame of `mem` per 256 frames of RAM, plus a directory frame.
+    ///
+    /// # Errors
+    /// [`SetupError::OutOfMemory`] if `mem` cannot supply the frame table (every frame taken
+    /// is given back).
+    ///
     /// # Panics
-    /// If `mem` has more frames than the table (`N`), or `owned` or `xen_frame` lie outside it.
-    pub fn new(mem: M, owned: u32, xen_frame: Pfn) -> Self {
+    /// If `owned` or `xen_frame` lie outside `mem`'s RAM.
+    pub fn new(mem: M, owned: u32, xen_frame: Pfn) -> Result<Self, SetupError> {
         let max = mem.max_pfn().as_u32();
-        assert!(max as usize <= N && owned <= max && xen_frame.as_u32() < max, "frames outside the table");
-        Pv64 {
+        assert!(owned <= max && xen_frame.as_u32() < max, "frames outside RAM");
+        let mut f = FrameMap::new();
+        f.reserve(&mem, mem.max_pfn()).map_err(|_| SetupError::OutOfMemory)?;
+        Ok(Pv64 {
             st: Lock::new(State {
-                f: [Info64::default(); N],
+                f,
                 owned,
                 base: None,
                 clock: 1,
@@ -315,7 +400,13 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
             }),
             mem,
             xen_frame,
-        }
+        })
+    }
+
+    /// Gives the frame table's frames back to the machine memory (the model is done: every
+    /// frame reads as never typed afterwards).
+    pub fn free_frametable(&self) {
+        self.st.lock().f.clear(&self.mem);
     }
 
     /// The machine memory.
@@ -330,7 +421,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
 
     /// A frame's state.
     pub fn info(&self, pfn: Pfn) -> Info64 {
-        self.st.lock().f.get(pfn.as_usize()).copied().unwrap_or_default()
+        self.st.lock().get(&self.mem, pfn.as_usize())
     }
 
     /// Partially validated tables Xen lost track of so far: a nested validation failure
@@ -342,7 +433,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// The end of a hypercall: the partial table it left is torn down (`put_old_guest_table`).
-    fn finish(&self, st: &mut State<N>) {
+    fn finish(&self, st: &mut State) {
         if let Some(p) = st.pending.take() {
             self.put_type(st, p, None);
         }
@@ -383,7 +474,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
         self.owned(&st, root)?;
         self.get_type(&mut st, root, Type64::L4)?;
         self.get_type(&mut st, root, Type64::L4)?;
-        st.f[root.as_usize()].pinned = true;
+        st.with(&self.mem, root.as_usize(), |f| f.pinned = true);
         st.base = Some(root);
         Ok(())
     }
@@ -400,7 +491,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
         r
     }
 
-    fn mmu_update_one(&self, st: &mut State<N>, ptr: u64, val: u64) -> Result<(), Refusal> {
+    fn mmu_update_one(&self, st: &mut State, ptr: u64, val: u64) -> Result<(), Refusal> {
         let cmd = (ptr & 7) as u32;
         let preserve_ad = match cmd {
             0 | 3 => false,
@@ -414,7 +505,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
         let table = Pfn::new(((ptr & ADDR_MASK) >> 12) as u32);
         let i = self.owned(st, table)?;
         let index = ((ptr & 0xfff) >> 3) as u32;
-        let info = st.f[i];
+        let info = st.get(&self.mem, i);
         if info.validated && info.count > 0 {
             match info.ty {
                 Type64::L1 => self.mod_l1(st, table, index, val, preserve_ad),
@@ -445,26 +536,26 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
         r
     }
 
-    fn mmuext_one(&self, st: &mut State<N>, cmd: u32, arg: u64) -> Result<(), Refusal> {
+    fn mmuext_one(&self, st: &mut State, cmd: u32, arg: u64) -> Result<(), Refusal> {
         let pfn = Pfn::new(arg as u32);
         match cmd {
             0..=3 => {
                 let i = self.owned(st, pfn)?;
                 let ty = Type64::table(cmd as u8 + 1);
                 self.get_type(st, pfn, ty)?;
-                if st.f[i].pinned {
+                if st.get(&self.mem, i).pinned {
                     self.put_type(st, pfn, None);
                     return Err(Refusal::AlreadyPinned { pfn });
                 }
-                st.f[i].pinned = true;
+                st.with(&self.mem, i, |f| f.pinned = true);
                 Ok(())
             }
             4 => {
                 let i = self.owned(st, pfn)?;
-                if !st.f[i].pinned {
+                if !st.get(&self.mem, i).pinned {
                     return Err(Refusal::NotPinned { pfn });
                 }
-                st.f[i].pinned = false;
+                st.with(&self.mem, i, |f| f.pinned = false);
                 self.put_type(st, pfn, None);
                 Ok(())
             }
@@ -507,9 +598,9 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
         r
     }
 
-    fn uvm_one(&self, st: &mut State<N>, va: u64, val: u64, flags: u64) -> Result<(), Refusal> {
+    fn uvm_one(&self, st: &mut State, va: u64, val: u64, flags: u64) -> Result<(), Refusal> {
         let (l1, index) = self.l1_of(st, va).ok_or(Refusal::NoL1 { va })?;
-        let info = st.f[l1.as_usize()];
+        let info = st.get(&self.mem, l1.as_usize());
         if !(info.validated && info.count > 0 && info.ty == Type64::L1) {
             return Err(Refusal::NoL1 { va });
         }
@@ -523,7 +614,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// The L1 and index of the entry mapping `va` in the current tables (`map_guest_l1e`).
-    fn l1_of(&self, st: &State<N>, va: u64) -> Option<(Pfn, u32)> {
+    fn l1_of(&self, st: &State, va: u64) -> Option<(Pfn, u32)> {
         let canonical_low = va < (1 << 47);
         let above_xen = va >= 0xffff_8800_0000_0000;
         if !(canonical_low || above_xen) {
@@ -545,7 +636,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// The frame's index in the table, if the domain owns it (`get_page_from_mfn`).
-    fn owned(&self, st: &State<N>, pfn: Pfn) -> Result<usize, Refusal> {
+    fn owned(&self, st: &State, pfn: Pfn) -> Result<usize, Refusal> {
         if pfn.as_u32() < st.owned {
             Ok(pfn.as_usize())
         } else {
@@ -554,7 +645,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// A full TLB flush: the clock ticks and this vCPU's flush time follows it.
-    fn flush(st: &mut State<N>) {
+    fn flush(st: &mut State) {
         st.clock += 1;
         st.cpu_time = st.clock;
         st.tlb.flushes += 1;
@@ -562,20 +653,20 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// `_get_page_type(pfn, want)`.
-    fn get_type(&self, st: &mut State<N>, pfn: Pfn, want: Type64) -> Result<(), Refusal> {
+    fn get_type(&self, st: &mut State, pfn: Pfn, want: Type64) -> Result<(), Refusal> {
         let i = pfn.as_usize();
-        let f = st.f[i];
+        let f = st.get(&self.mem, i);
         if f.count > 0 {
             if f.partial && f.ty == want && st.pending != Some(pfn) {
                 // A partial table left behind: this reference takes over its validation,
                 // continuing after the entries whose references it already holds.
-                st.f[i].partial = false;
+                st.with(&self.mem, i, |f| f.partial = false);
                 return self.validate(st, pfn, want, f.nr_validated);
             }
             if f.ty != want || !f.validated {
                 return Err(Refusal::TypeConflict { pfn, want, has: f.ty });
             }
-            st.f[i].count += 1;
+            st.with(&self.mem, i, |f| f.count += 1);
             return Ok(());
         }
         if f.ty != want {
@@ -583,34 +674,34 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
             if f.stamp >= st.cpu_time {
                 Self::flush(st);
             }
-            st.f[i].ty = want;
-            st.f[i].validated = false;
+            st.with(&self.mem, i, |f| f.ty = want);
+            st.with(&self.mem, i, |f| f.validated = false);
         }
-        st.f[i].count = 1;
-        if st.f[i].validated || !want.is_table() {
-            st.f[i].validated = true;
+        st.with(&self.mem, i, |f| f.count = 1);
+        if st.get(&self.mem, i).validated || !want.is_table() {
+            st.with(&self.mem, i, |f| f.validated = true);
             return Ok(());
         }
-        st.f[i].linear = 0;
+        st.with(&self.mem, i, |f| f.linear = 0);
         self.validate(st, pfn, want, 0)
     }
 
     /// `validate_page`: promotes the table from entry `start`; on a refusal the table is
     /// untyped, or, if the promotion left it partial, keeps its type and one reference until
     /// the end of the hypercall.
-    fn validate(&self, st: &mut State<N>, pfn: Pfn, want: Type64, start: u32) -> Result<(), Refusal> {
+    fn validate(&self, st: &mut State, pfn: Pfn, want: Type64, start: u32) -> Result<(), Refusal> {
         let i = pfn.as_usize();
         match self.promote(st, pfn, want, start) {
             Ok(()) => {
-                st.f[i].validated = true;
+                st.with(&self.mem, i, |f| f.validated = true);
                 Ok(())
             }
             Err((e, partial)) => {
                 if partial {
-                    st.f[i].partial = true;
+                    st.with(&self.mem, i, |f| f.partial = true);
                 } else {
-                    st.f[i].count = 0;
-                    st.f[i].ty = Type64::None;
+                    st.with(&self.mem, i, |f| f.count = 0);
+                    st.with(&self.mem, i, |f| f.ty = Type64::None);
                 }
                 Err(e)
             }
@@ -618,22 +709,22 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// `_put_page_type(pfn)`, from the table `ptpg` if an entry of it held the reference.
-    fn put_type(&self, st: &mut State<N>, pfn: Pfn, ptpg: Option<Pfn>) {
+    fn put_type(&self, st: &mut State, pfn: Pfn, ptpg: Option<Pfn>) {
         let i = pfn.as_usize();
-        let f = st.f[i];
+        let f = st.get(&self.mem, i);
         debug_assert!(f.count > 0, "put of frame {pfn} without a type reference");
         if f.count == 0 {
             return;
         }
-        let same = ptpg.is_some_and(|t| st.f[t.as_usize()].ty == f.ty);
-        let dec_linear = |st: &mut State<N>| {
+        let same = ptpg.is_some_and(|t| st.get(&self.mem, t.as_usize()).ty == f.ty);
+        let dec_linear = |st: &mut State| {
             if let Some(t) = ptpg {
-                st.f[i].linear += 1;
-                st.f[t.as_usize()].linear -= 1;
+                st.with(&self.mem, i, |f| f.linear += 1);
+                st.with(&self.mem, t.as_usize(), |f| f.linear -= 1);
             }
         };
         if f.count == 1 && f.partial {
-            st.f[i].partial = false;
+            st.with(&self.mem, i, |f| f.partial = false);
             for idx in (0..f.nr_validated).rev() {
                 if f.ty == Type64::L4 && XEN_SLOTS.contains(&idx) {
                     continue;
@@ -641,27 +732,27 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
                 let e = self.read(pfn, idx);
                 self.put_entry(st, pfn, f.ty.level(), e);
             }
-            st.f[i].stamp = st.clock;
-            st.f[i].count = 0;
+            st.stamp_now(&self.mem, i);
+            st.with(&self.mem, i, |f| f.count = 0);
             return;
         }
         if f.count == 1 {
             if f.ty.is_table() && f.validated {
-                st.f[i].validated = false;
+                st.with(&self.mem, i, |f| f.validated = false);
                 self.demote(st, pfn, f.ty);
                 if same {
                     dec_linear(st);
                 }
-                st.f[i].stamp = st.clock;
-                st.f[i].count = 0;
+                st.stamp_now(&self.mem, i);
+                st.with(&self.mem, i, |f| f.count = 0);
                 return;
             }
             if !same {
-                st.f[i].stamp = st.clock;
+                st.stamp_now(&self.mem, i);
             }
-            st.f[i].count = 0;
+            st.with(&self.mem, i, |f| f.count = 0);
         } else {
-            st.f[i].count -= 1;
+            st.with(&self.mem, i, |f| f.count -= 1);
         }
         if same {
             dec_linear(st);
@@ -671,7 +762,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     /// `promote_lN_table`: takes the references of every entry, setting Xen's bits in each
     /// as it goes. On a refusal gives back the references taken and says whether the table
     /// keeps its type (an upper table that failed after its first entry).
-    fn promote(&self, st: &mut State<N>, table: Pfn, ty: Type64, start: u32) -> Result<(), (Refusal, bool)> {
+    fn promote(&self, st: &mut State, table: Pfn, ty: Type64, start: u32) -> Result<(), (Refusal, bool)> {
         let level = ty.level();
         for idx in start..ENTRIES {
             if level == 4 && XEN_SLOTS.contains(&idx) {
@@ -692,7 +783,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
                     if st.pending.is_some() && !transferred {
                         st.leaked += 1;
                     }
-                    st.f[table.as_usize()].nr_validated = idx + u32::from(transferred);
+                    st.with(&self.mem, table.as_usize(), |f| f.nr_validated = idx + u32::from(transferred));
                     st.pending = Some(table);
                     return Err((err, true));
                 }
@@ -717,7 +808,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// `demote_lN_table`: drops the references every entry holds.
-    fn demote(&self, st: &mut State<N>, table: Pfn, ty: Type64) {
+    fn demote(&self, st: &mut State, table: Pfn, ty: Type64) {
         let level = ty.level();
         for idx in (0..ENTRIES).rev() {
             if level == 4 && XEN_SLOTS.contains(&idx) {
@@ -729,7 +820,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// Drops the references the entry `e` of a validated table at `level` holds.
-    fn put_entry(&self, st: &mut State<N>, table: Pfn, level: u8, e: u64) {
+    fn put_entry(&self, st: &mut State, table: Pfn, level: u8, e: u64) {
         if e & P == 0 {
             return;
         }
@@ -744,7 +835,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     }
 
     /// `get_page_from_l1e`.
-    fn get_l1e(&self, st: &mut State<N>, e: u64) -> Result<(), Refusal> {
+    fn get_l1e(&self, st: &mut State, e: u64) -> Result<(), Refusal> {
         let flags = e & FLAG_MASK & L1_DISALLOW;
         if flags != 0 {
             return Err(Refusal::BadFlags { level: 1, flags });
@@ -754,14 +845,14 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
             return Err(Refusal::MapNotOwned { pfn });
         }
         if e & RW != 0 {
-            let has = st.f[pfn.as_usize()].ty;
+            let has = st.get(&self.mem, pfn.as_usize()).ty;
             self.get_type(st, pfn, Type64::Writable).map_err(|_| Refusal::WritableTyped { pfn, has })?;
         }
         Ok(())
     }
 
     /// `get_page_from_l2e` / `l3e` / `l4e` for an entry of `table` at `level`.
-    fn get_upper(&self, st: &mut State<N>, table: Pfn, level: u8, e: u64) -> Result<(), Refusal> {
+    fn get_upper(&self, st: &mut State, table: Pfn, level: u8, e: u64) -> Result<(), Refusal> {
         let flags = e & FLAG_MASK & UPPER_DISALLOW;
         if flags != 0 {
             return Err(Refusal::BadFlags { level, flags });
@@ -782,7 +873,7 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
 
     /// `get_lN_linear_pagetable`: a read-only entry of `table` naming a validated table of
     /// its own level (itself: no reference).
-    fn linear(&self, st: &mut State<N>, table: Pfn, level: u8, e: u64, child: Pfn) -> bool {
+    fn linear(&self, st: &mut State, table: Pfn, level: u8, e: u64, child: Pfn) -> bool {
         if e & RW != 0 {
             return false;
         }
@@ -790,27 +881,27 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
             return true;
         }
         let (t, c) = (table.as_usize(), child.as_usize());
-        if st.f[t].linear < 0 {
+        if st.get(&self.mem, t).linear < 0 {
             return false;
         }
-        st.f[t].linear += 1;
-        if st.f[c].linear > 0 {
-            st.f[t].linear -= 1;
+        st.with(&self.mem, t, |f| f.linear += 1);
+        if st.get(&self.mem, c).linear > 0 {
+            st.with(&self.mem, t, |f| f.linear -= 1);
             return false;
         }
-        st.f[c].linear -= 1;
-        let cf = st.f[c];
+        st.with(&self.mem, c, |f| f.linear -= 1);
+        let cf = st.get(&self.mem, c);
         if !(cf.ty == Type64::table(level) && cf.validated && cf.count > 0) {
-            st.f[c].linear += 1;
-            st.f[t].linear -= 1;
+            st.with(&self.mem, c, |f| f.linear += 1);
+            st.with(&self.mem, t, |f| f.linear -= 1);
             return false;
         }
-        st.f[c].count += 1;
+        st.with(&self.mem, c, |f| f.count += 1);
         true
     }
 
     /// `mod_l1_entry`.
-    fn mod_l1(&self, st: &mut State<N>, table: Pfn, index: u32, val: u64, preserve_ad: bool) -> Result<(), Refusal> {
+    fn mod_l1(&self, st: &mut State, table: Pfn, index: u32, val: u64, preserve_ad: bool) -> Result<(), Refusal> {
         let old = self.read(table, index);
         let mut new = val;
         if new & P != 0 {
@@ -833,8 +924,8 @@ impl<M: PhysMem, const N: usize> Pv64<M, N> {
     /// `mod_l2_entry` / `mod_l3_entry` / `mod_l4_entry`, then the flush `do_mmu_update` does
     /// after an upper-level update, then the old entry's references (deferred in Xen to the
     /// end of the call: after the flush).
-    fn mod_upper(&self, st: &mut State<N>, table: Pfn, index: u32, val: u64, preserve_ad: bool) -> Result<(), Refusal> {
-        let level = st.f[table.as_usize()].ty.level();
+    fn mod_upper(&self, st: &mut State, table: Pfn, index: u32, val: u64, preserve_ad: bool) -> Result<(), Refusal> {
+        let level = st.get(&self.mem, table.as_usize()).ty.level();
         if level == 4 && XEN_SLOTS.contains(&index) {
             return Err(Refusal::XenSlot { index });
         }

@@ -54,7 +54,7 @@ fn without(pte: Pte, flags: PteFlags) -> Pte {
     Pte::from_raw(pte.raw() & !flags.bits())
 }
 
-impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
+impl<M: PagingMode, P: PhysMem> Xen<'_, M, P> {
     /// The PTE mapping the virtual address `va` in the kernel's tables under `root`, read the
     /// way the guest reads its own page tables (`None` if `va` is not mapped).
     fn linear_pte(&self, root: Pfn, va: u32) -> Result<Option<Pte>, XenError> {
@@ -73,15 +73,15 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
 
     /// `make_lowmem_page_readonly(__va(pfn))`: `update_va_mapping` of the page's linear-map
     /// PTE without `_PAGE_RW`. A page outside the linear map has no kernel mapping to change.
-    pub(crate) fn make_readonly(&self, g: &mut GuestState<N>, pfn: Pfn) -> Result<(), XenError> {
-        if g.has(pfn, RO) || pfn.as_u32() >= LOWMEM_LIMIT {
+    pub(crate) fn make_readonly(&self, g: &mut GuestState, pfn: Pfn) -> Result<(), XenError> {
+        if g.has(self.hv.mem(), pfn, RO) || pfn.as_u32() >= LOWMEM_LIMIT {
             return Ok(());
         }
         let root = g.kernel_root.ok_or(XenError::NoLinearMap)?;
         let va = lowmem_va(pfn);
         if let Some(pte) = self.linear_pte(root, va)? {
             self.hv.update_va_mapping(va, without(pte, PteFlags::RW), UvmFlags::INVLPG)?;
-            g.set(pfn, RO)?;
+            g.set(self.hv.mem(), pfn, RO)?;
         }
         Ok(())
     }
@@ -89,8 +89,8 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// `make_lowmem_page_readwrite(__va(pfn))`: `update_va_mapping` of the page's linear-map
     /// PTE with `_PAGE_RW` again. If the linear map is gone (the kernel's tables were torn
     /// down) there is no mapping left to restore.
-    pub(crate) fn make_writable(&self, g: &mut GuestState<N>, pfn: Pfn) -> Result<(), XenError> {
-        if !g.has(pfn, RO) {
+    pub(crate) fn make_writable(&self, g: &mut GuestState, pfn: Pfn) -> Result<(), XenError> {
+        if !g.has(self.hv.mem(), pfn, RO) {
             return Ok(());
         }
         if let Some(root) = g.kernel_root {
@@ -99,7 +99,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
                 self.hv.update_va_mapping(va, pte.union(PteFlags::RW), UvmFlags::INVLPG)?;
             }
         }
-        g.clear(pfn, RO);
+        g.clear(self.hv.mem(), pfn, RO);
         Ok(())
     }
 
@@ -173,32 +173,32 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// (the seed's rule: announce before linking).
     pub(crate) fn pin_tree(
         &self,
-        g: &mut GuestState<N>,
+        g: &mut GuestState,
         hook: HookKind,
         root: Pfn,
         ty: PageType,
         scope: Scope,
     ) -> Result<(), XenError> {
         self.walk(root, ty, scope, Order::Pre, &mut |t, tty, depth| {
-            if g.has(t, PINNED) {
+            if g.has(self.hv.mem(), t, PINNED) {
                 return Ok(());
             }
-            if depth > 0 && !g.has(t, ANNOUNCED) {
+            if depth > 0 && !g.has(self.hv.mem(), t, ANNOUNCED) {
                 self.guest_error(g, hook, XenError::NotAnnounced { pfn: t, level: tty });
             }
             self.make_readonly(g, t)
         })?;
         self.walk(root, ty, scope, Order::Post, &mut |t, tty, _| {
-            if g.has(t, PINNED) {
+            if g.has(self.hv.mem(), t, PINNED) {
                 return Ok(());
             }
             if Self::pinned_by_guest(tty) {
                 if let Some(pin) = MmuextOp::pin(tty, t) {
                     self.hv.mmuext_one(pin)?;
                 }
-                g.set(t, HV_PIN)?;
+                g.set(self.hv.mem(), t, HV_PIN)?;
             }
-            g.set(t, PINNED)
+            g.set(self.hv.mem(), t, PINNED)
         })
     }
 
@@ -206,7 +206,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// references on the tables below go before theirs), clears `PG_pinned` on every table of
     /// the tree, then makes every page it made read-only writable again. Failures are reported
     /// and the walk goes on.
-    pub(crate) fn unpin_tree(&self, g: &mut GuestState<N>, hook: HookKind, root: Pfn, ty: PageType, scope: Scope) {
+    pub(crate) fn unpin_tree(&self, g: &mut GuestState, hook: HookKind, root: Pfn, ty: PageType, scope: Scope) {
         self.unpin_only(g, hook, root, ty, scope);
         let _ = self.walk(root, ty, scope, Order::Pre, &mut |t, _, _| {
             let r = self.make_writable(g, t);
@@ -216,14 +216,14 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     }
 
     /// The unpinning half of [`unpin_tree`](Self::unpin_tree).
-    fn unpin_only(&self, g: &mut GuestState<N>, hook: HookKind, root: Pfn, ty: PageType, scope: Scope) {
+    fn unpin_only(&self, g: &mut GuestState, hook: HookKind, root: Pfn, ty: PageType, scope: Scope) {
         let _ = self.walk(root, ty, scope, Order::Pre, &mut |t, _, _| {
-            if g.has(t, HV_PIN) {
-                g.clear(t, HV_PIN);
+            if g.has(self.hv.mem(), t, HV_PIN) {
+                g.clear(self.hv.mem(), t, HV_PIN);
                 let r = self.hv.mmuext_one(MmuextOp::UnpinTable(t));
                 self.check(hook, r);
             }
-            g.clear(t, PINNED);
+            g.clear(self.hv.mem(), t, PINNED);
             Ok(())
         });
     }
@@ -231,15 +231,16 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// `xen_alloc_pt` / `xen_alloc_pd` (and `alloc_pd_clone`): records the page as
     /// announced. The seed's hook has no `mm`, so the page is pinned when a `set_pmd` /
     /// `set_pud` links it into a pinned table, or when its tree is loaded. A page still pinned
-    /// was freed without its release hook.
-    pub(crate) fn alloc_ptpage(&self, g: &mut GuestState<N>, hook: HookKind, pfn: Pfn, flag: u8) {
-        if g.has(pfn, PINNED | HV_PIN) {
+    /// was freed without its release hook. A page announced already keeps its flags as they
+    /// are (the announcement is reported, and changes nothing).
+    pub(crate) fn alloc_ptpage(&self, g: &mut GuestState, hook: HookKind, pfn: Pfn, flag: u8) {
+        if g.has(self.hv.mem(), pfn, PINNED | HV_PIN) {
             self.guest_error(g, hook, XenError::AllocWhilePinned { pfn });
         }
-        if g.has(pfn, ANNOUNCED) {
-            self.guest_error(g, hook, XenError::AlreadyAnnounced { pfn });
+        if g.has(self.hv.mem(), pfn, ANNOUNCED) {
+            return self.guest_error(g, hook, XenError::AlreadyAnnounced { pfn });
         }
-        if let Err(e) = g.set(pfn, flag) {
+        if let Err(e) = g.set(self.hv.mem(), pfn, flag) {
             self.guest_error(g, hook, e);
         }
     }
@@ -248,14 +249,14 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// announced is reported (a checker rule); then, as Linux does, if the page is in a pinned
     /// tree it leaves it (a page table the guest pinned is unpinned), and it is made writable
     /// again.
-    pub(crate) fn release_ptpage(&self, g: &mut GuestState<N>, hook: HookKind, pfn: Pfn) {
-        if !g.has(pfn, ANNOUNCED) {
+    pub(crate) fn release_ptpage(&self, g: &mut GuestState, hook: HookKind, pfn: Pfn) {
+        if !g.has(self.hv.mem(), pfn, ANNOUNCED) {
             self.guest_error(g, hook, XenError::ReleaseNotAnnounced { pfn });
         }
-        g.clear(pfn, ANNOUNCED);
-        g.clear(pfn, PINNED);
-        if g.has(pfn, HV_PIN) {
-            g.clear(pfn, HV_PIN);
+        g.clear(self.hv.mem(), pfn, ANNOUNCED);
+        g.clear(self.hv.mem(), pfn, PINNED);
+        if g.has(self.hv.mem(), pfn, HV_PIN) {
+            g.clear(self.hv.mem(), pfn, HV_PIN);
             let r = self.hv.mmuext_one(MmuextOp::UnpinTable(pfn));
             self.check(hook, r);
         }
@@ -265,8 +266,8 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
 
     /// `xen_set_pte` and friends: `mmu_update` into a table of a pinned tree, a direct store
     /// (one [`native::set`], or [`native::clear`] for an empty entry) into any other.
-    pub(crate) fn set_entry<E: Entry>(&self, g: &mut GuestState<N>, hook: HookKind, slot: Slot<E>, val: E) {
-        if g.has(slot.table(), PINNED) {
+    pub(crate) fn set_entry<E: Entry>(&self, g: &mut GuestState, hook: HookKind, slot: Slot<E>, val: E) {
+        if g.has(self.hv.mem(), slot.table(), PINNED) {
             let r = self.hv.mmu_update_one(MmuUpdate::normal(slot.phys(), val.raw()));
             self.check(hook, r);
         } else {
@@ -285,14 +286,17 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// `mmu_update`; into any other table, a direct store.
     pub(crate) fn set_dir<E: Entry>(
         &self,
-        g: &mut GuestState<N>,
+        g: &mut GuestState,
         hook: HookKind,
         slot: Slot<E>,
         val: E,
         child: Option<(Pfn, PageType)>,
     ) {
         if let Some((c, child_ty)) = child {
-            if g.has(slot.table(), PINNED) && g.has(c, ANNOUNCED) && !g.has(c, PINNED) {
+            if g.has(self.hv.mem(), slot.table(), PINNED)
+                && g.has(self.hv.mem(), c, ANNOUNCED)
+                && !g.has(self.hv.mem(), c, PINNED)
+            {
                 let r = self.pin_tree(g, hook, c, child_ty, Scope::Whole);
                 if !self.check(hook, r) {
                     return;
@@ -311,7 +315,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// Returns the root the CPU must load: the one Xen really installed. After a refused
     /// `NEW_BASEPTR` (under `Policy::Record`) that is the previous base pointer, still in
     /// force (or `cr3` itself if Xen never installed one).
-    pub(crate) fn xen_write_cr3(&self, g: &mut GuestState<N>, cr3: u32) -> u32 {
+    pub(crate) fn xen_write_cr3(&self, g: &mut GuestState, cr3: u32) -> u32 {
         const HOOK: HookKind = HookKind::WriteCr3;
         let root = Pfn::containing(paravirt_core::PhysAddr::new(cr3 as u64));
         if g.kernel_root.is_none() {
@@ -324,13 +328,13 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
             let _ = self.walk(root, root_type::<M>(), Scope::Whole, Order::Pre, &mut |t, _, _| {
                 if let Ok(Some(pte)) = self.linear_pte(root, lowmem_va(t)) {
                     if !pte.flags().contains(PteFlags::RW) {
-                        g.set(t, RO)?;
+                        g.set(self.hv.mem(), t, RO)?;
                     }
                 }
                 Ok(())
             });
         }
-        if !g.has(root, PINNED) {
+        if !g.has(self.hv.mem(), root, PINNED) {
             let r = self.pin_tree(g, HOOK, root, root_type::<M>(), Scope::Whole);
             self.check(HOOK, r);
         }
@@ -355,7 +359,7 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
     /// `swapper_pg_dir` down) the vCPU leaves it, the whole tree is unpinned and its pages are
     /// given back writable the way a domain's memory is at its destruction; the linear map is
     /// then gone and the model forgets it.
-    pub(crate) fn xen_exit_mmap(&self, g: &mut GuestState<N>, mm: Pfn) {
+    pub(crate) fn xen_exit_mmap(&self, g: &mut GuestState, mm: Pfn) {
         const HOOK: HookKind = HookKind::ExitMmap;
         let kernel = g.kernel_root == Some(mm);
         if self.hv.base() == Some(mm) {
@@ -370,17 +374,17 @@ impl<M: PagingMode, P: PhysMem, const N: usize> Xen<'_, M, P, N> {
             }
         }
         if !kernel {
-            if g.has(mm, PINNED) {
+            if g.has(self.hv.mem(), mm, PINNED) {
                 self.unpin_tree(g, HOOK, mm, root_type::<M>(), Scope::User);
             }
             return;
         }
         self.unpin_only(g, HOOK, mm, root_type::<M>(), Scope::Whole);
         let _ = self.walk(mm, root_type::<M>(), Scope::Whole, Order::Pre, &mut |t, _, _| {
-            if g.has(t, RO) {
+            if g.has(self.hv.mem(), t, RO) {
                 let r = self.hv.relinquish_writable(t);
                 if self.check(HOOK, r) {
-                    g.clear(t, RO);
+                    g.clear(self.hv.mem(), t, RO);
                 }
             }
             Ok(())

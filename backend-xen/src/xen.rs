@@ -2,9 +2,9 @@
 //! reference to the [`Hypervisor`] it issues hypercalls to, its own per-page state, and the
 //! violations it caught.
 
-use crate::error::XenError;
+use crate::error::{SetupError, TeardownError, XenError};
 use crate::guest::{GuestState, ANNOUNCED, PINNED, RO};
-use crate::hypervisor::{Hypervisor, MAX_FRAMES};
+use crate::hypervisor::Hypervisor;
 use crate::stats::XenStats;
 use i386_paging::{PagingMode, PhysMem};
 use paravirt_core::sync::Lock;
@@ -14,8 +14,13 @@ use paravirt_core::{HookKind, Pfn, Policy, Violations};
 pub const MAX_VIOLATIONS: usize = 16;
 
 /// The Xen PV MMU backend for paging mode `M`: Linux's Xen MMU hooks (guest side), driving the
-/// [`Hypervisor`] model of Xen's page-type rules over the guest's physical memory `P`, with
-/// frame tables of `N` frames.
+/// [`Hypervisor`] model of Xen's page-type rules over the guest's physical memory `P`.
+///
+/// The guest keeps a few flags per page (Linux's `PG_pinned`, "announced", "made read-only"),
+/// in a record per frame of RAM that [`init`](Self::init) reserves in frames of `P` (as Linux
+/// allocates `mem_map` for all of RAM at boot), so every hook is O(1) in the number of tables
+/// alive and none allocates; [`teardown`](Self::teardown) gives them back. Until `init`, a
+/// hook that must set a flag is refused with [`XenError::Capacity`].
 ///
 /// It implements [`PvMmuOps<M>`](paravirt_core::PvMmuOps) for its own mode only: a `Xen`
 /// built for PAE cannot serve a two-level kernel. Hand `&Xen` (or `Xen`) to
@@ -69,8 +74,8 @@ pub const MAX_VIOLATIONS: usize = 16;
 /// use backend_xen::{HookKind, Hypervisor, Origin, Policy, PvMmuOps, Rule, Xen, XenError};
 /// use i386_paging::{alloc_zeroed, slot, Pfn, Pmd, Pte, TwoLevel, PAGE_KERNEL, PAGE_TABLE};
 ///
-/// let hv = Hypervisor::<TwoLevel, _, 16>::new(&ram);
-/// let xen = Xen::new(&hv, Policy::Record);
+/// let hv = Hypervisor::<TwoLevel, _>::boot(&ram)?; // frame table: 2 frames (a leaf, a directory)
+/// let xen = Xen::boot(&hv, Policy::Record)?; // the guest's page flags: 2 frames
 /// let (pgd, pt) = (alloc_zeroed(&ram).unwrap(), alloc_zeroed(&ram).unwrap());
 /// xen.alloc_pd(pgd);
 /// xen.alloc_pt(pt);
@@ -93,26 +98,78 @@ pub const MAX_VIOLATIONS: usize = 16;
 /// assert!(matches!(v.rule, XenError::WritablePageTable { target, .. } if target == pt));
 /// assert_eq!(v.rule.origin(), Origin::Hypervisor);
 /// assert_eq!(pte.read(), Pte::EMPTY);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Xen<'h, M: PagingMode, P: PhysMem, const N: usize = MAX_FRAMES> {
-    pub(crate) hv: &'h Hypervisor<M, P, N>,
-    pub(crate) guest: Lock<GuestState<N>>,
+pub struct Xen<'h, M: PagingMode, P: PhysMem> {
+    pub(crate) hv: &'h Hypervisor<M, P>,
+    pub(crate) guest: Lock<GuestState>,
     pub(crate) log: Violations<XenError, MAX_VIOLATIONS>,
 }
 
-impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
+impl<'h, M: PagingMode, P: PhysMem> Xen<'h, M, P> {
     paravirt_core::const_unless_loom! {
-        /// The guest side of the domain run by `hv`, reacting to violations with `policy`.
-        ///
-        /// Holds one byte of state per frame (about 17 KiB with the default `N`): a kernel puts it
-        /// in a `static` (this is `const`) rather than on a small stack.
-        pub fn new(hv: &'h Hypervisor<M, P, N>, policy: Policy) -> Self {
+        /// The guest side of the domain run by `hv`, reacting to violations with `policy`. Its
+        /// per-page flags are not reserved yet: call [`init`](Self::init) (or use
+        /// [`boot`](Self::boot)). `const`, so a kernel can keep it in a `static`.
+        pub fn new(hv: &'h Hypervisor<M, P>, policy: Policy) -> Self {
             Xen { hv, guest: Lock::new(GuestState::new()), log: Violations::new("xen", policy) }
         }
     }
 
+    /// The guest side of `hv`'s domain ([`new`](Self::new)) with its per-page flags reserved
+    /// ([`init`](Self::init)).
+    ///
+    /// # Errors
+    /// As [`init`](Self::init).
+    pub fn boot(hv: &'h Hypervisor<M, P>, policy: Policy) -> Result<Self, SetupError> {
+        let x = Self::new(hv, policy);
+        x.init()?;
+        Ok(x)
+    }
+
+    /// Reserves the guest's per-page flags: a record per frame of RAM (`[0, mem.max_pfn())`)
+    /// in frames of the domain's memory (one frame per 256 frames of RAM, plus a directory
+    /// frame per 128K frames). Call it once, before the first hook.
+    ///
+    /// # Errors
+    /// [`SetupError::OutOfMemory`] if the memory cannot supply the frames (every frame taken is
+    /// given back), [`SetupError::AlreadySetUp`] if they are reserved already.
+    pub fn init(&self) -> Result<(), SetupError> {
+        let mut g = self.guest.lock();
+        if g.is_reserved() {
+            return Err(SetupError::AlreadySetUp);
+        }
+        g.reserve(self.hv.mem()).map_err(|_| SetupError::OutOfMemory)
+    }
+
+    /// Gives the per-page flags' frames back, once the kernel released every table and made
+    /// every page writable again (after `KernelMm::shutdown`). The hypervisor's frame table
+    /// is [`Hypervisor::free_frametable`]'s.
+    ///
+    /// # Errors
+    /// [`TeardownError::FramesHeld`] while a page still has a flag, [`TeardownError::NotSetUp`]
+    /// if the flags are not reserved; nothing changes either way.
+    pub fn teardown(&self) -> Result<(), TeardownError> {
+        let mut g = self.guest.lock();
+        if !g.is_reserved() {
+            return Err(TeardownError::NotSetUp);
+        }
+        let held = g.flagged(self.hv.mem()).count();
+        if held != 0 {
+            return Err(TeardownError::FramesHeld { held });
+        }
+        g.free(self.hv.mem());
+        Ok(())
+    }
+
+    /// Frames of the domain's memory the per-page flags take (0 before [`init`](Self::init) and
+    /// after [`teardown`](Self::teardown)).
+    pub fn flag_frames(&self) -> usize {
+        self.guest.lock().frames(self.hv.mem())
+    }
+
     /// The hypervisor this guest runs on (its hypercalls, frame table, base pointer, trace).
-    pub fn hypervisor(&self) -> &'h Hypervisor<M, P, N> {
+    pub fn hypervisor(&self) -> &'h Hypervisor<M, P> {
         self.hv
     }
 
@@ -130,20 +187,20 @@ impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
     /// Whether the guest made frame `pfn` read-only in its linear map (and has not made it
     /// writable again).
     pub fn is_read_only(&self, pfn: Pfn) -> bool {
-        self.guest.lock().has(pfn, RO)
+        self.guest.lock().has(self.hv.mem(), pfn, RO)
     }
 
     /// Whether frame `pfn` was announced with `alloc_pt` / `alloc_pd` / `alloc_pd_clone` and
     /// not released since.
     pub fn is_announced(&self, pfn: Pfn) -> bool {
-        self.guest.lock().has(pfn, ANNOUNCED)
+        self.guest.lock().has(self.hv.mem(), pfn, ANNOUNCED)
     }
 
     /// Whether frame `pfn` is part of a tree the guest pinned (Linux's `PagePinned`): entry
     /// writes into it go through `mmu_update`. Whether the guest pinned the frame itself with
     /// a hypercall is [`Hypervisor::is_pinned`].
     pub fn guest_pinned(&self, pfn: Pfn) -> bool {
-        self.guest.lock().has(pfn, PINNED)
+        self.guest.lock().has(self.hv.mem(), pfn, PINNED)
     }
 
     /// Pages the guest made read-only that still are.
@@ -171,7 +228,7 @@ impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
             devalidations: hv.stats.devalidations,
             max_pinned: hv.stats.max_pinned,
             ptwr: hv.stats.ptwr,
-            pinned: hv.pinned_counts(),
+            pinned: hv.pinned_counts(self.hv.mem()),
             hooks: g.stats.hooks,
             direct_writes: g.stats.direct_writes,
             read_only: g.stats.read_only,
@@ -188,7 +245,7 @@ impl<'h, M: PagingMode, P: PhysMem, const N: usize> Xen<'h, M, P, N> {
     }
 
     /// Reports a protocol error the guest side caught itself (no hypercall refused it).
-    pub(crate) fn guest_error(&self, g: &mut GuestState<N>, hook: HookKind, error: XenError) {
+    pub(crate) fn guest_error(&self, g: &mut GuestState, hook: HookKind, error: XenError) {
         g.guest_errors[error.errno().index()] += 1;
         self.report(hook, error);
     }

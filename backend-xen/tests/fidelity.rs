@@ -111,7 +111,8 @@ fn l1_entries_with_global_or_cache_attributes_are_refused<M: PagingMode>() {
 fn a_domain_with_io_capabilities_may_set_cache_attributes<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
     let hv = H::<M>::new(&ram).with_io_capabilities();
-    let xen = X::<M>::new(&hv, Policy::Panic);
+    hv.init_frametable().unwrap();
+    let xen = X::<M>::boot(&hv, Policy::Panic).unwrap();
     let cpu = HostCpu::<M>::new(&ram);
     let opts = InitOptions { reserve_top: hv.reserve_top(), ..InitOptions::default() };
     let k = KernelMm::pagetable_init(&ram, &xen, &cpu, opts).unwrap();
@@ -165,8 +166,8 @@ fn directory_and_l3_entries_follow_their_masks<M: PagingMode>() {
 fn the_top_of_the_address_space_is_xens<M: PagingMode>() {
     // A kernel that did not reserve the top of the address space.
     let ram = EmulatedRam::sixteen_mib();
-    let hv = H::<M>::new(&ram);
-    let xen = X::<M>::new(&hv, Policy::Record);
+    let hv = H::<M>::boot(&ram).unwrap();
+    let xen = X::<M>::boot(&hv, Policy::Record).unwrap();
     let cpu = HostCpu::<M>::new(&ram);
     let k = KernelMm::pagetable_init(&ram, &xen, &cpu, InitOptions::default()).unwrap();
     k.activate_swapper();
@@ -182,8 +183,8 @@ fn the_top_of_the_address_space_is_xens<M: PagingMode>() {
 
     // The same kernel with the top reserved stops short of it.
     let ram = EmulatedRam::sixteen_mib();
-    let hv = H::<M>::new(&ram);
-    let xen = X::<M>::new(&hv, Policy::Record);
+    let hv = H::<M>::boot(&ram).unwrap();
+    let xen = X::<M>::boot(&hv, Policy::Record).unwrap();
     let cpu = HostCpu::<M>::new(&ram);
     let opts = InitOptions { reserve_top: hv.reserve_top(), ..InitOptions::default() };
     let k = KernelMm::pagetable_init(&ram, &xen, &cpu, opts).unwrap();

@@ -19,8 +19,8 @@ fn step<M: PagingMode>(xen: &X<'_, M>, what: &str) {
 
 fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
-    let hv = H::<M>::new(&ram);
-    let xen = X::<M>::new(&hv, Policy::Panic);
+    let hv = H::<M>::boot(&ram).unwrap();
+    let xen = X::<M>::boot(&hv, Policy::Panic).unwrap();
     let ptwr = |fault: Fault, val: u32| hv.ptwr_do_page_fault(fault.addr, u64::from(val), 4).is_ok();
     let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
     let frames_before = ram.frames_in_use();
@@ -155,8 +155,8 @@ fn the_whole_i386_mm_scenario_runs_under_xen_and_ends_clean<M: PagingMode>() {
 
 fn the_shared_i386_mm_scenario_passes_under_xen<M: PagingMode>() {
     let ram = EmulatedRam::sixteen_mib();
-    let hv = H::<M>::new(&ram);
-    let xen = X::<M>::new(&hv, Policy::Record);
+    let hv = H::<M>::boot(&ram).unwrap();
+    let xen = X::<M>::boot(&hv, Policy::Record).unwrap();
     let ptwr = |fault: Fault, val: u32| hv.ptwr_do_page_fault(fault.addr, u64::from(val), 4).is_ok();
     let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
     let mut out = String::new();

@@ -34,8 +34,14 @@ use common::{group, kernel, ram, Kernel, USER_VA};
 const EMPTY_REGION_VA: u32 = 0x4000_0000;
 
 /// Every call-site group for one variant.
-fn sites<M: PagingMode, B: PvMmuOps<M>>(c: &mut Criterion, ram: &'static EmulatedRam, variant: &str, backend: B) {
-    let k = kernel::<M, B>(ram, backend);
+fn sites<M: PagingMode, B: PvMmuOps<M>>(
+    c: &mut Criterion,
+    ram: &'static EmulatedRam,
+    variant: &str,
+    backend: B,
+    reserve_top: u32,
+) {
+    let k = kernel::<M, B>(ram, backend, reserve_top);
     let mut mm = k.create().expect("create");
     k.activate(&mm);
     let page = ram.alloc_frame().expect("a data page");
@@ -134,20 +140,23 @@ fn pte_free_tlb<M: PagingMode, B: PvMmuOps<M>>(c: &mut Criterion, k: &Kernel<M, 
 /// The variants of this build for mode `M`.
 fn variants<M: PagingMode>(c: &mut Criterion) {
     #[cfg(not(feature = "paravirt"))]
-    sites::<M, _>(c, ram(32), "paravirt-off", Native);
+    sites::<M, _>(c, ram(32), "paravirt-off", Native, 0);
     #[cfg(feature = "paravirt")]
     {
         use paravirt_core::{ParavirtOps, Policy};
         let ops: &'static ParavirtOps<M> = Box::leak(Box::new(ParavirtOps::native()));
-        sites::<M, _>(c, ram(32), "native-static", Native);
-        sites::<M, _>(c, ram(32), "native-ops-table", ops);
+        sites::<M, _>(c, ram(32), "native-static", Native, 0);
+        sites::<M, _>(c, ram(32), "native-ops-table", ops, 0);
         let r = ram(32);
         let vmi = backend_vmi::Vmi::<M, _>::new(r, Policy::Panic).expect("vmi");
-        sites::<M, _>(c, r, "vmi", &vmi);
+        sites::<M, _>(c, r, "vmi", &vmi, 0);
         vmi.teardown().expect("vmi teardown");
         let r = ram(32);
-        let hv = backend_xen::Hypervisor::<M, _>::new(r);
-        sites::<M, _>(c, r, "xen", backend_xen::Xen::new(&hv, Policy::Panic));
+        let hv = backend_xen::Hypervisor::<M, _>::boot(r).expect("xen frame table");
+        let xen = backend_xen::Xen::boot(&hv, Policy::Panic).expect("xen guest flags");
+        sites::<M, _>(c, r, "xen", &xen, hv.reserve_top());
+        xen.teardown().expect("xen teardown");
+        hv.free_frametable().expect("xen frame table back");
     }
 }
 

@@ -26,7 +26,7 @@ const LIVE_TABLES: [usize; 2] = [10, 10_000];
 const RAM_MIB: u32 = 512;
 
 /// Creates address spaces until `n` are live, each with one page mapped at [`USER_VA`] (so
-/// each holds its pgd and one page table).
+/// each holds its pgd and one page table) and loaded once (so Xen pins its tree).
 fn grow<M: PagingMode, B: PvMmuOps<M>>(
     k: &Kernel<M, B>,
     spaces: &mut Vec<AddressSpace<M>>,
@@ -36,11 +36,13 @@ fn grow<M: PagingMode, B: PvMmuOps<M>>(
     while spaces.len() < n {
         let mut mm = k.create().expect("create");
         k.map(&mut mm, USER_VA, page, PteFlags::USER).expect("map");
+        k.activate(&mm);
         spaces.push(mm);
     }
 }
 
 fn shrink<M: PagingMode, B: PvMmuOps<M>>(k: &Kernel<M, B>, spaces: &mut Vec<AddressSpace<M>>) {
+    k.activate_swapper();
     for mut mm in spaces.drain(..) {
         k.unmap(&mut mm, USER_VA).expect("unmap");
         k.destroy(mm);
@@ -51,7 +53,7 @@ fn shrink<M: PagingMode, B: PvMmuOps<M>>(k: &Kernel<M, B>, spaces: &mut Vec<Addr
 /// spaces, native backend.
 fn live_spaces<M: PagingMode>(c: &mut Criterion) {
     let ram = ram(RAM_MIB);
-    let k = kernel::<M, _>(ram, Native);
+    let k = kernel::<M, _>(ram, Native, 0);
     let page = ram.alloc_frame().expect("a data page");
     let region = 1u32 << 22;
     let kva = (k.vmalloc_start() + region).next_multiple_of(region);
@@ -88,8 +90,14 @@ fn live_spaces<M: PagingMode>(c: &mut Criterion) {
 
 /// `protect` and `map` + `unmap` in a loaded address space with 10 and 10,000 live page tables
 /// (half of them pgds, half page tables), under one backend.
-fn live_tables<M: PagingMode, B: PvMmuOps<M>>(c: &mut Criterion, ram: &'static EmulatedRam, variant: &str, backend: B) {
-    let k = kernel::<M, _>(ram, backend);
+fn live_tables<M: PagingMode, B: PvMmuOps<M>>(
+    c: &mut Criterion,
+    ram: &'static EmulatedRam,
+    variant: &str,
+    backend: B,
+    reserve_top: u32,
+) {
+    let k = kernel::<M, _>(ram, backend, reserve_top);
     let page = ram.alloc_frame().expect("a data page");
     let mut mm = k.create().expect("create");
     k.map(&mut mm, USER_VA, page, PteFlags::USER).expect("map");
@@ -97,6 +105,7 @@ fn live_tables<M: PagingMode, B: PvMmuOps<M>>(c: &mut Criterion, ram: &'static E
     let mut spaces = Vec::new();
     for n in LIVE_TABLES {
         grow(&k, &mut spaces, n / 2, page);
+        k.activate(&mm);
         let mut flip = false;
         c.benchmark_group(group::<M>("scaling_protect")).bench_with_input(BenchmarkId::new(variant, n), &n, |b, _| {
             b.iter(|| {
@@ -126,17 +135,22 @@ fn live_tables<M: PagingMode, B: PvMmuOps<M>>(c: &mut Criterion, ram: &'static E
 }
 
 fn backends<M: PagingMode>(c: &mut Criterion) {
-    live_tables::<M, _>(c, ram(RAM_MIB), "native-static", Native);
+    live_tables::<M, _>(c, ram(RAM_MIB), "native-static", Native, 0);
     #[cfg(feature = "paravirt")]
     {
         use paravirt_core::Policy;
         let r = ram(RAM_MIB);
-        let vmi = backend_vmi::Vmi::<M, _>::new(r, Policy::Panic).expect("vmi");
-        live_tables::<M, _>(c, r, "vmi", &vmi);
+        // A shadow per live table (two per address space, PAE pmds included) and room to spare.
+        let shadows = 5 * LIVE_TABLES[1] + 1024;
+        let vmi = backend_vmi::Vmi::<M, _>::with_shadow_frames(r, Policy::Panic, shadows).expect("vmi");
+        live_tables::<M, _>(c, r, "vmi", &vmi, 0);
         vmi.teardown().expect("vmi teardown");
         let r = ram(RAM_MIB);
-        let hv = backend_xen::Hypervisor::<M, _>::new(r);
-        live_tables::<M, _>(c, r, "xen", backend_xen::Xen::new(&hv, Policy::Panic));
+        let hv = backend_xen::Hypervisor::<M, _>::boot(r).expect("xen frame table");
+        let xen = backend_xen::Xen::boot(&hv, Policy::Panic).expect("xen guest flags");
+        live_tables::<M, _>(c, r, "xen", &xen, hv.reserve_top());
+        xen.teardown().expect("xen teardown");
+        hv.free_frametable().expect("xen frame table back");
     }
 }
 

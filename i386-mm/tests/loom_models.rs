@@ -41,13 +41,13 @@ impl Cpu for NullCpu {
 /// Shadow frames VMI reserves in the models.
 const SHADOWS: usize = 48;
 type Ram = &'static EmulatedRam;
-type V = Vmi<TwoLevel, Ram, SHADOWS>;
+type V = Vmi<TwoLevel, Ram>;
 type KVmi = KernelMm<TwoLevel, &'static V, Ram, NullCpu>;
-type H = Hypervisor<TwoLevel, Ram, 1024>;
-type X = Xen<'static, TwoLevel, Ram, 1024>;
+type H = Hypervisor<TwoLevel, Ram>;
+type X = Xen<'static, TwoLevel, Ram>;
 type KXen = KernelMm<TwoLevel, &'static X, Ram, NullCpu>;
-type HPae = Hypervisor<Pae, Ram, 1024>;
-type XPae = Xen<'static, Pae, Ram, 1024>;
+type HPae = Hypervisor<Pae, Ram>;
+type XPae = Xen<'static, Pae, Ram>;
 type KXenPae = KernelMm<Pae, &'static XPae, Ram, NullCpu>;
 
 /// RAM shared by every execution of a model (4 MiB; each execution gives every frame back).
@@ -88,7 +88,7 @@ fn explore(bound: Option<usize>, f: impl Fn() + Send + Sync + 'static) -> usize 
 /// A fresh VMI backend recording violations, for one execution of a model (leaked: loom runs
 /// the model many times, each with its own backend).
 fn vmi(ram: Ram) -> &'static V {
-    Box::leak(Box::new(Vmi::new(ram, Policy::Record).expect("shadow pool")))
+    Box::leak(Box::new(Vmi::with_shadow_frames(ram, Policy::Record, SHADOWS).expect("shadow pool")))
 }
 
 /// A two-level kernel over a fresh VMI backend.
@@ -317,8 +317,8 @@ fn m5_change_page_attr_split_and_revert_racing_pgd_alloc() {
 fn m6_xen_pinning_a_tree_racing_a_kernel_update() {
     let ram = ram();
     explore(None, move || {
-        let hv: &'static H = Box::leak(Box::new(Hypervisor::new(ram)));
-        let x: &'static X = Box::leak(Box::new(Xen::new(hv, Policy::Record)));
+        let hv: &'static H = Box::leak(Box::new(Hypervisor::boot(ram).expect("frame table")));
+        let x: &'static X = Box::leak(Box::new(Xen::boot(hv, Policy::Record).expect("page flags")));
         let k: Arc<KXen> = Arc::new(KernelMm::pagetable_init(ram, x, NullCpu, opts()).unwrap());
         k.activate_swapper();
         let pinned_before = hv.pinned_tables();
@@ -344,6 +344,8 @@ fn m6_xen_pinning_a_tree_racing_a_kernel_update() {
         let k = Arc::try_unwrap(k).ok().expect("threads joined");
         k.load_boot_root();
         k.shutdown().map_err(|e| e.1).unwrap();
+        x.teardown().expect("page flags back");
+        hv.free_frametable().expect("frame table back");
         assert_eq!(ram.frames_in_use(), 0, "frames leaked");
     });
 }
@@ -388,8 +390,8 @@ fn m7_pae_present_to_present_update_is_never_seen_half_written() {
 /// A PAE kernel over the Xen model, which does not share the kernel pmd: each pgd has its own
 /// copy, listed on `pgd_list` and kept in sync by kernel-range updates.
 fn boot_pae_xen(ram: Ram) -> (&'static XPae, Arc<KXenPae>) {
-    let hv: &'static HPae = Box::leak(Box::new(Hypervisor::new(ram)));
-    let x: &'static XPae = Box::leak(Box::new(Xen::new(hv, Policy::Record)));
+    let hv: &'static HPae = Box::leak(Box::new(Hypervisor::boot(ram).expect("frame table")));
+    let x: &'static XPae = Box::leak(Box::new(Xen::boot(hv, Policy::Record).expect("page flags")));
     let o = InitOptions { reserve_top: hv.reserve_top(), ..opts() };
     let k = Arc::new(KernelMm::pagetable_init(ram, x, NullCpu, o).unwrap());
     k.activate_swapper();
@@ -411,6 +413,8 @@ fn finish_pae_xen(k: Arc<KXenPae>, ram: Ram) {
     k.load_boot_root();
     let (x, _, _) = k.shutdown().map_err(|e| e.1).unwrap();
     assert_eq!(x.pages_held(), 0, "Xen still holds pages");
+    x.teardown().expect("page flags back");
+    x.hypervisor().free_frametable().expect("frame table back");
     assert_eq!(ram.frames_in_use(), 0, "frames leaked");
 }
 

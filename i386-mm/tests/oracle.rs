@@ -372,9 +372,11 @@ fn vmi<M: PagingMode>(ops: &[Op]) {
 
 fn xen<M: PagingMode>(ops: &[Op]) {
     let ram = machine();
-    let hv: Box<Hypervisor<M, &EmulatedRam, 2048>> = Box::new(Hypervisor::new(&ram));
-    let xen = Xen::new(&*hv, Policy::Record);
+    let hv: Box<Hypervisor<M, &EmulatedRam>> = Box::new(Hypervisor::boot(&ram).unwrap());
+    let xen = Xen::boot(&*hv, Policy::Record).unwrap();
     run::<M, _>(&ram, &xen, ops);
+    xen.teardown().unwrap();
+    hv.free_frametable().unwrap();
     assert_eq!(ram.frames_in_use(), 0);
 }
 

@@ -184,6 +184,40 @@ impl<T: Record> FrameMap<T> {
         Ok(())
     }
 
+    /// Changes the record of `pfn` with `f` (reading [`Record::EMPTY`] if it has none): one
+    /// walk of the tree when the frame's leaf exists and the record stays empty or stays
+    /// non-empty, otherwise as [`set`](Self::set). O(1).
+    ///
+    /// # Errors
+    /// As [`set`](Self::set), when the record becomes non-empty and no leaf can hold it.
+    /// Nothing changed.
+    pub fn update<P: PhysMem + ?Sized>(&mut self, mem: &P, pfn: Pfn, f: impl FnOnce(&mut T)) -> Result<(), NoFrame> {
+        let leaf = Self::split(pfn).and_then(|(d, s, i)| {
+            // SAFETY: the slot lies inside a directory frame this map allocated and owns.
+            let slot = unsafe { Self::dir_slot(mem, self.dirs[d]?, s).read() };
+            Some((Self::leaf_of(slot)?, i))
+        });
+        let Some((leaf, i)) = leaf else {
+            let mut rec = T::EMPTY;
+            f(&mut rec);
+            return self.set(mem, pfn, rec);
+        };
+        let r = Self::record(mem, leaf, i);
+        // SAFETY: the record lies inside a leaf frame this map owns.
+        let old = unsafe { r.read() };
+        let mut rec = if old == [0; 4] { T::EMPTY } else { T::from_words(old) };
+        f(&mut rec);
+        let new = rec.to_words();
+        if (old == [0; 4]) != (new == [0; 4]) {
+            // The frame gains or loses its record: the counts (and, on demand, the frames)
+            // change with it.
+            return self.set(mem, pfn, rec);
+        }
+        // SAFETY: as for the read.
+        unsafe { r.write(new) };
+        Ok(())
+    }
+
     fn release_dir_if_unused<P: PhysMem + ?Sized>(&mut self, mem: &P, d: usize) {
         if self.used[d] == 0 && !self.reserved {
             if let Some(dir) = self.dirs[d].take() {

@@ -114,3 +114,32 @@ fn pfns_past_64_gib_are_refused() {
     assert_eq!(m.get(&ram, Pfn::new(1 << 24)), Rec::EMPTY);
     assert_eq!(ram.frames_in_use(), 0);
 }
+
+#[test]
+fn update_changes_a_record_in_place_and_keeps_the_counts() {
+    let ram = EmulatedRam::new(4096, 1);
+    let start = ram.frames_in_use();
+    let mut m = FrameMap::<Rec>::new();
+    // No leaf yet: the update makes the record (on demand), as `set` would.
+    m.update(&ram, Pfn::new(9), |r| r.0 = 5).unwrap();
+    assert_eq!((m.get(&ram, Pfn::new(9)), m.len()), (Rec(5, 0), 1));
+    assert_eq!(ram.frames_in_use(), start + 2);
+    // In place: the record changes, nothing else.
+    m.update(&ram, Pfn::new(9), |r| r.1 += 7).unwrap();
+    assert_eq!((m.get(&ram, Pfn::new(9)), m.len()), (Rec(5, 7), 1));
+    // A second record in the same leaf, then both emptied: counted, and the frames go back.
+    m.update(&ram, Pfn::new(10), |r| r.0 = 1).unwrap();
+    assert_eq!(m.len(), 2);
+    m.update(&ram, Pfn::new(9), |r| *r = Rec::EMPTY).unwrap();
+    assert_eq!((m.len(), ram.frames_in_use()), (1, start + 2));
+    m.update(&ram, Pfn::new(10), |r| *r = Rec::EMPTY).unwrap();
+    assert_eq!((m.len(), ram.frames_in_use()), (0, start));
+    // A reserved map refuses past its end, changing nothing.
+    let mut r = FrameMap::<Rec>::new();
+    r.reserve(&ram, Pfn::new(256)).unwrap();
+    assert_eq!(r.update(&ram, Pfn::new(256), |x| x.0 = 1), Err(NoFrame));
+    r.update(&ram, Pfn::new(255), |x| x.0 = 1).unwrap();
+    assert_eq!((r.len(), r.get(&ram, Pfn::new(255))), (1, Rec(1, 0)));
+    r.clear(&ram);
+    assert_eq!(ram.frames_in_use(), start);
+}

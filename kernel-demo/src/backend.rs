@@ -72,30 +72,44 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     out
 }
 
-/// The Xen hypervisor model over the kernel's RAM: its frame table (type,
-/// type count and pin of every frame of the 64 MiB the kernel maps, 24 bytes
-/// each) is too big for the stack, so it is a static. It gets the CPU's
-/// `invlpg`, so a linear-map PTE the model makes read-only or writable is
-/// dropped from the real TLB.
+/// The Xen hypervisor model over the kernel's RAM, a static (its `new` is
+/// `const`); its frame table (type, type count and pin of every frame of RAM,
+/// 16 bytes each) is reserved in RAM at boot by [`with_backend`]. It gets the
+/// CPU's `invlpg`, so a linear-map PTE the model makes read-only or writable
+/// is dropped from the real TLB.
 #[cfg(all(feature = "xen", not(feature = "vmi"), not(feature = "boot-select")))]
 static HYPERVISOR: backend_xen::Hypervisor<Mode, KernelPhys> =
     backend_xen::Hypervisor::new(KernelPhys).with_invlpg(crate::cpu::invlpg);
 
 /// The guest side of the Xen PV domain (Linux's Xen MMU code), issuing its
-/// hypercalls to [`HYPERVISOR`], with its panic policy: one byte of state per
-/// frame, a static too.
+/// hypercalls to [`HYPERVISOR`], with its panic policy, a static too; its
+/// per-page flags are reserved in RAM at boot by [`with_backend`].
 #[cfg(all(feature = "xen", not(feature = "vmi"), not(feature = "boot-select")))]
 static XEN: backend_xen::Xen<'static, Mode, KernelPhys> = backend_xen::Xen::new(&HYPERVISOR, Policy::Panic);
 
 /// Runs `w` with the Xen PV MMU model over the kernel's RAM (`mem` is that
-/// RAM; the model holds its own [`KernelPhys`]). A write fault on a read-only
-/// page goes to the model first ([`crate::emulate`]): a store into a
-/// validated page table is emulated, as Xen's `ptwr_do_page_fault` does.
+/// RAM; the model holds its own [`KernelPhys`]): sets up the hypervisor's
+/// frame table and the guest's per-page flags first (both in RAM, sized by
+/// it), and gives them back if the run released every page table. A write
+/// fault on a read-only page goes to the model first ([`crate::emulate`]): a
+/// store into a validated page table is emulated, as Xen's
+/// `ptwr_do_page_fault` does.
+///
+/// # Panics
+/// If memory cannot supply the per-frame records, or the teardown is refused.
 #[cfg(all(feature = "xen", not(feature = "vmi"), not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     let _ = mem;
+    HYPERVISOR.init_frametable().unwrap_or_else(|e| panic!("{e}"));
+    XEN.init().unwrap_or_else(|e| panic!("{e}"));
     crate::emulate::set_write_fault_handler(|addr, val| HYPERVISOR.ptwr_do_page_fault(addr, u64::from(val), 4).is_ok());
-    w.run(&XEN)
+    let out = w.run(&XEN);
+    if XEN.pages_held() == 0 {
+        if let Err(e) = XEN.teardown().and_then(|()| HYPERVISOR.free_frametable()) {
+            panic!("{e}");
+        }
+    }
+    out
 }
 
 /// Bytes the kernel leaves free at the top of its address space for the

@@ -29,8 +29,8 @@ static NATIVE: Once<NativeHooks> = Once::new();
 /// The VMI backend's slot, filled if the command line chose it (its shadow
 /// frames are reserved only then).
 static VMI: Once<VmiBackend> = Once::new();
-/// The Xen hypervisor model: its frame table (24 bytes per frame of the
-/// 64 MiB the kernel maps) is too big for the stack. It gets the CPU's
+/// The Xen hypervisor model (its frame table, 16 bytes per frame of RAM, is
+/// reserved in RAM only if the command line chose Xen). It gets the CPU's
 /// `invlpg`, so a linear-map PTE it makes read-only or writable is dropped
 /// from the real TLB.
 static HYPERVISOR: XenHypervisor = XenHypervisor::new(KernelPhys).with_invlpg(crate::cpu::invlpg);
@@ -45,7 +45,7 @@ pub static PARAVIRT_OPS: Once<ParavirtOps<Mode>> = Once::new();
 ///
 /// # Panics
 /// If the table is already filled (the choice is made once per boot), or VMI
-/// cannot reserve its shadow frames.
+/// cannot reserve its shadow frames, or Xen its per-frame records.
 fn fill(kind: BackendKind) -> TableBackend {
     assert!(!PARAVIRT_OPS.is_completed(), "paravirt_ops is filled once per boot");
     let name = kind.name();
@@ -59,7 +59,10 @@ fn fill(kind: BackendKind) -> TableBackend {
             (ParavirtOps::from_backend(name, vmi), Chosen::Vmi(vmi))
         }
         BackendKind::Xen => {
-            let xen = XEN.call_once(|| Xen::new(&HYPERVISOR, Policy::Panic));
+            let xen = XEN.call_once(|| {
+                HYPERVISOR.init_frametable().unwrap_or_else(|e| panic!("{e}"));
+                Xen::boot(&HYPERVISOR, Policy::Panic).unwrap_or_else(|e| panic!("{e}"))
+            });
             // A write fault on a read-only page goes to the model first (`ptwr_do_page_fault`).
             crate::emulate::set_write_fault_handler(|addr, val| {
                 HYPERVISOR.ptwr_do_page_fault(addr, u64::from(val), 4).is_ok()
@@ -81,11 +84,11 @@ pub fn reserve_top(kind: BackendKind) -> u32 {
 
 /// Creates the backend `kind`, fills the ops table with it, and runs `w` with
 /// the kernel's memory management reaching the backend only through the
-/// table. Under VMI, gives the reserved shadow frames back afterwards if the
+/// table. Under VMI and Xen, gives the reserved frames back afterwards if the
 /// run released every page table.
 ///
 /// # Panics
-/// As [`fill`]; if VMI refuses the teardown.
+/// As [`fill`]; if VMI or Xen refuses the teardown.
 pub fn with_backend<W: WithBackend>(kind: BackendKind, w: W) -> W::Output {
     let backend = fill(kind);
     let ops = backend.hooks;
@@ -99,6 +102,13 @@ pub fn with_backend<W: WithBackend>(kind: BackendKind, w: W) -> W::Output {
         if vmi.typed_pages() == 0 {
             if let Err(v) = vmi.teardown() {
                 panic!("{v}");
+            }
+        }
+    }
+    if let Some(xen) = XEN.get() {
+        if paravirt_core::Inspect::pages_held(xen) == 0 {
+            if let Err(e) = xen.teardown().and_then(|()| HYPERVISOR.free_frametable()) {
+                panic!("{e}");
             }
         }
     }

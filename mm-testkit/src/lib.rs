@@ -11,6 +11,8 @@
 //! - [`DropHooks`] / [`Dropping`]: a kernel that forgets hooks: wraps any backend (through
 //!   `paravirt-core`'s [`Gated`](paravirt_core::Gated)) and drops the calls its rules name (the
 //!   Nth `alloc_pt`, every `release_pd`, every call about one frame).
+//! - [`CountingMem`]: physical memory that counts the frames reached, so a test can check an
+//!   operation's cost does not grow with the number of tables alive.
 //! - [`Oracle`]: an independent model of an address space (a map of virtual → physical) that
 //!   tests compare the real tables against.
 //! - `StoreLog` (feature `store-log`): every native entry store in order, with its address, width and value, so a
@@ -40,6 +42,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod counting;
 mod cpu;
 mod drop_hooks;
 mod oracle;
@@ -47,6 +50,7 @@ mod ram;
 #[cfg(feature = "store-log")]
 mod store_log;
 
+pub use counting::CountingMem;
 pub use cpu::{HostCpu, StaleHit, TlbEntry, WriteFaultHandler};
 pub use drop_hooks::{dropping, first_pfn, DropHooks, Dropping, Which};
 pub use i386_paging::{Pae, TwoLevel};

@@ -8,6 +8,7 @@
 //! | 5 | the probe page |
 //! | 8..20 | the pool `P0..P11` |
 //! | 32..40 | RAM the domain does not own: `F` is 36, Xen's own slots point at 37 |
+//! | 40, 41 | the hypervisor's frame table (a directory and a leaf of records), allocated from the machine |
 //!
 //! The TLB is a processor's: a load fills it from a walk of the current tables (every level
 //! present and user-accessible), later loads use it until the hypervisor flushes it or
@@ -24,8 +25,10 @@ use std::collections::BTreeMap;
 
 /// Where the kernel's own mappings start.
 pub const KBASE: u64 = 0xffff_ffff_8000_0000;
-/// Frames of the model's machine.
+/// Frames of the model's world (the frame table's two frames follow them).
 const FRAMES: u32 = 40;
+/// Frames of the machine: the world, then the frame table's directory and leaf.
+const MACHINE: u32 = FRAMES + 2;
 /// Frames the domain owns.
 const OWNED: u32 = 32;
 const ROOT: u32 = 1;
@@ -39,7 +42,7 @@ const XEN: u32 = 37;
 
 /// The model as a [`Machine`].
 pub struct Model {
-    hv: Pv64<EmulatedRam, 64>,
+    hv: Pv64<EmulatedRam>,
     /// Page number → frame, filled by loads.
     tlb: BTreeMap<u64, u32>,
     probe_pte: u64,
@@ -57,7 +60,9 @@ impl Model {
     /// # Panics
     /// If the model refuses its own initial tables (a bug).
     pub fn new() -> Model {
-        let ram = EmulatedRam::new(FRAMES, 0);
+        // Only the frame table's frames are handed out by the allocator; the world's frames are
+        // laid out by number.
+        let ram = EmulatedRam::new(MACHINE, FRAMES);
         let put = |pfn: u32, idx: usize, val: u64| {
             // SAFETY: the frame is 4096 bytes of emulated RAM; idx < 512.
             unsafe { ram.frame_ptr(Pfn::new(pfn)).cast::<u64>().add(idx).write(val) }
@@ -70,14 +75,14 @@ impl Model {
             let rw = if (ROOT..=KL1).contains(&pfn) { 0 } else { 0x2 | 0x40 };
             put(KL1, pfn as usize, (u64::from(pfn) << 12) | P | US | 0x20 | rw | GUEST_KERNEL);
         }
-        let hv = Pv64::new(ram, OWNED, Pfn::new(XEN));
+        let hv = Pv64::new(ram, OWNED, Pfn::new(XEN)).expect("the frame table fits the machine");
         hv.build(Pfn::new(ROOT)).expect("the model's initial tables validate");
         let probe_pte = hv.read(Pfn::new(KL1), PROBE);
         Model { hv, tlb: BTreeMap::new(), probe_pte }
     }
 
     /// The hypervisor model.
-    pub fn hv(&self) -> &Pv64<EmulatedRam, 64> {
+    pub fn hv(&self) -> &Pv64<EmulatedRam> {
         &self.hv
     }
 

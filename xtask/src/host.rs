@@ -76,17 +76,32 @@ fn run_vmi<M: PagingMode>(verbose: bool) -> Row {
     row
 }
 
-/// Xen: the model's frame table is the hypervisor's per-frame state; the kernel reserves the
-/// top of the address space for it, and the CPU hands a write fault on a read-only page to it
-/// (`ptwr_do_page_fault`).
+/// Xen: the model's frame table is the hypervisor's per-frame state, and the guest keeps its
+/// page flags per frame too, both reserved in RAM before the scenario's baseline and given
+/// back once it has released every table; the kernel reserves the top of the address space
+/// for Xen, and the CPU hands a write fault on a read-only page to it (`ptwr_do_page_fault`).
 fn run_xen<M: PagingMode>(verbose: bool) -> Row {
     let ram = EmulatedRam::sixteen_mib();
-    let hv: Box<Hypervisor<M, &EmulatedRam>> = Box::new(Hypervisor::new(&ram));
-    let xen = Xen::new(&hv, Policy::Record);
+    let hv = match Hypervisor::<M, _>::boot(&ram) {
+        Ok(hv) => Box::new(hv),
+        Err(e) => return Row { backend: "xen", mode: M::NAME, result: Err(e.to_string()) },
+    };
+    let xen = match Xen::boot(&hv, Policy::Record) {
+        Ok(x) => x,
+        Err(e) => return Row { backend: "xen", mode: M::NAME, result: Err(e.to_string()) },
+    };
     let ptwr = |f: Fault, val: u32| hv.ptwr_do_page_fault(f.addr, u64::from(val), 4).is_ok();
     let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
     let cfg = Config { reserve_top: hv.reserve_top(), churn: 1000, ..Config::default() };
-    run_on::<M, _>(&xen, &ram, &cpu, &cfg, verbose)
+    let mut row = run_on::<M, _>(&xen, &ram, &cpu, &cfg, verbose);
+    if row.result.is_ok() {
+        if let Err(e) = xen.teardown().and_then(|()| hv.free_frametable()) {
+            row.result = Err(format!("teardown: {e}"));
+        } else if ram.frames_in_use() != 0 {
+            row.result = Err(format!("{} frames still in use after teardown", ram.frames_in_use()));
+        }
+    }
+    row
 }
 
 /// Runs `backend` in `mode`.

@@ -400,8 +400,8 @@ fn vmi_cell<M: PagingMode>(site: &Site) -> Cell {
 
 fn xen_cell<M: PagingMode>(site: &Site) -> Cell {
     let ram = EmulatedRam::sixteen_mib();
-    let hv: Box<Hypervisor<M, &EmulatedRam>> = Box::new(Hypervisor::new(&ram));
-    let xen = Xen::new(&hv, Policy::Record);
+    let hv: Box<Hypervisor<M, &EmulatedRam>> = Box::new(Hypervisor::boot(&ram).expect("frame table"));
+    let xen = Xen::boot(&hv, Policy::Record).expect("page flags");
     run_cell::<M, _>(&ram, &xen, site)
 }
 

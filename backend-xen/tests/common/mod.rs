@@ -7,13 +7,13 @@ pub use backend_xen::*;
 pub use i386_mm::*;
 pub use mm_testkit::{EmulatedRam, HostCpu};
 
-/// Frames of the test machine (16 MiB), and of its frame table.
+/// Frames of the test machine (16 MiB).
 pub const FRAMES: usize = 4096;
 
 /// The hypervisor over emulated RAM.
-pub type H<'a, M> = Hypervisor<M, &'a EmulatedRam, FRAMES>;
+pub type H<'a, M> = Hypervisor<M, &'a EmulatedRam>;
 /// The backend (the guest side) on it.
-pub type X<'a, M> = Xen<'a, M, &'a EmulatedRam, FRAMES>;
+pub type X<'a, M> = Xen<'a, M, &'a EmulatedRam>;
 /// The kernel over it.
 pub type K<'a, M> = KernelMm<M, &'a X<'a, M>, &'a EmulatedRam, &'a HostCpu<'a, M>>;
 
@@ -47,8 +47,8 @@ impl<M: PagingMode> Env<'_, M> {
 /// (`ptwr_do_page_fault`), which emulates a store into a validated L1.
 pub fn machine<M: PagingMode>(policy: Policy, f: impl FnOnce(Env<'_, M>)) {
     let ram = EmulatedRam::sixteen_mib();
-    let hv = H::<M>::new(&ram);
-    let xen = X::<M>::new(&hv, policy);
+    let hv = H::<M>::boot(&ram).expect("frame table");
+    let xen = X::<M>::boot(&hv, policy).expect("page flags");
     let ptwr = |fault: Fault, val: u32| hv.ptwr_do_page_fault(fault.addr, u64::from(val), 4).is_ok();
     let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
     let opts = InitOptions { reserve_top: hv.reserve_top(), ..InitOptions::default() };
@@ -175,6 +175,10 @@ pub fn shutdown_clean<M: PagingMode>(e: Env<'_, M>) {
     assert_eq!(hv.typed_frames(), 0);
     assert_eq!(hv.base(), None);
     assert_eq!(hv.pt_base(), None);
+    // The guest's page flags and the frame table go back: every frame is free again.
+    assert!(xen.flag_frames() > 0 && hv.frametable_frames() > 0);
+    xen.teardown().unwrap();
+    hv.free_frametable().unwrap();
     assert_eq!(ram.frames_in_use(), 0);
 }
 

@@ -57,15 +57,16 @@ impl Cpu for BenchCpu {
 /// A kernel built by `pagetable_init` over `backend`, with `swapper_pg_dir` loaded.
 pub type Kernel<M, B> = KernelMm<M, B, &'static EmulatedRam, BenchCpu>;
 
-/// Boots a kernel over `backend` (large pages where the backend allows them).
-pub fn kernel<M: PagingMode, B: PvMmuOps<M>>(ram: &'static EmulatedRam, backend: B) -> Kernel<M, B> {
-    let k =
-        KernelMm::pagetable_init(ram, backend, BenchCpu::default(), InitOptions::default()).expect("pagetable_init");
+/// Boots a kernel over `backend` (large pages where the backend allows them), leaving the top
+/// `reserve_top` bytes of the address space to a hypervisor (Xen's; 0 otherwise).
+pub fn kernel<M: PagingMode, B: PvMmuOps<M>>(ram: &'static EmulatedRam, backend: B, reserve_top: u32) -> Kernel<M, B> {
+    let opts = InitOptions { reserve_top, ..InitOptions::default() };
+    let k = KernelMm::pagetable_init(ram, backend, BenchCpu::default(), opts).expect("pagetable_init");
     k.activate_swapper();
     k
 }
 
-/// The group of `site` in paging mode `M` (`protect/2level`).
+/// The group of `site` in paging mode `M` (`protect/two-level`).
 pub fn group<M: PagingMode>(site: &str) -> String {
     format!("{site}/{}", M::NAME)
 }
