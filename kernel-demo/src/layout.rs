@@ -18,9 +18,13 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const KERNEL_PHYS_BASE: u32 = 0x0010_0000;
 
 /// Amount of physical memory the boot page tables map, both at 0 (identity,
-/// until dropped) and at [`PAGE_OFFSET`]. Frames handed out by
-/// [`crate::phys`] all lie below this limit.
-pub const BOOT_MAP_SIZE: u32 = 64 << 20;
+/// until dropped) and at [`PAGE_OFFSET`]: 896 MiB, the most low memory an i386
+/// kernel with the 3G/1G split maps (Linux's `MAXMEM`), so every frame of low
+/// memory is reachable from the start whatever RAM QEMU is given. Frames handed
+/// out by [`crate::phys`] all lie below this limit; `i386-mm` then maps low
+/// memory itself, up to the end of RAM or the top its layout allows (less
+/// under a hypervisor that reserves the top of the address space).
+pub const BOOT_MAP_SIZE: u32 = 896 << 20;
 
 extern "C" {
     /// First byte of the image (physical; the low `.boot` section). Linker script.

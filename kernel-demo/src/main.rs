@@ -4,7 +4,7 @@
 //!
 //! The kernel is a higher-half kernel like Linux on i386: linked at
 //! `0xC010_0000` (`PAGE_OFFSET` + 1 MiB), loaded at physical 1 MiB. A small
-//! low boot stub ([`boot`]) enables SSE, maps the first 64 MiB of RAM both at 0
+//! low boot stub ([`boot`]) enables SSE, maps the first 896 MiB of physical memory (Linux's `MAXMEM`) both at 0
 //! and at `PAGE_OFFSET` with large pages (PSE 4 MiB pages, or 2 MiB pages with
 //! the `pae` feature), turns paging on and calls [`kmain`] in the high half,
 //! which then drops the identity map. The backend (`native`, `vmi`, `xen`) and

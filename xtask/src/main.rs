@@ -166,6 +166,10 @@ fn test() -> Result<(), String> {
     s.step("kernel-demo: boot every backend and mode in QEMU", || {
         boots::run_matrix(&root(), None, qemu::Machine::default(), false)
     });
+    s.step("kernel-demo: 1 GiB of RAM, one boot per backend", || {
+        let one_gib = qemu::Machine { mem_mib: 1024, ..qemu::Machine::default() };
+        boots::run_matrix(&root(), Some(&[("native", false), ("vmi", true), ("xen", true)]), one_gib, false)
+    });
     s.step("kernel-demo: bug builds caught, crash reports", || boots::run_bug_demos(&root(), false));
     s.step("xen-oracle-guest: fmt and clippy", || {
         let dir = root().join("xen-oracle-guest");
