@@ -8,6 +8,7 @@ use crate::stats::{CallCounts, Stats};
 use crate::types::PageType;
 use crate::verify::Divergence;
 use core::fmt;
+use core::sync::atomic::{AtomicBool, Ordering};
 use i386_paging::{zero_frame, PhysMem};
 use paravirt_core::sync::Lock;
 use paravirt_core::{HookKind, PagingMode, Pfn, Policy, Violation, Violations};
@@ -187,6 +188,9 @@ pub struct Vmi<M: PagingMode, P: PhysMem> {
     pub(crate) state: Lock<State<M>>,
     pub(crate) log: Log,
     pub(crate) calls: CallCounts,
+    /// Deferred updates are on ([`with_deferred_updates`](Self::with_deferred_updates)): a
+    /// flush hook takes the lock only then.
+    pub(crate) defer: AtomicBool,
 }
 
 impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
@@ -241,7 +245,13 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
             };
             st.pool.add(&mem, f);
         }
-        Ok(Vmi { mem, state: Lock::new(st), log: Violations::new("vmi", policy), calls: CallCounts::new() })
+        Ok(Vmi {
+            mem,
+            state: Lock::new(st),
+            log: Violations::new("vmi", policy),
+            calls: CallCounts::new(),
+            defer: AtomicBool::new(false),
+        })
     }
 
     /// Records boot-time allocations without checking them until
@@ -273,6 +283,7 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     /// would make the hypervisor fill it).
     pub fn with_deferred_updates(self) -> Self {
         self.state.lock().defer = true;
+        self.defer.store(true, Ordering::Relaxed);
         self
     }
 
@@ -475,7 +486,7 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
             entries_mirrored: st.mirrored,
             updates_deferred: st.deferred,
             updates_pending: st.pending_count(),
-            calls: self.calls.snapshot(),
+            calls: core::array::from_fn(|i| self.calls.snapshot()[i] + st.calls[i]),
             checks: st.checks.snapshot(),
             violations: 0,
         };
@@ -520,6 +531,9 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
         };
         let r = {
             let mut st = self.state.lock();
+            if let Some(h) = hook {
+                st.calls[h as usize] += 1;
+            }
             f(&mut st, &mut found)
         };
         (r, found.finish())

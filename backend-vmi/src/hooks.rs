@@ -8,6 +8,7 @@ use crate::rule::VmiRule;
 use crate::shadow::entries;
 use crate::stats::Check;
 use crate::types::PageType;
+use core::sync::atomic::Ordering;
 use i386_paging::PhysMem;
 use paravirt_core::{
     native, Entry, HookKind, PagingMode, Pfn, Pmd, PmdSlot, Pte, PteSlot, Pud, PudSlot, PvMmuOps, Slot,
@@ -32,7 +33,6 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     /// the loaded address space reaches the shadow only at the next flush of that address
     /// (`VMI_PAGE_DEFER | VMI_PAGE_CURRENT_AS`).
     fn entry_hook<E: Entry>(&self, hook: HookKind, slot: Slot<E>, val: Option<E>, want: Level, at: Option<(Pfn, u32)>) {
-        self.calls.count(hook);
         let _ = self.locked(Some(hook), |st, found| {
             match val {
                 Some(v) => native::set(slot, v),
@@ -68,13 +68,11 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
 
     /// An `alloc_*` hook: `AllocatePage(pfn, ty, clone)` under the lock, reported with `hook`.
     fn announce(&self, hook: HookKind, pfn: Pfn, ty: PageType, clone: CloneArgs) {
-        self.calls.count(hook);
         let _ = self.locked(Some(hook), |st, found| st.allocate(&self.mem, found, pfn, ty, clone));
     }
 
     /// A `release_*` hook: `ReleasePage(pfn, ty)` under the lock, reported with `hook`.
     fn retire(&self, hook: HookKind, pfn: Pfn, ty: PageType) {
-        self.calls.count(hook);
         let _ = self.locked(Some(hook), |st, found| {
             st.apply_pending(&self.mem, found, |p| p.table == pfn);
             st.release(&self.mem, found, pfn, ty)
@@ -82,8 +80,12 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     }
 
     /// A flush: the deferred updates of `addr` (all of them for `None`) reach the shadows.
+    ///
+    /// Without deferred updates nothing can be pending: the call is counted and the lock is
+    /// not taken.
     fn flush_pending(&self, hook: HookKind, addr: Option<u32>) {
-        if !self.state.lock().defer {
+        if !self.defer.load(Ordering::Relaxed) {
+            self.calls.count(hook);
             return;
         }
         let _ = self
@@ -154,7 +156,6 @@ impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Vmi<M, P> {
     /// allowed bits and link an announced pmd; if it is the loaded PDPT, the per-vCPU shadow
     /// PDPT is patched. In two-level mode there is no PDPT: a violation.
     fn set_pud(&self, slot: PudSlot, val: Pud) {
-        self.calls.count(HookKind::SetPud);
         let _ = self.locked(Some(HookKind::SetPud), |st, found| {
             native::set(slot, val);
             let (table, index) = (slot.table(), slot.index());
@@ -192,7 +193,6 @@ impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Vmi<M, P> {
     /// (only `KernelMm::shutdown` does this, after loading a boot root behind the backend's
     /// back), the backend forgets it: nothing it shadows is in CR3 any more.
     fn exit_mmap(&self, mm: Pfn) {
-        self.calls.count(HookKind::ExitMmap);
         let _ = self.locked(Some(HookKind::ExitMmap), |st, found| {
             st.apply_pending(&self.mem, found, |_| true);
             if st.loaded.is_some_and(|l| l.root == mm) {
@@ -205,7 +205,6 @@ impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Vmi<M, P> {
     /// shadow PDPT, rebuilt from the guest PDPT). An unknown root is a violation, and the CPU
     /// then gets the guest root itself.
     fn write_cr3(&self, cr3: u32) -> u32 {
-        self.calls.count(HookKind::WriteCr3);
         self.locked(Some(HookKind::WriteCr3), |st, found| {
             // A CR3 load flushes the TLB: every deferred update is due.
             st.apply_pending(&self.mem, found, |_| true);
@@ -216,26 +215,24 @@ impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Vmi<M, P> {
 
     /// Maps a shadow root back to the guest root (other values pass through).
     fn read_cr3(&self, hw: u32) -> u32 {
-        self.calls.count(HookKind::ReadCr3);
-        self.state.lock().guest_cr3(&self.mem, hw)
+        let mut st = self.state.lock();
+        st.calls[HookKind::ReadCr3 as usize] += 1;
+        st.guest_cr3(&self.mem, hw)
     }
 
     /// `vmi_flush_tlb_user` (`FlushTLB`): applies every deferred update.
     fn flush_tlb_user(&self) {
-        self.calls.count(HookKind::FlushTlbUser);
         self.flush_pending(HookKind::FlushTlbUser, None);
     }
 
     /// `vmi_flush_tlb_kernel` (`FlushTLB` with `VMI_FLUSH_GLOBAL`): applies every deferred
     /// update.
     fn flush_tlb_kernel(&self) {
-        self.calls.count(HookKind::FlushTlbKernel);
         self.flush_pending(HookKind::FlushTlbKernel, None);
     }
 
     /// `InvalPage`: applies the deferred updates of the page at virtual address `addr`.
     fn flush_tlb_single(&self, addr: u32) {
-        self.calls.count(HookKind::FlushTlbSingle);
         self.flush_pending(HookKind::FlushTlbSingle, Some(addr & !0xfff));
     }
 

@@ -6,7 +6,7 @@
 use crate::shadow::{Pool, Tracker};
 use crate::stats::CheckCounts;
 use core::marker::PhantomData;
-use paravirt_core::{PagingMode, Pfn};
+use paravirt_core::{HookKind, PagingMode, Pfn};
 
 /// The root loaded with `write_cr3` (guest view).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +50,9 @@ pub(crate) struct State<M: PagingMode> {
     pub(crate) boot_phase: bool,
     /// Updates of the loaded address space's PTEs may be deferred until a flush.
     pub(crate) defer: bool,
+    /// Calls of each hook that ran under the lock (counted there, with no atomic operation of
+    /// their own); the flushes that find nothing deferred count in `Vmi::calls` instead.
+    pub(crate) calls: [u32; HookKind::COUNT],
     pub(crate) pending: [Option<Pending>; PENDING_UPDATES],
     pub(crate) deferred: u64,
     /// The reserved frames went back (`Vmi::teardown`).
@@ -74,6 +77,7 @@ impl<M: PagingMode> State<M> {
             mirrored: 0,
             boot_phase: false,
             defer: false,
+            calls: [0; HookKind::COUNT],
             pending: [None; PENDING_UPDATES],
             deferred: 0,
             torn_down: false,

@@ -178,6 +178,7 @@ unsafe impl PhysMem for BootMem {
         self.in_use.fetch_sub(1, Ordering::Relaxed);
     }
 
+    #[inline]
     fn frame_ptr(&self, pfn: Pfn) -> NonNull<u8> {
         assert!(self.usable(pfn.as_u32()), "{pfn:?} is not RAM managed by BootMem");
         let va = self.virt_offset.wrapping_add(pfn.phys().as_u64() as usize);

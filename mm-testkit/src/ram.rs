@@ -170,6 +170,7 @@ unsafe impl PhysMem for EmulatedRam {
         self.in_use.fetch_sub(1, Ordering::SeqCst);
     }
 
+    #[inline]
     fn frame_ptr(&self, pfn: Pfn) -> NonNull<u8> {
         let page = self.pages.get(pfn.as_usize()).unwrap_or_else(|| panic!("{pfn:?} is beyond emulated RAM"));
         NonNull::new(page.0.get().cast::<u8>()).expect("a page of a boxed slice is not null")
