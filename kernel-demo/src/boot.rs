@@ -281,8 +281,9 @@ pub fn drop_identity_map() {
     #[cfg(not(feature = "pae"))]
     {
         let pgdir = BOOT_PGDIR.get().cast::<u32>();
-        for i in 0..BOOT_LARGE_PAGES as usize {
-            // SAFETY: `i < BOOT_LARGE_PAGES <= 768`, inside the 1024-entry directory;
+        // The whole low half: the boot map, and any window over firmware tables.
+        for i in 0..KERNEL_PDE_INDEX as usize {
+            // SAFETY: `i < 768`, inside the 1024-entry directory;
             // nothing runs through the identity map any more (kernel, stack, GDT
             // and IDT are all in the high half), and the flush below follows.
             unsafe { pgdir.add(i).write_volatile(0) };

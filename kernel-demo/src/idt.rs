@@ -21,6 +21,9 @@ pub const EXCEPTION_VECTORS: usize = 32;
 
 pub use crate::exception::{DE, DF, GP, PF, UD};
 
+/// Non-maskable interrupt vector (the TLB shootdown IPI, [`crate::shootdown`]).
+pub const NMI: u8 = 2;
+
 /// Registers saved by the trap entry stubs, lowest address first.
 #[repr(C)]
 #[derive(Debug)]
@@ -150,9 +153,16 @@ pub fn init() {
     for (gate, &stub) in idt.iter_mut().zip(stubs) {
         *gate = Gate::interrupt(stub);
     }
+    load();
+}
+
+/// Loads the IDT [`init`] filled on this CPU (each application processor
+/// loads the same table, as Linux's CPUs share `idt_table`).
+pub fn load() {
     let pointer =
         DescriptorTablePointer { limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16, base: IDT.0.get() as u32 };
-    // SAFETY: the IDT is a static filled with valid gates to the stubs above.
+    // SAFETY: the IDT is a static filled with valid gates to the stubs above
+    // (by `init`, on the BSP, before any AP starts).
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) }
 }
 
@@ -165,10 +175,14 @@ pub fn break_gate_for_test(vector: u8) {
     unsafe { (*IDT.0.get())[usize::from(vector)].selector = 0x80 };
 }
 
-/// Rust side of every exception: recover a probe fault, or report and die.
+/// Rust side of every exception: a TLB shootdown NMI, a probe fault to recover,
+/// or report and die.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let cr2 = cpu::read_cr2();
     let vector = frame.vector as u8;
+    if vector == NMI && crate::shootdown::handle_nmi() {
+        return;
+    }
     if vector == PF && emulate::try_emulate(frame, cr2) {
         return;
     }

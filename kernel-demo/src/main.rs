@@ -36,6 +36,7 @@
 
 pub mod backend;
 pub mod boot;
+pub mod bootmap;
 pub mod config;
 pub mod cpu;
 pub mod crashtest;
@@ -46,12 +47,15 @@ pub mod exception;
 pub mod exit;
 pub mod gdt;
 pub mod idt;
+pub mod lapic;
 pub mod layout;
+pub mod madt;
 pub mod mem;
 pub mod multiboot;
 mod panic;
 #[cfg(feature = "boot-select")]
 pub mod paravirt_ops;
+pub mod percpu;
 pub mod phys;
 pub mod port;
 pub mod probe;
@@ -59,7 +63,10 @@ pub mod scenario_main;
 #[cfg(feature = "boot-select")]
 pub mod select;
 pub mod serial;
+pub mod shootdown;
+pub mod smp;
 pub mod sync;
+pub mod trampoline;
 pub mod x86cpu;
 
 use crate::layout::PAGE_OFFSET;
@@ -69,6 +76,9 @@ use crate::layout::PAGE_OFFSET;
 extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
     serial::init();
     gdt::init();
+    // SAFETY: first thing on the BSP (CPU 0), interrupts off; the kernel runs in
+    // ring 0 only, so the TSS's stack pointer is never used.
+    unsafe { percpu::load(0, 0) };
     idt::init();
 
     kprintln!("kernel-demo: backend {} ({})", config::BACKEND, config::BACKEND_DESCRIPTION);
@@ -107,6 +117,11 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
         layout::BOOT_MAP_SIZE,
         added - phys::frames_free()
     );
+
+    // SAFETY: once, on the BSP, with the boot root loaded and its identity half still
+    // present; the multiboot structures are where the loader said.
+    let cpus = unsafe { smp::boot_aps(&boot, info_phys) };
+    let _ = cpus;
 
     cpu::set_write_protect(true);
     boot::drop_identity_map();
