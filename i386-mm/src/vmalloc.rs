@@ -47,7 +47,7 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// Unmaps kernel address `va` and returns its frame (`pte_clear`, then `invlpg`). A page
     /// table left empty is removed from `swapper_pg_dir` and, under `pgd_lock`, from every pgd
     /// (`pmd_clear`) instead, the whole TLB is flushed (global entries included: it covers the
-    /// page and the table), then the table is released (`release_pt`) and freed.
+    /// page and the table) on every CPU (`flush_tlb_others`), then the table is released (`release_pt`) and freed.
     ///
     /// # Errors
     /// [`MmError::Unaligned`], [`MmError::OutOfRange`] (a user address), [`MmError::NotMapped`]
@@ -73,10 +73,12 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
             self.sync_kernel_pmd(va);
             // One flush of everything, global entries included, covers the page and the table.
             self.flush_tlb_kernel();
+            self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);
             self.pv().release_pt(pt);
             self.mem.free_frame(pt);
         } else {
             self.flush_tlb_single(va);
+            self.flush_tlb_others(va);
         }
         Ok(old.pfn())
     }

@@ -36,7 +36,7 @@ pub trait WithBackend {
     /// What the run produces.
     type Output;
     /// Runs with `backend`, which serves this kernel's paging mode.
-    fn run<B: PvMmuOps<Mode> + Inspect>(self, backend: &B) -> Self::Output;
+    fn run<B: PvMmuOps<Mode> + Inspect + Sync>(self, backend: &B) -> Self::Output;
 }
 
 /// Creates the native backend (wrapped in a recorder that counts the hook calls

@@ -99,7 +99,8 @@ extern "C" {
 // push the dummy zero. The common path saves the general registers, aligns
 // the stack to 16 bytes for the SSE-using Rust code, and calls the dispatcher
 // with a pointer to the frame; on return it restores the (possibly edited)
-// frame and resumes with `iretd`.
+// frame and resumes with `iretd`. The x87/SSE state is saved around the Rust
+// code (`fxsave`): an NMI interrupts code that holds values in xmm registers.
 global_asm!(
     r#"
     .pushsection .rodata.kdemo_trap_stubs, "a"
@@ -130,10 +131,14 @@ kdemo_trap_common:
     pushad
     cld
     mov ebx, esp
+    sub esp, 512
     and esp, -16
+    fxsave [esp]
     sub esp, 12
     push ebx
     call {dispatch}
+    add esp, 16
+    fxrstor [esp]
     mov esp, ebx
     popad
     add esp, 8
@@ -180,7 +185,9 @@ pub fn break_gate_for_test(vector: u8) {
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let cr2 = cpu::read_cr2();
     let vector = frame.vector as u8;
-    if vector == NMI && crate::shootdown::handle_nmi() {
+    if vector == NMI {
+        // A shootdown, or a repeated one already handled: either way nothing else to do.
+        crate::shootdown::handle_nmi();
         return;
     }
     if vector == PF && emulate::try_emulate(frame, cr2) {

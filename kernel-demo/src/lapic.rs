@@ -114,6 +114,22 @@ pub fn send_nmi(apic: u8) {
     with_registers(|r| r.send(icr(apic, DeliveryMode::NMI, 0, Level::Assert, TriggerMode::Edge)));
 }
 
+/// Sends an NMI to every other CPU with one ICR write (destination shorthand
+/// "all excluding self").
+pub fn send_nmi_all_but_self() {
+    let icr = Icr::for_xapic(
+        0,
+        ApicId::XApic(0),
+        DestinationShorthand::AllExcludingSelf,
+        DeliveryMode::NMI,
+        DestinationMode::Physical,
+        DeliveryStatus::Idle,
+        Level::Assert,
+        TriggerMode::Edge,
+    );
+    with_registers(|r| r.send(icr));
+}
+
 /// Waits about `us` microseconds: one read of port 0x80 takes about 1 µs on
 /// ISA-era hardware, which is the delay Linux's `io_delay` relies on too.
 fn io_delay_us(us: u32) {

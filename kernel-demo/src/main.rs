@@ -59,6 +59,8 @@ pub mod percpu;
 pub mod phys;
 pub mod port;
 pub mod probe;
+#[cfg(not(feature = "boot-select"))]
+pub mod race;
 pub mod scenario_main;
 #[cfg(feature = "boot-select")]
 pub mod select;
@@ -121,7 +123,6 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
     // SAFETY: once, on the BSP, with the boot root loaded and its identity half still
     // present; the multiboot structures are where the loader said.
     let cpus = unsafe { smp::boot_aps(&boot, info_phys) };
-    let _ = cpus;
 
     cpu::set_write_protect(true);
     boot::drop_identity_map();
@@ -139,7 +140,14 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
     crashtest::run_from_cmdline(boot.cmdline());
 
     #[cfg(not(feature = "boot-select"))]
+    if cpus > 1 && boot.cmdline().split_whitespace().any(|w| w == "smp-race") {
+        race::run();
+    }
+    #[cfg(not(feature = "boot-select"))]
     scenario_main::run();
     #[cfg(feature = "boot-select")]
-    scenario_main::run_selected(backend)
+    {
+        let _ = cpus;
+        scenario_main::run_selected(backend)
+    }
 }

@@ -22,6 +22,9 @@ pub enum Flush {
     Single(u32),
 }
 
+/// Spins after which an unacknowledged shootdown is sent again.
+const RESEND_SPINS: u32 = 1 << 10;
+
 /// Serialises senders (Linux's `tlbstate_lock`).
 static SENDING: AtomicBool = AtomicBool::new(false);
 /// The request: 0 = all, else the page address to flush (never 0: user
@@ -59,11 +62,29 @@ pub fn flush_tlb_others(mask: u32, what: Flush) {
         Ordering::Relaxed,
     );
     PENDING.store(mask, Ordering::Release);
-    for cpu in (0..MAX_CPUS).filter(|c| mask & (1 << c) != 0) {
-        lapic::send_nmi(smp::apic_id(cpu));
-        SENT[me].fetch_add(1, Ordering::Relaxed);
+    if mask == others() {
+        lapic::send_nmi_all_but_self();
+    } else {
+        for cpu in (0..MAX_CPUS).filter(|c| mask & (1 << c) != 0) {
+            lapic::send_nmi(smp::apic_id(cpu));
+        }
     }
-    while PENDING.load(Ordering::Acquire) != 0 {
+    SENT[me].fetch_add(u64::from(mask.count_ones()), Ordering::Relaxed);
+    let mut spins = 0u32;
+    loop {
+        let left = PENDING.load(Ordering::Acquire);
+        if left == 0 {
+            break;
+        }
+        spins += 1;
+        if spins.is_multiple_of(RESEND_SPINS) {
+            // An NMI that reached a CPU still blocking NMIs (inside the handler of the
+            // previous one, before its IRET) can be lost: send again.
+            for cpu in (0..MAX_CPUS).filter(|c| left & (1 << c) != 0) {
+                lapic::send_nmi(smp::apic_id(cpu));
+                SENT[me].fetch_add(1, Ordering::Relaxed);
+            }
+        }
         core::hint::spin_loop();
     }
     SENDING.store(false, Ordering::Release);

@@ -23,6 +23,7 @@ use i386_paging::{Cpu, Fault};
 
 use crate::layout::{phys_to_virt, PAGE_OFFSET};
 use crate::percpu::{this_cpu, MAX_CPUS};
+use crate::shootdown::{self, Flush};
 use crate::{boot, cpu, probe};
 
 /// The per-CPU copy of the four PDPT entries the hardware walks (PAE), 32-byte
@@ -138,6 +139,18 @@ impl Cpu for X86Cpu {
     fn flush_tlb_global(&self) {
         self.flush_tlb();
         cpu::flush_tlb_global();
+    }
+
+    /// The other online processors ([`shootdown::others`]).
+    fn other_cpus(&self) -> u32 {
+        shootdown::others()
+    }
+
+    /// One NMI IPI to each CPU in `mask`, waiting for every acknowledgement
+    /// ([`shootdown::flush_tlb_others`]).
+    fn flush_tlb_others(&self, mask: u32, addr: u32) {
+        let what = if addr == paravirt_core::TLB_FLUSH_ALL { Flush::All } else { Flush::Single(addr) };
+        shootdown::flush_tlb_others(mask, what);
     }
 
     fn read_u32(&self, va: u32) -> Result<u32, Fault> {
