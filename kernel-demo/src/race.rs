@@ -35,8 +35,10 @@ use crate::{kprintln, shootdown, smp};
 pub const LIFECYCLES: u64 = 10_000;
 /// Kernel-range updates (maps, unmaps, attribute changes) the BSP makes, at least.
 pub const KERNEL_UPDATES: u64 = 10_000;
-/// Vmalloc-area regions the BSP cycles through (one page table each).
-const SLOTS: usize = 6;
+/// Vmalloc-area regions the BSP maps a page in each round (one page table each).
+const SLOTS: usize = i386_mm::UNMAP_BATCH;
+/// Rounds between two `change_page_attr` split/revert pairs.
+const CPA_EVERY: u64 = 8;
 
 /// One published vmalloc-area page.
 struct Slot {
@@ -46,7 +48,7 @@ struct Slot {
 }
 
 static PUBLISHED: [Slot; SLOTS] =
-    [const { Slot { seq: AtomicU32::new(0), va: AtomicU32::new(0), val: AtomicU32::new(0) } }; SLOTS];
+    [const { Slot { seq: AtomicU32::new(1), va: AtomicU32::new(0), val: AtomicU32::new(0) } }; SLOTS];
 static LIFECYCLES_DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static CHECKS_DONE: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// APs that reached their share of lifecycles.
@@ -170,7 +172,7 @@ fn ap_loop<B: PvMmuOps<Mode>, C: Cpu>(k: &KernelMm<Mode, B, &KernelPhys, C>, n: 
 /// Reads one published page through this CPU's MMU.
 fn check_slot<C: Cpu>(cpu: &C, n: usize, slot: &Slot) {
     let seq = slot.seq.load(Ordering::Acquire);
-    if seq == 0 || seq & 1 == 1 {
+    if seq & 1 == 1 {
         return;
     }
     let (va, val) = (slot.va.load(Ordering::Acquire), slot.val.load(Ordering::Acquire));
@@ -187,60 +189,54 @@ fn check_slot<C: Cpu>(cpu: &C, n: usize, slot: &Slot) {
 }
 
 /// The BSP: kernel-range updates until every AP is done and the count is
-/// reached; returns the count.
+/// reached; returns the count. Each round maps one page in each of
+/// [`SLOTS`] large-page-sized regions (a page table installed and synced into
+/// every pgd each time) and publishes them, then withdraws and unmaps them all
+/// with one shootdown; every [`CPA_EVERY`] rounds it splits and reverts a
+/// large page of the linear map with `change_page_attr`.
 fn bsp_loop<B: PvMmuOps<Mode>, C: Cpu>(k: &KernelMm<Mode, B, &KernelPhys, C>, aps: u64) -> u64 {
     let stride = <Mode as PagingMode>::LARGE_PAGE_SIZE;
     let base = (k.vmalloc_start() + stride - 1) & !(stride - 1);
-    let mut frames: [Option<Pfn>; SLOTS] = [None; SLOTS];
+    let vas: [u32; SLOTS] = core::array::from_fn(|s| base + s as u32 * stride);
     let cpa = k.mem().alloc_frame().expect("race: a frame for change_page_attr");
     let mut updates = 0u64;
-    let mut i = 0u64;
-    while updates < KERNEL_UPDATES || (u64::from(APS_FINISHED.load(Ordering::Acquire)) < aps) {
-        let s = (i % SLOTS as u64) as usize;
-        let va = base + s as u32 * stride;
-        let slot = &PUBLISHED[s];
-        if let Some(f) = frames[s].take() {
-            slot.seq.fetch_add(1, Ordering::AcqRel); // odd: changing
-            let got = k.unmap_kernel_page(va).unwrap_or_else(|e| panic!("race: unmap_kernel_page: {e}"));
-            assert_eq!(got, f);
-            k.mem().free_frame(f);
+    let mut round = 0u64;
+    while updates < KERNEL_UPDATES || u64::from(APS_FINISHED.load(Ordering::Acquire)) < aps {
+        let mut frames = [Pfn::new(0); SLOTS];
+        for (s, (&va, frame)) in vas.iter().zip(frames.iter_mut()).enumerate() {
+            let f = k.mem().alloc_frame().expect("race: a frame for a vmalloc page");
+            let val = 0x6B00_0000 ^ ((round as u32) << 4) ^ s as u32;
+            // SAFETY: a frame just allocated, written through the kernel's pointer to it.
+            unsafe { k.mem().frame_ptr(f).cast::<u32>().as_ptr().write_volatile(val) };
+            k.map_kernel_page(va, f, PAGE_KERNEL).unwrap_or_else(|e| panic!("race: map_kernel_page: {e}"));
+            *frame = f;
+            let slot = &PUBLISHED[s];
+            slot.va.store(va, Ordering::Release);
+            slot.val.store(val, Ordering::Release);
+            slot.seq.fetch_add(1, Ordering::AcqRel); // even: stable
             updates += 1;
-        } else {
-            slot.seq.fetch_add(1, Ordering::AcqRel);
         }
-        let f = k.mem().alloc_frame().expect("race: a frame for a vmalloc page");
-        let val = 0x6B00_0000 ^ (i as u32);
-        // SAFETY: a frame just allocated, written through the kernel's pointer to it.
-        unsafe { k.mem().frame_ptr(f).cast::<u32>().as_ptr().write_volatile(val) };
-        k.map_kernel_page(va, f, PAGE_KERNEL).unwrap_or_else(|e| panic!("race: map_kernel_page: {e}"));
-        frames[s] = Some(f);
-        slot.va.store(va, Ordering::Release);
-        slot.val.store(val, Ordering::Release);
-        slot.seq.fetch_add(1, Ordering::AcqRel); // even: stable
-        updates += 1;
-        if i % 8 == 7 {
+        for slot in &PUBLISHED {
+            slot.seq.fetch_add(1, Ordering::AcqRel); // odd: changing
+        }
+        let mut got = [Pfn::new(0); SLOTS];
+        k.unmap_kernel_pages(&vas, &mut got).unwrap_or_else(|e| panic!("race: unmap_kernel_pages: {e}"));
+        assert_eq!(got, frames, "race: unmap_kernel_pages returned other frames");
+        for f in frames {
+            k.mem().free_frame(f);
+        }
+        updates += SLOTS as u64;
+        if round % CPA_EVERY == CPA_EVERY - 1 {
             k.change_page_attr(cpa, PAGE_KERNEL_RO).unwrap_or_else(|e| panic!("race: change_page_attr: {e}")).flush(k);
             k.change_page_attr(cpa, PAGE_KERNEL).unwrap_or_else(|e| panic!("race: change_page_attr: {e}")).flush(k);
             updates += 2;
         }
-        i += 1;
-        if i.is_multiple_of(1000) {
-            kprintln!(
-                "race: bsp at {updates} updates, cpu1 at {} lifecycles",
-                LIFECYCLES_DONE[1].load(Ordering::Relaxed)
-            );
+        round += 1;
+        if round.is_multiple_of(64) {
+            kprintln!("race: BSP at {updates} kernel-range updates");
         }
     }
     BSP_FINISHED.store(true, Ordering::Release);
-    for (s, f) in frames.iter_mut().enumerate() {
-        if let Some(f) = f.take() {
-            let slot = &PUBLISHED[s];
-            slot.seq.store(0, Ordering::Release);
-            k.unmap_kernel_page(base + s as u32 * stride).unwrap_or_else(|e| panic!("race: unmap_kernel_page: {e}"));
-            k.mem().free_frame(f);
-            updates += 1;
-        }
-    }
     k.mem().free_frame(cpa);
     updates
 }

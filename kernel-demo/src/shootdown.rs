@@ -23,7 +23,7 @@ pub enum Flush {
 }
 
 /// Spins after which an unacknowledged shootdown is sent again.
-const RESEND_SPINS: u32 = 1 << 10;
+const RESEND_SPINS: u32 = 1 << 14;
 
 /// Serialises senders (Linux's `tlbstate_lock`).
 static SENDING: AtomicBool = AtomicBool::new(false);
