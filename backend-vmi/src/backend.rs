@@ -153,6 +153,13 @@ pub struct Vmi<M: PagingMode, P: PhysMem, const MAX: usize = DEFAULT_CAPACITY> {
     pub(crate) state: Lock<State<M, MAX>>,
     pub(crate) log: Log,
     pub(crate) calls: CallCounts,
+    /// The calling vCPU's number.
+    pub(crate) vcpu_id: fn() -> usize,
+}
+
+/// The vCPU number of a backend told nothing else: 0.
+fn vcpu_zero() -> usize {
+    0
 }
 
 impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
@@ -190,7 +197,13 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             };
             st.pool.add(f);
         }
-        Ok(Vmi { mem, state: Lock::new(st), log: Violations::new("vmi", policy), calls: CallCounts::new() })
+        Ok(Vmi {
+            mem,
+            state: Lock::new(st),
+            log: Violations::new("vmi", policy),
+            calls: CallCounts::new(),
+            vcpu_id: vcpu_zero,
+        })
     }
 
     /// Records boot-time allocations without checking them until
@@ -201,14 +214,14 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// shadows are built all the same (the ROM call is made). Without it, the model checks from
     /// the first allocation, a checker's strictness.
     pub fn with_boot_recording(self) -> Self {
-        self.state.lock().boot_phase = true;
+        self.lock_vcpu().boot_phase = true;
         self
     }
 
     /// `vmi_apply_boot_page_allocations`: the types recorded at boot are in force, and every
     /// later allocation and release is checked.
     pub fn apply_boot_page_allocations(&self) {
-        self.state.lock().boot_phase = false;
+        self.lock_vcpu().boot_phase = false;
     }
 
     /// Lets VMI defer shadow updates until a TLB flush (`VMI_PAGE_DEFER`: "may queue update
@@ -221,13 +234,13 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// reports it. A not-present shadow entry is filled at once (on hardware the CPU's fault
     /// would make the hypervisor fill it).
     pub fn with_deferred_updates(self) -> Self {
-        self.state.lock().defer = true;
+        self.lock_vcpu().defer = true;
         self
     }
 
     /// Shadow updates deferred and not applied yet ([`with_deferred_updates`](Self::with_deferred_updates)).
     pub fn pending_updates(&self) -> usize {
-        self.state.lock().pending_count()
+        self.lock_vcpu().pending_count()
     }
 
     /// Gives back the shadow-frame pool and the per-vCPU shadow PDPT. After it, any allocation
@@ -248,10 +261,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
         }
         st.pending = [None; crate::state::PENDING_UPDATES];
         st.torn_down = true;
-        st.unload(&self.mem);
-        if let Some(f) = st.pdpt.take() {
-            self.mem.free_frame(f);
-        }
+        st.release_all_pdpts(&self.mem);
         while let Some(f) = st.pool.drain_one() {
             self.mem.free_frame(f);
         }
@@ -315,7 +325,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// host simulator nothing sets these bits. Every store is one [`paravirt_core::native`]
     /// store.
     pub fn sync_accessed_dirty(&self) -> usize {
-        self.state.lock().sync_accessed_dirty(&self.mem)
+        self.lock_vcpu().sync_accessed_dirty(&self.mem)
     }
 
     /// Cross-checks every shadow against its guest table and calls `f` with each
@@ -336,7 +346,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
     /// Only if `f` does: every table read was read when it was typed, so it is a frame of
     /// `mem`.
     pub fn verify_each(&self, f: &mut dyn FnMut(&Divergence)) -> usize {
-        let st = self.state.lock();
+        let st = self.lock_vcpu();
         let mut n = 0;
         st.verify(&self.mem, &mut |d| {
             n += 1;
@@ -362,37 +372,37 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
 
     /// The type of the frame `pfn` (`NORMAL` when untyped).
     pub fn page_type(&self, pfn: Pfn) -> PageType {
-        self.state.lock().pages.get(pfn).map_or(PageType::NORMAL, |t| t.ty)
+        self.lock_vcpu().pages.get(pfn).map_or(PageType::NORMAL, |t| t.ty)
     }
 
     /// The frame holding the shadow of the frame `pfn`, if it is typed.
     pub fn shadow_of(&self, pfn: Pfn) -> Option<Pfn> {
-        self.state.lock().pages.get(pfn).map(|t| t.shadow)
+        self.lock_vcpu().pages.get(pfn).map(|t| t.shadow)
     }
 
     /// Shadow entries that link the shadow of the frame `pfn` (`None` if untyped).
     pub fn links_to(&self, pfn: Pfn) -> Option<u32> {
-        self.state.lock().pages.get(pfn).map(|t| t.links)
+        self.lock_vcpu().pages.get(pfn).map(|t| t.links)
     }
 
     /// The frame of the guest root last loaded with `write_cr3`, if it is still loaded.
     pub fn loaded_root(&self) -> Option<Pfn> {
-        self.state.lock().loaded.map(|l| l.root)
+        self.lock_vcpu().loaded.map(|l| l.root)
     }
 
     /// The per-vCPU shadow PDPT frame (PAE, until teardown).
     pub fn shadow_pdpt(&self) -> Option<Pfn> {
-        self.state.lock().pdpt
+        self.lock_vcpu().pdpt
     }
 
     /// Pages typed right now.
     pub fn typed_pages(&self) -> usize {
-        self.state.lock().pages.len()
+        self.lock_vcpu().pages.len()
     }
 
     /// A snapshot of the state and counters.
     pub fn stats(&self) -> Stats {
-        let st = self.state.lock();
+        let st = self.lock_vcpu();
         let s = Stats {
             typed_l1: st.pages.iter().filter(|t| t.ty.is_l1()).count(),
             typed_l2: st.pages.iter().filter(|t| t.ty.is_l2()).count(),
@@ -452,9 +462,24 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
             None => Found::returned(),
         };
         let r = {
-            let mut st = self.state.lock();
+            let mut st = self.lock_vcpu();
             f(&mut st, &mut found)
         };
         (r, found.finish())
+    }
+
+    /// Takes the state lock with the calling vCPU's paging state current.
+    pub(crate) fn lock_vcpu(&self) -> paravirt_core::sync::LockGuard<'_, State<M, MAX>> {
+        let mut st = self.state.lock();
+        st.switch_vcpu(&self.mem, (self.vcpu_id)());
+        st
+    }
+
+    /// Tells the backend how to find the calling vCPU's number (Linux's
+    /// `smp_processor_id()`; numbers at or above [`MAX_VCPUS`](crate::MAX_VCPUS) share the
+    /// last state). Without it every call is vCPU 0's.
+    pub fn with_vcpu_id(mut self, vcpu_id: fn() -> usize) -> Self {
+        self.vcpu_id = vcpu_id;
+        self
     }
 }

@@ -83,7 +83,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> Vmi<M, P, MAX> {
 
     /// A flush: the deferred updates of `addr` (all of them for `None`) reach the shadows.
     fn flush_pending(&self, hook: HookKind, addr: Option<u32>) {
-        if !self.state.lock().defer {
+        if !self.lock_vcpu().defer {
             return;
         }
         let _ = self
@@ -190,16 +190,15 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
         self.entry_hook(HookKind::PmdClear, slot, None, Level::Dir, None)
     }
 
-    /// The address space rooted at `mm` is being torn down. If it is still the loaded root
-    /// (only `KernelMm::shutdown` does this, after loading a boot root behind the backend's
-    /// back), the backend forgets it: nothing it shadows is in CR3 any more.
+    /// The address space rooted at `mm` is being torn down. If it is still a loaded root on
+    /// some vCPU (only `KernelMm::shutdown` does this, after the CPUs loaded a boot root behind
+    /// the backend's back), the backend forgets it there: nothing it shadows is in a CR3 any
+    /// more.
     fn exit_mmap(&self, mm: Pfn) {
         self.calls.count(HookKind::ExitMmap);
         let _ = self.locked(Some(HookKind::ExitMmap), |st, found| {
             st.apply_pending(&self.mem, found, |_| true);
-            if st.loaded.is_some_and(|l| l.root == mm) {
-                st.unload(&self.mem);
-            }
+            st.unload_everywhere(&self.mem, mm);
         });
     }
 
@@ -219,7 +218,7 @@ impl<M: PagingMode, P: PhysMem, const MAX: usize> PvMmuOps<M> for Vmi<M, P, MAX>
     /// Maps a shadow root back to the guest root (other values pass through).
     fn read_cr3(&self, hw: u32) -> u32 {
         self.calls.count(HookKind::ReadCr3);
-        self.state.lock().guest_cr3(hw)
+        self.lock_vcpu().guest_cr3(hw)
     }
 
     /// `vmi_flush_tlb_user` (`FlushTLB`): applies every deferred update.

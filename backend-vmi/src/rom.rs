@@ -55,7 +55,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
         }
         if M::PAE {
             self.checks.count(Check::PdptUntyped);
-            if self.loaded.is_some_and(|l| l.root == pfn) {
+            if self.loaded_anywhere(pfn) {
                 return found.push(VmiRule::PdptTyped { pfn, flags });
             }
         }
@@ -162,7 +162,7 @@ impl<M: PagingMode, const MAX: usize> State<M, MAX> {
             return found.push(VmiRule::ReleaseWrongLevel { pfn, current: t.ty, requested: flags });
         }
         self.checks.count(Check::ReleaseNotLoaded);
-        if self.loaded.is_some_and(|l| l.root == pfn) {
+        if self.loaded_anywhere(pfn) {
             return found.push(VmiRule::ReleaseLoaded { pfn });
         }
         self.checks.count(Check::ReleaseUnlinked);

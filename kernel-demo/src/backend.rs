@@ -60,7 +60,9 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 /// If memory cannot supply the shadow frames, or the teardown is refused.
 #[cfg(all(feature = "vmi", not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
-    let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, Policy::Panic).unwrap_or_else(|e| panic!("{e}"));
+    let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, Policy::Panic)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_vcpu_id(crate::percpu::this_cpu);
     let out = w.run(&vmi);
     if vmi.typed_pages() == 0 {
         if let Err(v) = vmi.teardown() {

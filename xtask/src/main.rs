@@ -30,6 +30,7 @@ mod mutants;
 mod oracle;
 mod prereq;
 mod qemu;
+mod smp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -151,6 +152,7 @@ fn test() -> Result<(), String> {
     s.step("host scenario, every backend and mode", || host::demo(false));
     s.step("kernel-demo: boot every backend and mode in QEMU", || boots::run_matrix(&root(), None, false));
     s.step("kernel-demo: bug builds caught, crash reports", || boots::run_bug_demos(&root(), false));
+    s.step("kernel-demo: SMP race on 4 CPUs, every backend and mode; SMP bug builds caught", || smp::test(&root()));
     s.step("xen-oracle-guest: fmt and clippy", || {
         let dir = root().join("xen-oracle-guest");
         run(cargo().current_dir(&dir).args(["fmt", "--check"]))?;
@@ -265,6 +267,9 @@ fn loom() -> Result<(), String> {
 
 /// `cargo xtask demo [--host] [--backend native|vmi|xen --mode two-level|pae]`.
 fn demo(args: &[String]) -> Result<(), String> {
+    if let Some(cpus) = smp::smp_flag(args)? {
+        return smp::demo(&root(), cpus);
+    }
     let mut backend = None;
     let mut mode = None;
     let mut host_only = false;
@@ -302,7 +307,7 @@ fn demo(args: &[String]) -> Result<(), String> {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: cargo xtask <test | demo [--host | --backend B --mode M] | loom | flush-sites | matrix | mutants | asm-check | bench | xen-oracle [--seeds N] [--shrink N] [--record FILE]>"
+        "usage: cargo xtask <test | demo [--host | --backend B --mode M | --smp N] | loom | flush-sites | matrix | mutants | asm-check | bench | xen-oracle [--seeds N] [--shrink N] [--record FILE]>"
     );
     ExitCode::from(2)
 }

@@ -180,11 +180,18 @@ pub fn boot(elf: &Path, timeout: Duration) -> Result<BootOutcome, String> {
 /// Like [`boot`], passing `cmdline` to the kernel (`-append`), e.g.
 /// `crash=pf` to make the kernel take a deliberate fatal fault.
 pub fn boot_with_cmdline(elf: &Path, cmdline: &str, timeout: Duration) -> Result<BootOutcome, String> {
+    boot_with_args(elf, &[], cmdline, timeout)
+}
+
+/// Like [`boot_with_cmdline`], with `extra` QEMU arguments after the usual ones (e.g.
+/// `-smp 4 -accel tcg,thread=multi`).
+pub fn boot_with_args(elf: &Path, extra: &[&str], cmdline: &str, timeout: Duration) -> Result<BootOutcome, String> {
     if !elf.is_file() {
         return Err(format!("kernel image {} does not exist", elf.display()));
     }
     let mut cmd = Command::new(QEMU);
     cmd.args(qemu_args(elf));
+    cmd.args(extra);
     if !cmdline.is_empty() {
         cmd.args(["-append", cmdline]);
     }
