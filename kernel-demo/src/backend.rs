@@ -72,14 +72,18 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
     out
 }
 
-/// The Xen hypervisor model over the kernel's RAM: its frame table (type,
+/// The Xen hypervisor model over the kernel's RAM, with a base pointer per vCPU (the CPU
+/// number from [`crate::percpu::this_cpu`]) and the kernel's IPIs for its multicast
+/// flushes ([`crate::shootdown::flush_multi`]): its frame table (type,
 /// type count and pin of every frame of the 64 MiB the kernel maps, 24 bytes
 /// each) is too big for the stack, so it is a static. It gets the CPU's
 /// `invlpg`, so a linear-map PTE the model makes read-only or writable is
 /// dropped from the real TLB.
 #[cfg(all(feature = "xen", not(feature = "boot-select")))]
-static HYPERVISOR: backend_xen::Hypervisor<Mode, KernelPhys> =
-    backend_xen::Hypervisor::new(KernelPhys).with_invlpg(crate::cpu::invlpg);
+static HYPERVISOR: backend_xen::Hypervisor<Mode, KernelPhys> = backend_xen::Hypervisor::new(KernelPhys)
+    .with_invlpg(crate::cpu::invlpg)
+    .with_vcpu_id(crate::percpu::this_cpu)
+    .with_flush_multi(crate::shootdown::flush_multi);
 
 /// The guest side of the Xen PV domain (Linux's Xen MMU code), issuing its
 /// hypercalls to [`HYPERVISOR`], with its panic policy: one byte of state per

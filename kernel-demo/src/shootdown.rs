@@ -90,6 +90,14 @@ pub fn flush_tlb_others(mask: u32, what: Flush) {
     SENDING.store(false, Ordering::Release);
 }
 
+/// [`flush_tlb_others`] in the form a hypervisor model takes for its multicast flushes
+/// (`MMUEXT_TLB_FLUSH_MULTI` / `MMUEXT_INVLPG_MULTI`): `addr` is one page, or
+/// [`paravirt_core::TLB_FLUSH_ALL`].
+pub fn flush_multi(mask: u32, addr: u32) {
+    let what = if addr == paravirt_core::TLB_FLUSH_ALL { Flush::All } else { Flush::Single(addr) };
+    flush_tlb_others(mask, what);
+}
+
 /// The NMI handler's part: flushes if this CPU has a shootdown pending.
 /// Returns whether it had.
 pub fn handle_nmi() -> bool {

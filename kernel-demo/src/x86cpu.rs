@@ -23,7 +23,7 @@ use i386_paging::{Cpu, Fault};
 
 use crate::layout::{phys_to_virt, PAGE_OFFSET};
 use crate::percpu::{this_cpu, MAX_CPUS};
-use crate::shootdown::{self, Flush};
+use crate::shootdown;
 use crate::{boot, cpu, probe};
 
 /// The per-CPU copy of the four PDPT entries the hardware walks (PAE), 32-byte
@@ -149,8 +149,7 @@ impl Cpu for X86Cpu {
     /// One NMI IPI to each CPU in `mask`, waiting for every acknowledgement
     /// ([`shootdown::flush_tlb_others`]).
     fn flush_tlb_others(&self, mask: u32, addr: u32) {
-        let what = if addr == paravirt_core::TLB_FLUSH_ALL { Flush::All } else { Flush::Single(addr) };
-        shootdown::flush_tlb_others(mask, what);
+        shootdown::flush_multi(mask, addr);
     }
 
     fn read_u32(&self, va: u32) -> Result<u32, Fault> {
