@@ -8,7 +8,7 @@ use i386_paging::{read_entry, Cpu, PhysMem};
 use paravirt_core::{PagingMode, Pfn, Pte, PteFlags, PvMmuOps, PAGE_OFFSET};
 
 /// Pages [`KernelMm::unmap_kernel_pages`] takes at once at most.
-pub const UNMAP_BATCH: usize = 32;
+pub const UNMAP_BATCH: usize = 64;
 
 impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     fn check_vmalloc(&self, va: u32) -> Result<(), MmError> {

@@ -1,20 +1,21 @@
 //! The race `pgd_lock` exists for, on real processors: every AP creates,
 //! uses and destroys address spaces while the BSP changes the kernel range.
 //!
-//! - Each AP loops: `create` an address space, map two user pages, switch CR3
+//! - Each AP loops: `create` an address space, map two user pages (one page
+//!   table), switch CR3
 //!   into it, write and read them back through its own MMU, then check the
 //!   kernel range it sees against `swapper_pg_dir`: it reads each published
 //!   vmalloc-area page through its own page tables and must find the value the
 //!   BSP wrote there (a missing kernel entry faults, a stale one reads another
 //!   value); then it switches back to `swapper_pg_dir` and `destroy`s the space.
-//! - The BSP meanwhile maps and unmaps vmalloc-area pages, each in its own
-//!   large-page-sized region so every map installs a page table (synced into
-//!   every pgd on `pgd_list`) and every unmap removes one (flushed on every CPU
-//!   by IPI before it is freed), and splits and reverts a large page of the
+//! - The BSP meanwhile maps and unmaps vmalloc-area pages, two in each of 32
+//!   large-page-sized regions, so each round installs 32 page tables (synced
+//!   into every pgd on `pgd_list`) and removes them again (flushed on every CPU
+//!   by IPI before they are freed), and splits and reverts a large page of the
 //!   linear map with `change_page_attr`.
 //!
-//! A published page is described by a sequence count (odd while it changes),
-//! its address and its value; an AP trusts a read only if the count was even
+//! A published page is described by a sequence count (odd while it is not
+//! mapped or changes), its address and its value; an AP trusts a read only if the count was even
 //! and unchanged around it. At the end the BSP tears everything down, the
 //! backend's `verify` must be clean and it must hold nothing.
 
@@ -35,8 +36,10 @@ use crate::{kprintln, shootdown, smp};
 pub const LIFECYCLES: u64 = 10_000;
 /// Kernel-range updates (maps, unmaps, attribute changes) the BSP makes, at least.
 pub const KERNEL_UPDATES: u64 = 10_000;
-/// Vmalloc-area regions the BSP maps a page in each round (one page table each).
+/// Vmalloc-area pages the BSP maps and unmaps each round.
 const SLOTS: usize = i386_mm::UNMAP_BATCH;
+/// Pages per large-page-sized region (the first installs the region's page table).
+const PER_REGION: usize = 2;
 /// Rounds between two `change_page_attr` split/revert pairs.
 const CPA_EVERY: u64 = 8;
 
@@ -129,7 +132,8 @@ impl WithBackend for Race<'_> {
 /// One AP: address-space lifecycles, at least `per_ap` of them and for as
 /// long as the BSP is still changing the kernel range.
 fn ap_loop<B: PvMmuOps<Mode>, C: Cpu>(k: &KernelMm<Mode, B, &KernelPhys, C>, n: usize, per_ap: u64) {
-    let user = [0x0804_8000u32, 0x4000_0000];
+    // Two pages under one page table.
+    let user = [0x0804_8000u32, 0x0804_9000];
     let mut counted = false;
     let mut i = 0u64;
     while i < per_ap || !BSP_FINISHED.load(Ordering::Acquire) {
@@ -189,15 +193,17 @@ fn check_slot<C: Cpu>(cpu: &C, n: usize, slot: &Slot) {
 }
 
 /// The BSP: kernel-range updates until every AP is done and the count is
-/// reached; returns the count. Each round maps one page in each of
-/// [`SLOTS`] large-page-sized regions (a page table installed and synced into
-/// every pgd each time) and publishes them, then withdraws and unmaps them all
-/// with one shootdown; every [`CPA_EVERY`] rounds it splits and reverts a
+/// reached; returns the count. Each round maps [`PER_REGION`] pages in each
+/// of `SLOTS / PER_REGION` large-page-sized regions (a page table installed
+/// and synced into every pgd for each region) and publishes them, then
+/// withdraws and unmaps them all with one shootdown; every [`CPA_EVERY`] rounds it splits and reverts a
 /// large page of the linear map with `change_page_attr`.
 fn bsp_loop<B: PvMmuOps<Mode>, C: Cpu>(k: &KernelMm<Mode, B, &KernelPhys, C>, aps: u64) -> u64 {
     let stride = <Mode as PagingMode>::LARGE_PAGE_SIZE;
     let base = (k.vmalloc_start() + stride - 1) & !(stride - 1);
-    let vas: [u32; SLOTS] = core::array::from_fn(|s| base + s as u32 * stride);
+    // Page `s` of the round: region `s / PER_REGION`, page `s % PER_REGION` in it.
+    let vas: [u32; SLOTS] =
+        core::array::from_fn(|s| base + (s / PER_REGION) as u32 * stride + (s % PER_REGION) as u32 * 4096);
     let cpa = k.mem().alloc_frame().expect("race: a frame for change_page_attr");
     let mut updates = 0u64;
     let mut round = 0u64;
