@@ -208,8 +208,8 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         Ok(CpaFlush(()))
     }
 
-    /// `global_flush_tlb`: flushes every TLB entry on every CPU (`flush_tlb_others`), then frees the page tables `revert_page`
-    /// released (`df_list`).
+    /// `global_flush_tlb`: flushes every TLB entry on every CPU (`flush_tlb_others`), then
+    /// frees the page tables `revert_page` released (`df_list`).
     pub fn global_flush_tlb(&self) {
         let mut st = self.kernel_lock.lock();
         self.flush_tlb_kernel();

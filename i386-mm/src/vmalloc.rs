@@ -50,7 +50,8 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
     /// Unmaps kernel address `va` and returns its frame (`pte_clear`, then `invlpg`). A page
     /// table left empty is removed from `swapper_pg_dir` and, under `pgd_lock`, from every pgd
     /// (`pmd_clear`) instead, the whole TLB is flushed (global entries included: it covers the
-    /// page and the table) on every CPU (`flush_tlb_others`), then the table is released (`release_pt`) and freed.
+    /// page and the table) on every CPU (`flush_tlb_others`), then the table is released
+    /// (`release_pt`) and freed. Otherwise the page's entry is flushed on every CPU.
     ///
     /// # Errors
     /// [`MmError::Unaligned`], [`MmError::OutOfRange`] (a user address), [`MmError::NotMapped`]
