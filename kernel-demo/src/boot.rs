@@ -67,9 +67,10 @@ const _: () = assert!(BOOT_LARGE_PAGES <= 512 && BOOT_MAP_SIZE.is_multiple_of(PD
 #[repr(C, align(4096))]
 pub struct BootPage<T>(UnsafeCell<T>);
 
-// SAFETY: the kernel runs on one CPU; the tables are written by the boot stub
-// before any Rust code runs and afterwards only through `drop_identity_map`,
-// which takes `&mut`-free volatile writes on that single CPU.
+// SAFETY: the tables are written by the boot stub before any Rust code runs and
+// afterwards only by the BSP (`bootmap`, `drop_identity_map`), with `&mut`-free
+// volatile writes through raw pointers; the application processors only walk
+// them in hardware, and no Rust reference to their contents is ever made.
 unsafe impl<T> Sync for BootPage<T> {}
 
 impl<T> BootPage<T> {

@@ -85,7 +85,8 @@ impl Gate {
 #[repr(C, align(8))]
 struct Idt(UnsafeCell<[Gate; 256]>);
 
-// SAFETY: the table is written only by `init`, on the single CPU, before it is loaded.
+// SAFETY: the table is written only by `init`, on the BSP before it is loaded and before any
+// AP starts, and by `break_gate_for_test` through a raw pointer; the CPUs read it in hardware.
 unsafe impl Sync for Idt {}
 
 static IDT: Idt = Idt(UnsafeCell::new([Gate::MISSING; 256]));
@@ -152,8 +153,8 @@ pub fn init() {
     // SAFETY: `kdemo_trap_stubs` is a read-only table of 32 stub addresses emitted
     // by the global_asm! above.
     let stubs = unsafe { &*core::ptr::addr_of!(kdemo_trap_stubs) };
-    // SAFETY: single CPU, interrupts off, and the IDT is not loaded yet (or is
-    // reloaded below with identical contents), so no one else reads it.
+    // SAFETY: on the BSP before any AP starts, interrupts off, and the IDT is not
+    // loaded yet (or is reloaded below with identical contents), so no one else reads it.
     let idt = unsafe { &mut *IDT.0.get() };
     for (gate, &stub) in idt.iter_mut().zip(stubs) {
         *gate = Gate::interrupt(stub);
@@ -175,8 +176,8 @@ pub fn load() {
 /// next delivery of `vector` raises #GP (and, for #GP itself, #DF). Only
 /// for [`crate::crashtest`].
 pub fn break_gate_for_test(vector: u8) {
-    // SAFETY: single CPU, interrupts off; the CPU reads gates only while
-    // delivering an exception, and none is being delivered during this write.
+    // SAFETY: a raw-pointer write of one field, no Rust reference to the table
+    // exists; the CPUs read gates only in hardware, while delivering an exception.
     unsafe { (*IDT.0.get())[usize::from(vector)].selector = 0x80 };
 }
 
