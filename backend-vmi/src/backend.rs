@@ -191,6 +191,13 @@ pub struct Vmi<M: PagingMode, P: PhysMem> {
     /// Deferred updates are on ([`with_deferred_updates`](Self::with_deferred_updates)): a
     /// flush hook takes the lock only then.
     pub(crate) defer: AtomicBool,
+    /// The calling vCPU's number.
+    pub(crate) vcpu_id: fn() -> usize,
+}
+
+/// The vCPU number of a backend told nothing else: 0.
+fn vcpu_zero() -> usize {
+    0
 }
 
 impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
@@ -251,6 +258,7 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
             log: Violations::new("vmi", policy),
             calls: CallCounts::new(),
             defer: AtomicBool::new(false),
+            vcpu_id: vcpu_zero,
         })
     }
 
@@ -262,14 +270,14 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     /// shadows are built all the same (the ROM call is made). Without it, the model checks from
     /// the first allocation, a checker's strictness.
     pub fn with_boot_recording(self) -> Self {
-        self.state.lock().boot_phase = true;
+        self.lock_vcpu().boot_phase = true;
         self
     }
 
     /// `vmi_apply_boot_page_allocations`: the types recorded at boot are in force, and every
     /// later allocation and release is checked.
     pub fn apply_boot_page_allocations(&self) {
-        self.state.lock().boot_phase = false;
+        self.lock_vcpu().boot_phase = false;
     }
 
     /// Lets VMI defer shadow updates until a TLB flush (`VMI_PAGE_DEFER`: "may queue update
@@ -282,14 +290,14 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     /// reports it. A not-present shadow entry is filled at once (on hardware the CPU's fault
     /// would make the hypervisor fill it).
     pub fn with_deferred_updates(self) -> Self {
-        self.state.lock().defer = true;
+        self.lock_vcpu().defer = true;
         self.defer.store(true, Ordering::Relaxed);
         self
     }
 
     /// Shadow updates deferred and not applied yet ([`with_deferred_updates`](Self::with_deferred_updates)).
     pub fn pending_updates(&self) -> usize {
-        self.state.lock().pending_count()
+        self.lock_vcpu().pending_count()
     }
 
     /// Gives back the shadow-frame pool, the per-vCPU shadow PDPT and the per-frame records.
@@ -311,10 +319,7 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
         }
         st.pending = [None; crate::state::PENDING_UPDATES];
         st.torn_down = true;
-        st.unload(&self.mem);
-        if let Some(f) = st.pdpt.take() {
-            self.mem.free_frame(f);
-        }
+        st.release_all_pdpts(&self.mem);
         while let Some(f) = st.pool.drain_one(&self.mem) {
             self.mem.free_frame(f);
         }
@@ -379,7 +384,7 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     /// host simulator nothing sets these bits. Every store is one [`paravirt_core::native`]
     /// store.
     pub fn sync_accessed_dirty(&self) -> usize {
-        self.state.lock().sync_accessed_dirty(&self.mem)
+        self.lock_vcpu().sync_accessed_dirty(&self.mem)
     }
 
     /// Cross-checks every shadow against its guest table and calls `f` with each
@@ -400,7 +405,7 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
     /// Only if `f` does: every table read was read when it was typed, so it is a frame of
     /// `mem`.
     pub fn verify_each(&self, f: &mut dyn FnMut(&Divergence)) -> usize {
-        let st = self.state.lock();
+        let st = self.lock_vcpu();
         let mut n = 0;
         st.verify(&self.mem, &mut |d| {
             n += 1;
@@ -434,37 +439,37 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
 
     /// The type of the frame `pfn` (`NORMAL` when untyped). O(1).
     pub fn page_type(&self, pfn: Pfn) -> PageType {
-        self.state.lock().pages.get(&self.mem, pfn).map_or(PageType::NORMAL, |t| t.ty)
+        self.lock_vcpu().pages.get(&self.mem, pfn).map_or(PageType::NORMAL, |t| t.ty)
     }
 
     /// The frame holding the shadow of the frame `pfn`, if it is typed. O(1).
     pub fn shadow_of(&self, pfn: Pfn) -> Option<Pfn> {
-        self.state.lock().pages.get(&self.mem, pfn).map(|t| t.shadow)
+        self.lock_vcpu().pages.get(&self.mem, pfn).map(|t| t.shadow)
     }
 
     /// Shadow entries that link the shadow of the frame `pfn` (`None` if untyped). O(1).
     pub fn links_to(&self, pfn: Pfn) -> Option<u32> {
-        self.state.lock().pages.get(&self.mem, pfn).map(|t| t.links)
+        self.lock_vcpu().pages.get(&self.mem, pfn).map(|t| t.links)
     }
 
     /// The frame of the guest root last loaded with `write_cr3`, if it is still loaded.
     pub fn loaded_root(&self) -> Option<Pfn> {
-        self.state.lock().loaded.map(|l| l.root)
+        self.lock_vcpu().loaded.map(|l| l.root)
     }
 
     /// The per-vCPU shadow PDPT frame (PAE, until teardown).
     pub fn shadow_pdpt(&self) -> Option<Pfn> {
-        self.state.lock().pdpt
+        self.lock_vcpu().pdpt
     }
 
     /// Pages typed right now.
     pub fn typed_pages(&self) -> usize {
-        self.state.lock().pages.len()
+        self.lock_vcpu().pages.len()
     }
 
     /// A snapshot of the state and counters. O(frames of RAM): it counts the records.
     pub fn stats(&self) -> Stats {
-        let st = self.state.lock();
+        let st = self.lock_vcpu();
         let (mut typed_l1, mut typed_l2, mut typed_clone) = (0, 0, 0);
         for t in st.pages.iter(&self.mem) {
             typed_l1 += t.ty.is_l1() as usize;
@@ -530,12 +535,27 @@ impl<M: PagingMode, P: PhysMem> Vmi<M, P> {
             None => Found::returned(),
         };
         let r = {
-            let mut st = self.state.lock();
+            let mut st = self.lock_vcpu();
             if let Some(h) = hook {
                 st.calls[h as usize] += 1;
             }
             f(&mut st, &mut found)
         };
         (r, found.finish())
+    }
+
+    /// Takes the state lock with the calling vCPU's paging state current.
+    pub(crate) fn lock_vcpu(&self) -> paravirt_core::sync::LockGuard<'_, State<M>> {
+        let mut st = self.state.lock();
+        st.switch_vcpu(&self.mem, (self.vcpu_id)());
+        st
+    }
+
+    /// Tells the backend how to find the calling vCPU's number (Linux's
+    /// `smp_processor_id()`; numbers at or above [`MAX_VCPUS`](crate::MAX_VCPUS) share the
+    /// last state). Without it every call is vCPU 0's.
+    pub fn with_vcpu_id(mut self, vcpu_id: fn() -> usize) -> Self {
+        self.vcpu_id = vcpu_id;
+        self
     }
 }

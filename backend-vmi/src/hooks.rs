@@ -189,15 +189,14 @@ impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Vmi<M, P> {
         self.entry_hook(HookKind::PmdClear, slot, None, Level::Dir, None)
     }
 
-    /// The address space rooted at `mm` is being torn down. If it is still the loaded root
-    /// (only `KernelMm::shutdown` does this, after loading a boot root behind the backend's
-    /// back), the backend forgets it: nothing it shadows is in CR3 any more.
+    /// The address space rooted at `mm` is being torn down. If it is still a loaded root on
+    /// some vCPU (only `KernelMm::shutdown` does this, after the CPUs loaded a boot root behind
+    /// the backend's back), the backend forgets it there: nothing it shadows is in a CR3 any
+    /// more.
     fn exit_mmap(&self, mm: Pfn) {
         let _ = self.locked(Some(HookKind::ExitMmap), |st, found| {
             st.apply_pending(&self.mem, found, |_| true);
-            if st.loaded.is_some_and(|l| l.root == mm) {
-                st.unload(&self.mem);
-            }
+            st.unload_everywhere(&self.mem, mm);
         });
     }
 
@@ -215,7 +214,7 @@ impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Vmi<M, P> {
 
     /// Maps a shadow root back to the guest root (other values pass through).
     fn read_cr3(&self, hw: u32) -> u32 {
-        let mut st = self.state.lock();
+        let mut st = self.lock_vcpu();
         st.calls[HookKind::ReadCr3 as usize] += 1;
         st.guest_cr3(&self.mem, hw)
     }

@@ -64,6 +64,7 @@ mod shadow;
 mod state;
 mod stats;
 mod types;
+mod vcpu;
 mod verify;
 
 pub use backend::{default_shadow_frames, InitError, TeardownError, Vmi, MIN_SHADOW_FRAMES, RAM_FRAMES_PER_SHADOW};
@@ -74,6 +75,7 @@ pub use paravirt_core::{Origin, Policy, Rule, Violation};
 pub use rule::{VmiRule, RECORDED_VIOLATIONS};
 pub use stats::{Check, Stats};
 pub use types::PageType;
+pub use vcpu::MAX_VCPUS;
 pub use verify::Divergence;
 
 /// The README's example, compiled and run as a doc test (it uses the dev-dependencies).

@@ -55,7 +55,7 @@ impl<M: PagingMode> State<M> {
         }
         if M::PAE {
             self.checks.count(Check::PdptUntyped);
-            if self.loaded.is_some_and(|l| l.root == pfn) {
+            if self.loaded_anywhere(pfn) {
                 return found.push(VmiRule::PdptTyped { pfn, flags });
             }
         }
@@ -164,7 +164,7 @@ impl<M: PagingMode> State<M> {
             return found.push(VmiRule::ReleaseWrongLevel { pfn, current: t.ty, requested: flags });
         }
         self.checks.count(Check::ReleaseNotLoaded);
-        if self.loaded.is_some_and(|l| l.root == pfn) {
+        if self.loaded_anywhere(pfn) {
             return found.push(VmiRule::ReleaseLoaded { pfn });
         }
         self.checks.count(Check::ReleaseUnlinked);

@@ -35,10 +35,11 @@ pub(crate) struct Pending {
 pub(crate) struct State<M: PagingMode> {
     pub(crate) pages: Tracker,
     pub(crate) pool: Pool,
-    /// The per-vCPU shadow PDPT frame (PAE, until teardown).
+    /// The current vCPU's shadow PDPT frame (PAE, until teardown).
     pub(crate) pdpt: Option<Pfn>,
     /// The guest pmd each shadow PDPT entry links (each counted in that pmd's `links`).
     pub(crate) pdpt_links: [Option<Pfn>; 4],
+    /// The current vCPU's loaded root.
     pub(crate) loaded: Option<Loaded>,
     pub(crate) checks: CheckCounts,
     pub(crate) created: u64,
@@ -57,6 +58,8 @@ pub(crate) struct State<M: PagingMode> {
     pub(crate) deferred: u64,
     /// The reserved frames went back (`Vmi::teardown`).
     pub(crate) torn_down: bool,
+    /// The other vCPUs' loaded roots and shadow PDPTs (the fields above hold the current one's).
+    pub(crate) vcpus: crate::vcpu::Vcpus,
     _mode: PhantomData<M>,
 }
 
@@ -81,6 +84,7 @@ impl<M: PagingMode> State<M> {
             pending: [None; PENDING_UPDATES],
             deferred: 0,
             torn_down: false,
+            vcpus: crate::vcpu::Vcpus::new(),
             _mode: PhantomData,
         }
     }

@@ -252,6 +252,14 @@ pub enum XenError {
         /// The frame.
         pfn: Pfn,
     },
+    /// Guest side: `MMUEXT_UNPIN_TABLE` of a root that another vCPU's base pointer still holds
+    /// (Linux's `xen_exit_mmap` makes every CPU leave the mm first, `xen_drop_mm_ref`).
+    UnpinLoaded {
+        /// The root.
+        pfn: Pfn,
+        /// The vCPU still running on it.
+        vcpu: u32,
+    },
 }
 
 impl XenError {
@@ -268,7 +276,8 @@ impl XenError {
             XenError::AllocWhilePinned { .. }
             | XenError::AlreadyAnnounced { .. }
             | XenError::NotAnnounced { .. }
-            | XenError::ReleaseNotAnnounced { .. } => Errno::Busy,
+            | XenError::ReleaseNotAnnounced { .. }
+            | XenError::UnpinLoaded { .. } => Errno::Busy,
             _ => Errno::Inval,
         }
     }
@@ -287,7 +296,8 @@ impl XenError {
             | XenError::AllocWhilePinned { pfn }
             | XenError::AlreadyAnnounced { pfn }
             | XenError::NotAnnounced { pfn, .. }
-            | XenError::ReleaseNotAnnounced { pfn } => Some(pfn),
+            | XenError::ReleaseNotAnnounced { pfn }
+            | XenError::UnpinLoaded { pfn, .. } => Some(pfn),
             XenError::WritablePageTable { table, .. }
             | XenError::LargePage { table, .. }
             | XenError::DisallowedFlags { table, .. }
@@ -334,6 +344,7 @@ impl XenError {
             XenError::AlreadyAnnounced { .. } => "page announced twice",
             XenError::NotAnnounced { .. } => "page table linked without alloc_pt/alloc_pd",
             XenError::ReleaseNotAnnounced { .. } => "page released that was never announced",
+            XenError::UnpinLoaded { .. } => "root unpinned while another vCPU runs on it",
         }
     }
 }
@@ -368,6 +379,7 @@ impl Rule for XenError {
             XenError::AlreadyAnnounced { .. } => "already-announced",
             XenError::NotAnnounced { .. } => "not-announced",
             XenError::ReleaseNotAnnounced { .. } => "release-not-announced",
+            XenError::UnpinLoaded { .. } => "unpin-loaded",
         }
     }
 
@@ -390,6 +402,7 @@ impl Rule for XenError {
             | XenError::AlreadyAnnounced { .. }
             | XenError::NotAnnounced { .. }
             | XenError::ReleaseNotAnnounced { .. }
+            | XenError::UnpinLoaded { .. }
             | XenError::TableModified { .. }
             | XenError::PtBaseAlreadySet { .. } => Origin::Checker,
             _ => Origin::Hypervisor,
@@ -423,6 +436,7 @@ impl fmt::Display for XenError {
             XenError::NotMapped { va } => write!(f, " (va {va:#010x})"),
             XenError::TableModified { table, level } => write!(f, " ({level} table {table})"),
             XenError::NotAnnounced { pfn, level } => write!(f, " (pfn {pfn} reached as {level})"),
+            XenError::UnpinLoaded { pfn, vcpu } => write!(f, " (pfn {pfn}, vCPU {vcpu})"),
             XenError::NoLinearMap => Ok(()),
             _ => match self.frame() {
                 Some(p) => write!(f, " (pfn {p})"),

@@ -78,8 +78,10 @@ pub(crate) struct HvState {
     /// `free_frametable`).
     pub(crate) covered: Pfn,
     pub(crate) cfg: HvConfig,
-    /// The root installed with `MMUEXT_NEW_BASEPTR` (holds one type reference).
+    /// The calling vCPU's root installed with `MMUEXT_NEW_BASEPTR` (holds one type reference).
     pub(crate) base: Option<Pfn>,
+    /// The other vCPUs' base pointers (`vcpu.rs`).
+    pub(crate) bases: crate::vcpu::Bases,
     /// The domain's initial page table (`start_info.pt_base`): the root whose kernel range
     /// holds the linear map that `update_va_mapping` edits.
     pub(crate) pt_base: Option<Pfn>,
@@ -102,6 +104,7 @@ impl HvState {
             covered: Pfn::new(0),
             cfg,
             base: None,
+            bases: crate::vcpu::Bases::new(),
             pt_base: None,
             anomalies: 0,
             pinned_now: 0,
@@ -514,6 +517,7 @@ impl HvState {
         if !f.info.pinned {
             return Err(XenError::NotPinned { pfn });
         }
+        self.check_unpin_loaded(pfn)?;
         self.update(mem, i, |f| f.info.pinned = false);
         self.pinned_now -= 1;
         let modified = f.info.ty.is_table() && checksum::<M, P>(mem, pfn, f.info.ty) != f.sum;
@@ -533,14 +537,6 @@ impl HvState {
             self.put_page_type::<M, P>(mem, old, root_type::<M>());
         }
         Ok(())
-    }
-
-    /// The vCPU stops running on the model's tables (the kernel loaded a root the model does
-    /// not manage, as `KernelMm::shutdown` requires): the base pointer's reference is dropped.
-    pub(crate) fn leave_base<M: PagingMode, P: PhysMem>(&mut self, mem: &P) {
-        if let Some(old) = self.base.take() {
-            self.put_page_type::<M, P>(mem, old, root_type::<M>());
-        }
     }
 
     /// The L1 and index of the PTE that maps `va` in the linear map (`pt_base`'s tree).

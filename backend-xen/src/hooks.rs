@@ -147,6 +147,20 @@ impl<M: PagingMode, P: PhysMem> PvMmuOps<M> for Xen<'_, M, P> {
         let _ = self.hv.mmuext_one(MmuextOp::InvlpgLocal(addr));
     }
 
+    /// `xen_flush_tlb_others`: one `MMUEXT_TLB_FLUSH_MULTI` (for `TLB_FLUSH_ALL`) or
+    /// `MMUEXT_INVLPG_MULTI` of `addr` with the vCPU mask; Xen flushes them, the guest sends
+    /// no IPI.
+    fn flush_tlb_others(&self, cpumask: u32, addr: u32) -> bool {
+        drop(self.enter(HookKind::FlushTlbOthers));
+        let op = if addr == paravirt_core::TLB_FLUSH_ALL {
+            MmuextOp::TlbFlushMulti { vcpumask: cpumask }
+        } else {
+            MmuextOp::InvlpgMulti { va: addr, vcpumask: cpumask }
+        };
+        let _ = self.hv.mmuext_one(op);
+        true
+    }
+
     /// Xen PV clears PSE: the linear map is built from 4 KiB pages so any one page-table page
     /// can be made read-only on its own.
     fn allows_large_pages(&self) -> bool {

@@ -39,8 +39,12 @@ pub const MMUEXT_NEW_BASEPTR: u32 = 5;
 pub const MMUEXT_TLB_FLUSH_LOCAL: u32 = 6;
 /// `MMUEXT_INVLPG_LOCAL`.
 pub const MMUEXT_INVLPG_LOCAL: u32 = 7;
-/// Number of `mmuext_op` commands modelled (`0..=7`).
-pub const MMUEXT_OPS: usize = 8;
+/// `MMUEXT_TLB_FLUSH_MULTI`: flush the TLBs of the vCPUs in a mask.
+pub const MMUEXT_TLB_FLUSH_MULTI: u32 = 8;
+/// `MMUEXT_INVLPG_MULTI`: invalidate one address in the TLBs of the vCPUs in a mask.
+pub const MMUEXT_INVLPG_MULTI: u32 = 9;
+/// Number of `mmuext_op` commands modelled (`0..=9`).
+pub const MMUEXT_OPS: usize = 10;
 /// Names of the modelled `mmuext_op` commands, by number.
 pub const MMUEXT_NAMES: [&str; MMUEXT_OPS] = [
     "pin_l1_table",
@@ -51,6 +55,8 @@ pub const MMUEXT_NAMES: [&str; MMUEXT_OPS] = [
     "new_baseptr",
     "tlb_flush_local",
     "invlpg_local",
+    "tlb_flush_multi",
+    "invlpg_multi",
 ];
 
 bitflags! {
@@ -110,6 +116,19 @@ pub enum MmuextOp {
     TlbFlushLocal,
     /// `MMUEXT_INVLPG_LOCAL` of a virtual address.
     InvlpgLocal(u32),
+    /// `MMUEXT_TLB_FLUSH_MULTI`: every vCPU in `vcpumask` (bit `n` = vCPU `n`) flushes its
+    /// whole TLB before the hypercall returns (`do_mmuext_op` → `flush_tlb_mask`).
+    TlbFlushMulti {
+        /// The vCPUs (Xen reads the mask through a guest pointer, `arg2.vcpumask`).
+        vcpumask: u32,
+    },
+    /// `MMUEXT_INVLPG_MULTI`: every vCPU in `vcpumask` drops the translation of `va`.
+    InvlpgMulti {
+        /// The virtual address.
+        va: u32,
+        /// The vCPUs.
+        vcpumask: u32,
+    },
 }
 
 impl MmuextOp {
@@ -124,6 +143,8 @@ impl MmuextOp {
             MmuextOp::NewBaseptr(_) => MMUEXT_NEW_BASEPTR,
             MmuextOp::TlbFlushLocal => MMUEXT_TLB_FLUSH_LOCAL,
             MmuextOp::InvlpgLocal(_) => MMUEXT_INVLPG_LOCAL,
+            MmuextOp::TlbFlushMulti { .. } => MMUEXT_TLB_FLUSH_MULTI,
+            MmuextOp::InvlpgMulti { .. } => MMUEXT_INVLPG_MULTI,
         }
     }
 
@@ -131,7 +152,8 @@ impl MmuextOp {
     /// `INVLPG_LOCAL`).
     ///
     /// # Errors
-    /// [`XenError::BadCommand`] for a command number the model does not know.
+    /// [`XenError::BadCommand`] for a command number the model does not know, and for the
+    /// `*_MULTI` commands, whose vCPU mask is a second argument.
     pub fn from_raw(cmd: u32, arg1: u64) -> Result<Self, XenError> {
         let pfn = Pfn::new(arg1 as u32);
         Ok(match cmd {

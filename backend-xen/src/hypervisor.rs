@@ -50,7 +50,14 @@ pub struct Hypervisor<M: PagingMode, P: PhysMem> {
     cfg: HvConfig,
     mem: P,
     invlpg: Option<fn(u32)>,
+    flush_multi: Option<fn(u32, u32)>,
+    vcpu_id: fn() -> usize,
     _mode: PhantomData<fn() -> M>,
+}
+
+/// The vCPU number of a hypervisor told nothing else: 0.
+fn vcpu_zero() -> usize {
+    0
 }
 
 impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
@@ -60,7 +67,15 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
         /// and the domain has no I/O capabilities (an unprivileged guest).
         pub fn new(mem: P) -> Self {
             let cfg = HvConfig { virt_start: hypervisor_virt_start(M::PAE), io_caps: false };
-            Hypervisor { state: Lock::new(HvState::new(cfg)), cfg, mem, invlpg: None, _mode: PhantomData }
+            Hypervisor {
+                state: Lock::new(HvState::new(cfg)),
+                cfg,
+                mem,
+                invlpg: None,
+                flush_multi: None,
+                vcpu_id: vcpu_zero,
+                _mode: PhantomData,
+            }
         }
     }
 
@@ -163,6 +178,30 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
         self
     }
 
+    /// Gives the model the platform's remote TLB flush: `flush(vcpumask, addr)` makes every
+    /// vCPU in the mask flush `addr` (or everything, for `paravirt_core::TLB_FLUSH_ALL`) and
+    /// returns once all have, as Xen's `flush_tlb_mask` does with IPIs between the physical
+    /// CPUs. Run for `MMUEXT_TLB_FLUSH_MULTI` and `MMUEXT_INVLPG_MULTI`.
+    pub const fn with_flush_multi(mut self, flush: fn(u32, u32)) -> Self {
+        self.flush_multi = Some(flush);
+        self
+    }
+
+    /// Tells the model how to find the calling vCPU's number (numbers at or above
+    /// [`MAX_VCPUS`](crate::MAX_VCPUS) share the last base pointer). Without it every
+    /// hypercall is vCPU 0's.
+    pub const fn with_vcpu_id(mut self, vcpu_id: fn() -> usize) -> Self {
+        self.vcpu_id = vcpu_id;
+        self
+    }
+
+    /// Takes the hypervisor lock with the calling vCPU's base pointer current.
+    fn lock_vcpu(&self) -> paravirt_core::sync::LockGuard<'_, HvState> {
+        let mut hv = self.state.lock();
+        hv.switch_vcpu((self.vcpu_id)());
+        hv
+    }
+
     /// The domain's physical memory.
     pub fn mem(&self) -> &P {
         &self.mem
@@ -176,7 +215,7 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
     /// Runs `f` on the state, under the hypervisor lock (the guest side's lock, if it holds
     /// it, is always taken first).
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut HvState) -> R) -> R {
-        f(&mut self.state.lock())
+        f(&mut self.lock_vcpu())
     }
 
     /// `HYPERVISOR_mmu_update(req, count, &success_count)`: applies the requests in order,
@@ -206,7 +245,7 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
 
     /// One `mmu_update` request (what each guest-side entry write into a pinned table issues).
     pub(crate) fn mmu_update_one(&self, r: MmuUpdate) -> Result<(), XenError> {
-        let mut hv = self.state.lock();
+        let mut hv = self.lock_vcpu();
         hv.stats.mmu_update += 1;
         let res = (|| {
             let cmd = r.cmd(M::ENTRY_SIZE);
@@ -255,7 +294,24 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
 
     /// One `mmuext_op` operation.
     pub(crate) fn mmuext_one(&self, op: MmuextOp) -> Result<(), XenError> {
-        let mut hv = self.state.lock();
+        if let MmuextOp::TlbFlushMulti { vcpumask } | MmuextOp::InvlpgMulti { vcpumask, .. } = op {
+            {
+                let mut hv = self.lock_vcpu();
+                hv.stats.mmuext[op.cmd() as usize] += 1;
+                let _ = Self::finish(&mut hv, Hypercall::MmuextOp(op), Ok(()));
+            }
+            // Outside the lock: the other vCPUs may need it to reach the point where they
+            // take the flush.
+            let addr = match op {
+                MmuextOp::InvlpgMulti { va, .. } => va,
+                _ => paravirt_core::TLB_FLUSH_ALL,
+            };
+            if let Some(f) = self.flush_multi {
+                f(vcpumask, addr);
+            }
+            return Ok(());
+        }
+        let mut hv = self.lock_vcpu();
         hv.stats.mmuext[op.cmd() as usize] += 1;
         let mem = &self.mem;
         let res = match op {
@@ -274,6 +330,7 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
                 }
                 Ok(())
             }
+            MmuextOp::TlbFlushMulti { .. } | MmuextOp::InvlpgMulti { .. } => Ok(()),
         };
         Self::finish(&mut hv, Hypercall::MmuextOp(op), res)
     }
@@ -296,7 +353,7 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
     /// table; otherwise as for [`mmu_update`](Self::mmu_update).
     #[doc(alias = "do_update_va_mapping")]
     pub fn update_va_mapping(&self, va: u32, val: Pte, flags: UvmFlags) -> Result<(), XenError> {
-        let mut hv = self.state.lock();
+        let mut hv = self.lock_vcpu();
         hv.stats.update_va_mapping += 1;
         let res = (|| {
             let (l1, index) = hv.linear_slot::<M, P>(&self.mem, va)?;
@@ -326,7 +383,7 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
     /// [`XenError::PtBaseAlreadySet`] if one is recorded already; [`XenError::ForeignFrame`] /
     /// [`XenError::Capacity`] for a frame outside the domain or the frame table.
     pub fn set_pt_base(&self, root: Pfn) -> Result<(), XenError> {
-        let mut hv = self.state.lock();
+        let mut hv = self.lock_vcpu();
         let res = match hv.pt_base {
             Some(pfn) => Err(XenError::PtBaseAlreadySet { pfn }),
             None => hv.check_frame(&self.mem, root).map(|_| hv.pt_base = Some(root)),
@@ -369,22 +426,23 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
         res
     }
 
-    /// The vCPU stops running on the model's tables (the kernel loaded a root the model does
-    /// not manage, as `KernelMm::shutdown` requires): the base pointer's reference is dropped.
+    /// The vCPUs stop running on the model's tables (the kernel loaded a root the model does
+    /// not manage on every CPU, as `KernelMm::shutdown` requires): every base pointer's
+    /// reference is dropped.
     pub(crate) fn leave_base(&self) {
-        self.state.lock().leave_base::<M, P>(&self.mem);
+        self.lock_vcpu().leave_all_bases::<M, P>(&self.mem);
     }
 
     /// The domain's initial page table is gone (its tree was torn down).
     pub(crate) fn forget_pt_base(&self) {
-        self.state.lock().pt_base = None;
+        self.lock_vcpu().pt_base = None;
     }
 
     /// Domain teardown (Xen's `relinquish_memory`, beyond what a running guest can ask): makes
     /// frame `pfn` writable again in the linear map, directly when the L1 holding its PTE is
     /// no longer validated. Refused for a frame that is still a validated table.
     pub(crate) fn relinquish_writable(&self, pfn: Pfn) -> Result<(), XenError> {
-        let mut hv = self.state.lock();
+        let mut hv = self.lock_vcpu();
         let va = lowmem_va(pfn);
         let (l1, index) = hv.linear_slot::<M, P>(&self.mem, va)?;
         let pte = Pte::from_raw(read::<M, P>(&self.mem, l1, index));
@@ -448,7 +506,7 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
     /// The hypervisor's view of frame `pfn` (type, type count, pin); all zero beyond the frame
     /// table.
     pub fn page_info(&self, pfn: Pfn) -> PageInfo {
-        self.state.lock().info(&self.mem, pfn)
+        self.lock_vcpu().info(&self.mem, pfn)
     }
 
     /// Whether the hypervisor holds frame `pfn` pinned.
@@ -458,35 +516,35 @@ impl<M: PagingMode, P: PhysMem> Hypervisor<M, P> {
 
     /// Pinned tables by level.
     pub fn pinned_tables(&self) -> PinnedCounts {
-        self.state.lock().pinned_counts(&self.mem)
+        self.lock_vcpu().pinned_counts(&self.mem)
     }
 
     /// Frames with any type at all, page-table or writable (zero once every validated table is
     /// gone, since writable types are counted from the RW entries of validated L1s).
     /// O(frames of RAM).
     pub fn typed_frames(&self) -> usize {
-        let hv = self.state.lock();
+        let hv = self.lock_vcpu();
         hv.held(&self.mem).filter(|(_, i)| i.count > 0 || i.ty != PageType::None).count()
     }
 
     /// The frame of the root installed with `MMUEXT_NEW_BASEPTR`, if any.
     pub fn base(&self) -> Option<Pfn> {
-        self.state.lock().base
+        self.lock_vcpu().base
     }
 
     /// The frame of the domain's initial page table (where the linear map lives), once known.
     pub fn pt_base(&self) -> Option<Pfn> {
-        self.state.lock().pt_base
+        self.lock_vcpu().pt_base
     }
 
     /// The most recent hypercalls (at most [`TRACE_LEN`](crate::TRACE_LEN)), oldest first,
     /// copied into `out`; returns how many the trace holds.
     pub fn trace(&self, out: &mut [TraceEntry]) -> usize {
-        self.state.lock().trace.copy_to(out)
+        self.lock_vcpu().trace.copy_to(out)
     }
 
     /// Empties the hypercall trace.
     pub fn clear_trace(&self) {
-        self.state.lock().trace.clear();
+        self.lock_vcpu().trace.clear();
     }
 }

@@ -68,18 +68,21 @@ mod stats;
 mod table;
 mod trace;
 mod types;
+mod vcpu;
 mod xen;
 
 pub use error::{Errno, SetupError, TeardownError, XenError};
 pub use hypercall::{
     Hypercall, MmuUpdate, MmuextOp, UvmFlags, HYPERVISOR_MMUEXT_OP, HYPERVISOR_MMU_UPDATE,
-    HYPERVISOR_UPDATE_VA_MAPPING, MMUEXT_INVLPG_LOCAL, MMUEXT_NAMES, MMUEXT_NEW_BASEPTR, MMUEXT_OPS,
-    MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE, MMUEXT_TLB_FLUSH_LOCAL,
-    MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_PRESERVE_AD,
+    HYPERVISOR_UPDATE_VA_MAPPING, MMUEXT_INVLPG_LOCAL, MMUEXT_INVLPG_MULTI, MMUEXT_NAMES, MMUEXT_NEW_BASEPTR,
+    MMUEXT_OPS, MMUEXT_PIN_L1_TABLE, MMUEXT_PIN_L2_TABLE, MMUEXT_PIN_L3_TABLE, MMUEXT_PIN_L4_TABLE,
+    MMUEXT_TLB_FLUSH_LOCAL, MMUEXT_TLB_FLUSH_MULTI, MMUEXT_UNPIN_TABLE, MMU_MACHPHYS_UPDATE, MMU_NORMAL_PT_UPDATE,
+    MMU_PT_UPDATE_PRESERVE_AD,
 };
 pub use hypervisor::{hypervisor_virt_start, Hypervisor};
 pub use paravirt_core::{HookKind, Inspect, Origin, Policy, PvMmuOps, Rule, Violation, Violations};
 pub use stats::XenStats;
 pub use trace::{TraceEntry, TRACE_LEN};
 pub use types::{PageInfo, PageType, PinnedCounts};
+pub use vcpu::MAX_VCPUS;
 pub use xen::{Xen, MAX_VIOLATIONS};

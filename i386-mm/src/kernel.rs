@@ -591,6 +591,17 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         self.cpu.flush_tlb();
     }
 
+    /// `flush_tlb_others`: every other online CPU flushes `addr` (or everything, for
+    /// [`TLB_FLUSH_ALL`](paravirt_core::TLB_FLUSH_ALL)) and this returns once all have: the
+    /// backend's multicast flush if it has one (Xen), else the processor's IPIs. A kernel-range
+    /// unmap and `change_page_attr` call it before the page or the table is reused.
+    pub fn flush_tlb_others(&self, addr: u32) {
+        let mask = self.cpu.other_cpus();
+        if mask != 0 && !self.pv().flush_tlb_others(mask, addr) {
+            self.cpu.flush_tlb_others(mask, addr);
+        }
+    }
+
     /// `__flush_tlb_global()`.
     pub fn flush_tlb_kernel(&self) {
         self.pv().flush_tlb_kernel();

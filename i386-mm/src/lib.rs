@@ -78,6 +78,7 @@ pub use pageattr::{CpaFlush, Kpte};
 pub use paravirt_core::PvMmuOps;
 pub use pgtable::{MmuGather, GATHER_PAGES};
 pub use space::AddressSpace;
+pub use vmalloc::UNMAP_BATCH;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]

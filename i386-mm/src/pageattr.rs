@@ -204,14 +204,16 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         }
         drop(st);
         self.flush_tlb_single(va);
+        self.flush_tlb_others(va);
         Ok(CpaFlush(()))
     }
 
-    /// `global_flush_tlb`: flushes every TLB entry, then frees the page tables `revert_page`
-    /// released (`df_list`).
+    /// `global_flush_tlb`: flushes every TLB entry on every CPU (`flush_tlb_others`), then
+    /// frees the page tables `revert_page` released (`df_list`).
     pub fn global_flush_tlb(&self) {
         let mut st = self.kernel_lock.lock();
         self.flush_tlb_kernel();
+        self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);
         let mut cur = core::mem::replace(&mut st.deferred, NIL);
         st.deferred_len = 0;
         while cur != NIL {

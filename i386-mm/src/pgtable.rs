@@ -73,6 +73,14 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         let clone_pgd_range = || unsafe { core::ptr::copy_nonoverlapping(src, dst, n) };
         #[cfg(all(loom, feature = "loom-bug-copy-outside-lock"))]
         clone_pgd_range();
+        // The demonstration bug: the whole clone (copy and hook) before `pgd_lock`, with the
+        // window to the list add widened so a kernel-range update on another CPU falls in it.
+        #[cfg(feature = "bug-clone-outside-lock")]
+        {
+            clone_pgd_range();
+            self.pv().alloc_pd_clone(pgd, self.swapper_pg_dir, M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
+            bug_window();
+        }
         let mut list = self.pgd_lock.lock();
         // The list's metadata for this pgd first: if it cannot be had, nothing happened.
         #[cfg(not(all(loom, feature = "loom-bug-list-add-outside-lock")))]
@@ -80,11 +88,11 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         // Nothing is written into the pgd before it could be listed.
         // SAFETY: the user part lies inside the frame, which the caller owns.
         unsafe { core::ptr::write_bytes(self.mem.frame_ptr(pgd).as_ptr(), 0, user * esz) };
-        #[cfg(not(all(loom, feature = "loom-bug-copy-outside-lock")))]
+        #[cfg(not(any(all(loom, feature = "loom-bug-copy-outside-lock"), feature = "bug-clone-outside-lock")))]
         clone_pgd_range();
         // The seed: "We need to clone the root for non-PAE mode while it is protected under
         // the pgd lock to correctly copy the shadow."
-        #[cfg(not(all(loom, feature = "loom-bug-clone-hook-outside-lock")))]
+        #[cfg(not(any(all(loom, feature = "loom-bug-clone-hook-outside-lock"), feature = "bug-clone-outside-lock")))]
         self.pv().alloc_pd_clone(pgd, self.swapper_pg_dir, M::USER_PTRS_PER_PGD, M::KERNEL_PGD_PTRS);
         drop(list);
         #[cfg(all(loom, feature = "loom-bug-clone-hook-outside-lock"))]
@@ -122,15 +130,17 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         // (which walks the list under the lock) either reaches this pgd while it is still a
         // page table or never sees it, and never releases a kernel page table that a pgd
         // taken off the list but not yet released still links.
-        #[cfg(not(all(loom, feature = "loom-bug-release-before-unlist")))]
+        #[cfg(not(any(all(loom, feature = "loom-bug-release-before-unlist"), feature = "bug-release-before-unlist")))]
         {
             let mut list = self.pgd_lock.lock();
             list.del(&self.mem, pgd);
             self.pv().release_pd(pgd);
         }
-        #[cfg(all(loom, feature = "loom-bug-release-before-unlist"))]
+        #[cfg(any(all(loom, feature = "loom-bug-release-before-unlist"), feature = "bug-release-before-unlist"))]
         {
             self.pv().release_pd(pgd);
+            #[cfg(feature = "bug-release-before-unlist")]
+            bug_window();
             self.pgd_lock.lock().del(&self.mem, pgd);
         }
     }
@@ -384,5 +394,16 @@ impl<M: PagingMode, B: PvMmuOps<M>, P: PhysMem, C: Cpu> KernelMm<M, B, P, C> {
         } else {
             self.pv().pmd_clear(s);
         }
+    }
+}
+
+/// The demonstration bugs' widened race window: a busy wait long enough (tens of
+/// microseconds under emulation) for another CPU's kernel-range update to land in it. Built
+/// only with `bug-clone-outside-lock` or `bug-release-before-unlist`.
+#[cfg(any(feature = "bug-clone-outside-lock", feature = "bug-release-before-unlist"))]
+#[inline(never)]
+fn bug_window() {
+    for _ in 0..20_000 {
+        core::hint::spin_loop();
     }
 }

@@ -45,6 +45,17 @@ pub trait Cpu {
     fn flush_tlb(&self);
     /// Flushes every TLB entry.
     fn flush_tlb_global(&self);
+    /// The other online CPUs, as a mask of CPU numbers (bit `n` = CPU `n`; Linux's
+    /// `cpu_online_map` less `smp_processor_id()`). Default: none, one CPU.
+    fn other_cpus(&self) -> u32 {
+        0
+    }
+    /// Makes the CPUs in `mask` flush the TLB entry of virtual address `addr`, or every
+    /// entry when `addr` is [`paravirt_core::TLB_FLUSH_ALL`], and waits until all of them
+    /// have (Linux's `native_flush_tlb_others`: an IPI to each). Default: nothing, one CPU.
+    fn flush_tlb_others(&self, mask: u32, addr: u32) {
+        let _ = (mask, addr);
+    }
     /// Reads a 32-bit word at virtual address `va` through the current page tables as the
     /// kernel (supervisor, CR0.WP set), reporting a fault instead of dying.
     ///
@@ -77,6 +88,12 @@ impl<T: Cpu + ?Sized> Cpu for &T {
     }
     fn flush_tlb_global(&self) {
         (**self).flush_tlb_global()
+    }
+    fn other_cpus(&self) -> u32 {
+        (**self).other_cpus()
+    }
+    fn flush_tlb_others(&self, mask: u32, addr: u32) {
+        (**self).flush_tlb_others(mask, addr)
     }
     fn read_u32(&self, va: u32) -> Result<u32, Fault> {
         (**self).read_u32(va)

@@ -38,7 +38,7 @@ pub trait WithBackend {
     /// What the run produces.
     type Output;
     /// Runs with `backend`, which serves this kernel's paging mode.
-    fn run<B: PvMmuOps<Mode> + Inspect>(self, backend: &B) -> Self::Output;
+    fn run<B: PvMmuOps<Mode> + Inspect + Sync>(self, backend: &B) -> Self::Output;
 }
 
 /// Creates the native backend (wrapped in a recorder that counts the hook calls
@@ -62,7 +62,9 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 /// If memory cannot supply the shadow frames, or the teardown is refused.
 #[cfg(all(feature = "vmi", not(feature = "boot-select")))]
 pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
-    let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, Policy::Panic).unwrap_or_else(|e| panic!("{e}"));
+    let vmi = backend_vmi::Vmi::<Mode, _>::new(mem, Policy::Panic)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_vcpu_id(crate::percpu::this_cpu);
     let out = w.run(&vmi);
     if vmi.typed_pages() == 0 {
         if let Err(v) = vmi.teardown() {
@@ -73,13 +75,17 @@ pub fn with_backend<W: WithBackend>(mem: &KernelPhys, w: W) -> W::Output {
 }
 
 /// The Xen hypervisor model over the kernel's RAM, a static (its `new` is
-/// `const`); its frame table (type, type count and pin of every frame of RAM,
-/// 16 bytes each) is reserved in RAM at boot by [`with_backend`]. It gets the
-/// CPU's `invlpg`, so a linear-map PTE the model makes read-only or writable
-/// is dropped from the real TLB.
+/// `const`), with a base pointer per vCPU (the CPU number from
+/// [`crate::percpu::this_cpu`]) and the kernel's IPIs for its multicast flushes
+/// ([`crate::shootdown::flush_multi`]); its frame table (type, type count and
+/// pin of every frame of RAM, 16 bytes each) is reserved in RAM at boot by
+/// [`with_backend`]. It gets the CPU's `invlpg`, so a linear-map PTE the model
+/// makes read-only or writable is dropped from the real TLB.
 #[cfg(all(feature = "xen", not(feature = "vmi"), not(feature = "boot-select")))]
-static HYPERVISOR: backend_xen::Hypervisor<Mode, KernelPhys> =
-    backend_xen::Hypervisor::new(KernelPhys).with_invlpg(crate::cpu::invlpg);
+static HYPERVISOR: backend_xen::Hypervisor<Mode, KernelPhys> = backend_xen::Hypervisor::new(KernelPhys)
+    .with_invlpg(crate::cpu::invlpg)
+    .with_vcpu_id(crate::percpu::this_cpu)
+    .with_flush_multi(crate::shootdown::flush_multi);
 
 /// The guest side of the Xen PV domain (Linux's Xen MMU code), issuing its
 /// hypercalls to [`HYPERVISOR`], with its panic policy, a static too; its

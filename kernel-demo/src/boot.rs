@@ -67,9 +67,10 @@ const _: () = assert!(BOOT_LARGE_PAGES <= 512 && BOOT_MAP_SIZE.is_multiple_of(PD
 #[repr(C, align(4096))]
 pub struct BootPage<T>(UnsafeCell<T>);
 
-// SAFETY: the kernel runs on one CPU; the tables are written by the boot stub
-// before any Rust code runs and afterwards only through `drop_identity_map`,
-// which takes `&mut`-free volatile writes on that single CPU.
+// SAFETY: the tables are written by the boot stub before any Rust code runs and
+// afterwards only by the BSP (`bootmap`, `drop_identity_map`), with `&mut`-free
+// volatile writes through raw pointers; the application processors only walk
+// them in hardware, and no Rust reference to their contents is ever made.
 unsafe impl<T> Sync for BootPage<T> {}
 
 impl<T> BootPage<T> {
@@ -281,8 +282,9 @@ pub fn drop_identity_map() {
     #[cfg(not(feature = "pae"))]
     {
         let pgdir = BOOT_PGDIR.get().cast::<u32>();
-        for i in 0..BOOT_LARGE_PAGES as usize {
-            // SAFETY: `i < BOOT_LARGE_PAGES <= 768`, inside the 1024-entry directory;
+        // The whole low half: the boot map, and any window over firmware tables.
+        for i in 0..KERNEL_PDE_INDEX as usize {
+            // SAFETY: `i < 768`, inside the 1024-entry directory;
             // nothing runs through the identity map any more (kernel, stack, GDT
             // and IDT are all in the high half), and the flush below follows.
             unsafe { pgdir.add(i).write_volatile(0) };

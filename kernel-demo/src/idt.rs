@@ -21,6 +21,9 @@ pub const EXCEPTION_VECTORS: usize = 32;
 
 pub use crate::exception::{DE, DF, GP, PF, UD};
 
+/// Non-maskable interrupt vector (the TLB shootdown IPI, [`crate::shootdown`]).
+pub const NMI: u8 = 2;
+
 /// Registers saved by the trap entry stubs, lowest address first.
 #[repr(C)]
 #[derive(Debug)]
@@ -82,7 +85,8 @@ impl Gate {
 #[repr(C, align(8))]
 struct Idt(UnsafeCell<[Gate; 256]>);
 
-// SAFETY: the table is written only by `init`, on the single CPU, before it is loaded.
+// SAFETY: the table is written only by `init`, on the BSP before it is loaded and before any
+// AP starts, and by `break_gate_for_test` through a raw pointer; the CPUs read it in hardware.
 unsafe impl Sync for Idt {}
 
 static IDT: Idt = Idt(UnsafeCell::new([Gate::MISSING; 256]));
@@ -96,7 +100,8 @@ extern "C" {
 // push the dummy zero. The common path saves the general registers, aligns
 // the stack to 16 bytes for the SSE-using Rust code, and calls the dispatcher
 // with a pointer to the frame; on return it restores the (possibly edited)
-// frame and resumes with `iretd`.
+// frame and resumes with `iretd`. The x87/SSE state is saved around the Rust
+// code (`fxsave`): an NMI interrupts code that holds values in xmm registers.
 global_asm!(
     r#"
     .pushsection .rodata.kdemo_trap_stubs, "a"
@@ -127,10 +132,14 @@ kdemo_trap_common:
     pushad
     cld
     mov ebx, esp
+    sub esp, 512
     and esp, -16
+    fxsave [esp]
     sub esp, 12
     push ebx
     call {dispatch}
+    add esp, 16
+    fxrstor [esp]
     mov esp, ebx
     popad
     add esp, 8
@@ -144,15 +153,22 @@ pub fn init() {
     // SAFETY: `kdemo_trap_stubs` is a read-only table of 32 stub addresses emitted
     // by the global_asm! above.
     let stubs = unsafe { &*core::ptr::addr_of!(kdemo_trap_stubs) };
-    // SAFETY: single CPU, interrupts off, and the IDT is not loaded yet (or is
-    // reloaded below with identical contents), so no one else reads it.
+    // SAFETY: on the BSP before any AP starts, interrupts off, and the IDT is not
+    // loaded yet (or is reloaded below with identical contents), so no one else reads it.
     let idt = unsafe { &mut *IDT.0.get() };
     for (gate, &stub) in idt.iter_mut().zip(stubs) {
         *gate = Gate::interrupt(stub);
     }
+    load();
+}
+
+/// Loads the IDT [`init`] filled on this CPU (each application processor
+/// loads the same table, as Linux's CPUs share `idt_table`).
+pub fn load() {
     let pointer =
         DescriptorTablePointer { limit: (core::mem::size_of::<[Gate; 256]>() - 1) as u16, base: IDT.0.get() as u32 };
-    // SAFETY: the IDT is a static filled with valid gates to the stubs above.
+    // SAFETY: the IDT is a static filled with valid gates to the stubs above
+    // (by `init`, on the BSP, before any AP starts).
     unsafe { asm!("lidt [{}]", in(reg) &pointer, options(readonly, nostack, preserves_flags)) }
 }
 
@@ -160,15 +176,21 @@ pub fn init() {
 /// next delivery of `vector` raises #GP (and, for #GP itself, #DF). Only
 /// for [`crate::crashtest`].
 pub fn break_gate_for_test(vector: u8) {
-    // SAFETY: single CPU, interrupts off; the CPU reads gates only while
-    // delivering an exception, and none is being delivered during this write.
+    // SAFETY: a raw-pointer write of one field, no Rust reference to the table
+    // exists; the CPUs read gates only in hardware, while delivering an exception.
     unsafe { (*IDT.0.get())[usize::from(vector)].selector = 0x80 };
 }
 
-/// Rust side of every exception: recover a probe fault, or report and die.
+/// Rust side of every exception: a TLB shootdown NMI, a probe fault to recover,
+/// or report and die.
 extern "C" fn trap_dispatch(frame: &mut TrapFrame) {
     let cr2 = cpu::read_cr2();
     let vector = frame.vector as u8;
+    if vector == NMI {
+        // A shootdown, or a repeated one already handled: either way nothing else to do.
+        crate::shootdown::handle_nmi();
+        return;
+    }
     if vector == PF && emulate::try_emulate(frame, cr2) {
         return;
     }

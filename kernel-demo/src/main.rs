@@ -36,6 +36,7 @@
 
 pub mod backend;
 pub mod boot;
+pub mod bootmap;
 pub mod config;
 pub mod cpu;
 pub mod crashtest;
@@ -46,19 +47,27 @@ pub mod exception;
 pub mod exit;
 pub mod gdt;
 pub mod idt;
+pub mod lapic;
 pub mod layout;
+pub mod madt;
 pub mod mem;
 pub mod multiboot;
 mod panic;
 #[cfg(feature = "boot-select")]
 pub mod paravirt_ops;
+pub mod percpu;
 pub mod phys;
 pub mod probe;
+#[cfg(not(feature = "boot-select"))]
+pub mod race;
 pub mod scenario_main;
 #[cfg(feature = "boot-select")]
 pub mod select;
 pub mod serial;
+pub mod shootdown;
+pub mod smp;
 pub mod sync;
+pub mod trampoline;
 pub mod x86cpu;
 
 use crate::layout::PAGE_OFFSET;
@@ -68,6 +77,9 @@ use crate::layout::PAGE_OFFSET;
 extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
     serial::init();
     gdt::init();
+    // SAFETY: first thing on the BSP (CPU 0), interrupts off; the kernel runs in
+    // ring 0 only, so the TSS's stack pointer is never used.
+    unsafe { percpu::load(0, 0) };
     idt::init();
 
     kprintln!("kernel-demo: backend {} ({})", config::BACKEND, config::BACKEND_DESCRIPTION);
@@ -107,6 +119,10 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
         added - phys::frames_free()
     );
 
+    // SAFETY: once, on the BSP, with the boot root loaded and its identity half still
+    // present; the multiboot structures are where the loader said.
+    let cpus = unsafe { smp::boot_aps(&boot, info_phys) };
+
     cpu::set_write_protect(true);
     boot::drop_identity_map();
     // The low half maps nothing any more: a read of the kernel's load address faults.
@@ -123,7 +139,14 @@ extern "C" fn kmain(magic: u32, info_phys: u32) -> ! {
     crashtest::run_from_cmdline(boot.cmdline());
 
     #[cfg(not(feature = "boot-select"))]
+    if cpus > 1 && boot.cmdline().split_whitespace().any(|w| w == "smp-race") {
+        race::run();
+    }
+    #[cfg(not(feature = "boot-select"))]
     scenario_main::run();
     #[cfg(feature = "boot-select")]
-    scenario_main::run_selected(backend)
+    {
+        let _ = cpus;
+        scenario_main::run_selected(backend)
+    }
 }

@@ -13,6 +13,8 @@ use core::arch::global_asm;
 use core::fmt;
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use crate::percpu::{this_cpu, MAX_CPUS};
+
 use crate::exception::{self as idt, PageFaultError};
 
 /// A fault raised by a probe and recovered.
@@ -103,11 +105,11 @@ global_asm!(
     ".popsection",
 );
 
-/// The last recovered fault, written by the exception handler.
-static LAST_VECTOR: AtomicU32 = AtomicU32::new(0);
-static LAST_ERROR: AtomicU32 = AtomicU32::new(0);
-static LAST_ADDR: AtomicU32 = AtomicU32::new(0);
-static LAST_EIP: AtomicU32 = AtomicU32::new(0);
+/// Per CPU, the last recovered fault, written by the exception handler.
+static LAST_VECTOR: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+static LAST_ERROR: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+static LAST_ADDR: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
+static LAST_EIP: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
 
 /// The exception table as a slice.
 fn ex_table() -> &'static [ExTableEntry] {
@@ -134,18 +136,20 @@ pub fn fixup_for(eip: u32) -> Option<u32> {
 
 /// Records a recovered fault (called by the exception handler).
 pub fn record_fault(fault: Fault) {
-    LAST_VECTOR.store(u32::from(fault.vector), Ordering::Relaxed);
-    LAST_ERROR.store(fault.error_code, Ordering::Relaxed);
-    LAST_ADDR.store(fault.addr, Ordering::Relaxed);
-    LAST_EIP.store(fault.eip, Ordering::Relaxed);
+    let n = this_cpu();
+    LAST_VECTOR[n].store(u32::from(fault.vector), Ordering::Relaxed);
+    LAST_ERROR[n].store(fault.error_code, Ordering::Relaxed);
+    LAST_ADDR[n].store(fault.addr, Ordering::Relaxed);
+    LAST_EIP[n].store(fault.eip, Ordering::Relaxed);
 }
 
 fn last_fault() -> Fault {
+    let n = this_cpu();
     Fault {
-        vector: LAST_VECTOR.load(Ordering::Relaxed) as u8,
-        error_code: LAST_ERROR.load(Ordering::Relaxed),
-        addr: LAST_ADDR.load(Ordering::Relaxed),
-        eip: LAST_EIP.load(Ordering::Relaxed),
+        vector: LAST_VECTOR[n].load(Ordering::Relaxed) as u8,
+        error_code: LAST_ERROR[n].load(Ordering::Relaxed),
+        addr: LAST_ADDR[n].load(Ordering::Relaxed),
+        eip: LAST_EIP[n].load(Ordering::Relaxed),
     }
 }
 

@@ -39,7 +39,7 @@ struct Scenario<'a> {
 impl WithBackend for Scenario<'_> {
     type Output = Result<Summary, ScenarioError>;
 
-    fn run<B: PvMmuOps<Mode> + Inspect>(self, backend: &B) -> Self::Output {
+    fn run<B: PvMmuOps<Mode> + Inspect + Sync>(self, backend: &B) -> Self::Output {
         scenario::run::<Mode, _, _, _>(self.phys, backend, self.cpu, self.cfg, &mut Serial)
     }
 }

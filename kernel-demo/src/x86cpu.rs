@@ -22,6 +22,8 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use i386_paging::{Cpu, Fault};
 
 use crate::layout::{phys_to_virt, PAGE_OFFSET};
+use crate::percpu::{this_cpu, MAX_CPUS};
+use crate::shootdown;
 use crate::{boot, cpu, probe};
 
 /// The per-CPU copy of the four PDPT entries the hardware walks (PAE), 32-byte
@@ -29,10 +31,12 @@ use crate::{boot, cpu, probe};
 #[repr(C, align(32))]
 struct PdpteRegisters(UnsafeCell<[u64; 4]>);
 
-// SAFETY: one CPU; only `X86Cpu::load`, with interrupts off, writes the copy.
+// SAFETY: copy `n` is written only by `X86Cpu::load` running on CPU `n`, with
+// interrupts off (an NMI only reloads CR3, it writes no copy).
 unsafe impl Sync for PdpteRegisters {}
 
-static PDPTE_REGISTERS: PdpteRegisters = PdpteRegisters(UnsafeCell::new([0; 4]));
+/// One copy of the PDPTE registers per CPU.
+static PDPTE_REGISTERS: [PdpteRegisters; MAX_CPUS] = [const { PdpteRegisters(UnsafeCell::new([0; 4])) }; MAX_CPUS];
 
 /// The CPU running the kernel, as `i386-mm` drives it.
 ///
@@ -42,8 +46,8 @@ static PDPTE_REGISTERS: PdpteRegisters = PdpteRegisters(UnsafeCell::new([0; 4]))
 pub struct X86Cpu {
     /// Physical address of the boot tables' root ([`boot::boot_root_phys`]).
     boot_root: u32,
-    /// The CR3 value last loaded (what the kernel believes CR3 holds).
-    loaded: AtomicU32,
+    /// Per CPU, the CR3 value last loaded (what the kernel believes CR3 holds).
+    loaded: [AtomicU32; MAX_CPUS],
 }
 
 impl X86Cpu {
@@ -57,7 +61,20 @@ impl X86Cpu {
     /// mapped. Its [`Cpu::write_u32`] may only target memory that kernel owns
     /// (user pages it mapped, page-table pages it built).
     pub unsafe fn new() -> Self {
-        Self { boot_root: boot::boot_root_phys(), loaded: AtomicU32::new(cpu::read_cr3()) }
+        let boot_root = boot::boot_root_phys();
+        Self { boot_root, loaded: [const { AtomicU32::new(0) }; MAX_CPUS] }.with_loaded(cpu::read_cr3())
+    }
+
+    fn with_loaded(self, cr3: u32) -> Self {
+        for l in &self.loaded {
+            l.store(cr3, Ordering::Relaxed);
+        }
+        self
+    }
+
+    /// This CPU's last loaded root.
+    fn mine(&self) -> &AtomicU32 {
+        &self.loaded[this_cpu()]
     }
 
     /// Loads `cr3` into the hardware (PAE: through the PDPTE registers).
@@ -66,10 +83,10 @@ impl X86Cpu {
     /// `cr3` must be the physical address of a valid root for the current paging mode
     /// (below the end of the linear map) that maps the running kernel at PAGE_OFFSET.
     unsafe fn load(&self, cr3: u32) {
-        self.loaded.store(cr3, Ordering::Relaxed);
+        self.mine().store(cr3, Ordering::Relaxed);
         if cfg!(feature = "pae") {
             let root = phys_to_virt(cr3 & !0x1f).cast::<u64>();
-            let regs = PDPTE_REGISTERS.0.get().cast::<u64>();
+            let regs = PDPTE_REGISTERS[this_cpu()].0.get().cast::<u64>();
             for i in 0..4 {
                 // SAFETY: the caller guarantees `cr3` names a 32-byte PDPT inside the linear
                 // map; `regs` is the 4-entry register copy, written only here (one CPU).
@@ -97,7 +114,7 @@ impl Cpu for X86Cpu {
     }
 
     fn read_cr3(&self) -> u32 {
-        self.loaded.load(Ordering::Relaxed)
+        self.mine().load(Ordering::Relaxed)
     }
 
     fn load_boot_root(&self) {
@@ -114,7 +131,7 @@ impl Cpu for X86Cpu {
     /// Reloads CR3 (PAE: re-reads the PDPT entries, as a CR3 load does).
     fn flush_tlb(&self) {
         // SAFETY: the root loaded last, still valid by the caller's contract.
-        unsafe { self.load(self.loaded.load(Ordering::Relaxed)) }
+        unsafe { self.load(self.mine().load(Ordering::Relaxed)) }
     }
 
     /// Reloads CR3 and toggles CR4.PGE (PAE: the PDPT entries are re-read, as a
@@ -122,6 +139,17 @@ impl Cpu for X86Cpu {
     fn flush_tlb_global(&self) {
         self.flush_tlb();
         cpu::flush_tlb_global();
+    }
+
+    /// The other online processors ([`shootdown::others`]).
+    fn other_cpus(&self) -> u32 {
+        shootdown::others()
+    }
+
+    /// One NMI IPI to each CPU in `mask`, waiting for every acknowledgement
+    /// ([`shootdown::flush_tlb_others`]).
+    fn flush_tlb_others(&self, mask: u32, addr: u32) {
+        shootdown::flush_multi(mask, addr);
     }
 
     fn read_u32(&self, va: u32) -> Result<u32, Fault> {

@@ -153,6 +153,21 @@ macro_rules! for_each_hook {
             FlushTlbSingle => fn flush_tlb_single(&self, addr: u32) {
                 let _ = addr;
             }
+
+            /// The other CPUs in `cpumask` (bit `n` = CPU `n`) must flush the TLB entry of the
+            /// virtual address `addr`, or every entry, global ones included, when `addr` is
+            /// [`TLB_FLUSH_ALL`](crate::TLB_FLUSH_ALL), before the
+            /// caller reuses the page or the page table. Returns `true` when the backend did it
+            /// (Xen: one `MMUEXT_TLB_FLUSH_MULTI` or `MMUEXT_INVLPG_MULTI` with the vCPU mask);
+            /// `false` (the default, bare metal and VMI) leaves it to the kernel's IPIs
+            /// (`i386_paging::Cpu::flush_tlb_others`).
+            ///
+            /// Linux: `paravirt_ops.flush_tlb_others` (2.6.21), `native_flush_tlb_others`.
+            #[doc(alias = "paravirt_flush_tlb_others")]
+            FlushTlbOthers => fn flush_tlb_others(&self, cpumask: u32, addr: u32) -> bool {
+                let _ = (cpumask, addr);
+                false
+            }
         }
     };
 }

@@ -62,6 +62,10 @@ mod table;
 mod with_inspect;
 
 pub use addr::{Pfn, PhysAddr, PAGE_SHIFT, PAGE_SIZE};
+
+/// The `addr` of [`PvMmuOps::flush_tlb_others`] that asks for every TLB entry, global ones
+/// included (Linux's `TLB_FLUSH_ALL`, `-1UL`).
+pub const TLB_FLUSH_ALL: u32 = u32::MAX;
 pub use entry::{Entry, Pmd, Pte, Pud};
 pub use flags::{PteFlags, PAGE_KERNEL, PAGE_KERNEL_RO, PAGE_TABLE, PDPT_ALLOWED};
 pub use gate::{Gate, Gated};

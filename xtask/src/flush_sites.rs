@@ -38,8 +38,32 @@ const SITES: &[Site] = &[
     Site {
         name: "unmap_kernel_page: flush_tlb_kernel (table freed)",
         file: "vmalloc.rs",
-        with: "            self.flush_tlb_kernel();\n            self.pv().release_pt(pt);",
+        with: "            self.flush_tlb_kernel();\n            self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);\n",
+        without: "            self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);\n",
+    },
+    Site {
+        name: "unmap_kernel_page: flush_tlb_others (table freed)",
+        file: "vmalloc.rs",
+        with: "            self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);\n            self.pv().release_pt(pt);",
         without: "            self.pv().release_pt(pt);",
+    },
+    Site {
+        name: "unmap_kernel_page: flush_tlb_others (table stays)",
+        file: "vmalloc.rs",
+        with: "            self.flush_tlb_single(va);\n            self.flush_tlb_others(va);\n",
+        without: "            self.flush_tlb_single(va);\n",
+    },
+    Site {
+        name: "unmap_kernel_pages: flush_tlb_kernel",
+        file: "vmalloc.rs",
+        with: "        self.flush_tlb_kernel();\n        self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);\n        for &pt",
+        without: "        self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);\n        for &pt",
+    },
+    Site {
+        name: "unmap_kernel_pages: flush_tlb_others",
+        file: "vmalloc.rs",
+        with: "        self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);\n        for &pt",
+        without: "        for &pt",
     },
     Site {
         name: "change_page_attr: flush_tlb_single",
@@ -52,6 +76,24 @@ const SITES: &[Site] = &[
         file: "pageattr.rs",
         with: "        let mut st = self.kernel_lock.lock();\n        self.flush_tlb_kernel();\n",
         without: "        let mut st = self.kernel_lock.lock();\n",
+    },
+    Site {
+        name: "global_flush_tlb: flush_tlb_others",
+        file: "pageattr.rs",
+        with: "        self.flush_tlb_others(paravirt_core::TLB_FLUSH_ALL);\n        let mut cur",
+        without: "        let mut cur",
+    },
+    Site {
+        name: "change_page_attr: flush_tlb_others",
+        file: "pageattr.rs",
+        with: "        self.flush_tlb_others(va);\n        Ok(CpaFlush",
+        without: "        Ok(CpaFlush",
+    },
+    Site {
+        name: "flush_tlb_others: the hook or the IPIs",
+        file: "kernel.rs",
+        with: "        if mask != 0 && !self.pv().flush_tlb_others(mask, addr) {\n            self.cpu.flush_tlb_others(mask, addr);\n        }\n",
+        without: "        let _ = (mask, addr);\n",
     },
     Site {
         name: "CpaFlush::flush: global_flush_tlb",

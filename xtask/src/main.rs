@@ -37,6 +37,7 @@ mod oracle;
 mod package;
 mod prereq;
 mod qemu;
+mod smp;
 
 use clap::Parser;
 use std::path::{Path, PathBuf};
@@ -171,6 +172,7 @@ fn test() -> Result<(), String> {
         boots::run_matrix(&root(), Some(&[("native", false), ("vmi", true), ("xen", true)]), one_gib, false)
     });
     s.step("kernel-demo: bug builds caught, crash reports", || boots::run_bug_demos(&root(), false));
+    s.step("kernel-demo: SMP race on 4 CPUs, every backend and mode; SMP bug builds caught", || smp::test(&root()));
     s.step("xen-oracle-guest: fmt and clippy", || {
         let dir = root().join("xen-oracle-guest");
         run(cargo().current_dir(&dir).args(["fmt", "--check"]))?;
@@ -317,6 +319,11 @@ fn loom() -> Result<(), String> {
 /// (without a filter: every static build, the ops-table boots and the planned panic).
 fn demo(args: &DemoArgs) -> Result<(), String> {
     let selection = args.selection();
+    let machine = args.machine();
+    if machine.cpus > 1 {
+        let pairs: Vec<(&'static str, bool)> = selection.iter().map(|(b, m)| (b.name(), m.pae())).collect();
+        return smp::demo(&root(), machine, &pairs);
+    }
     if args.host {
         return host::demo(&selection, true);
     }
