@@ -30,7 +30,8 @@ fn record_flush(mask: u32, addr: u32) {
 fn smp_machine<M: PagingMode>(f: impl FnOnce(Env<'_, M>)) {
     let ram = EmulatedRam::sixteen_mib();
     let hv = H::<M>::new(&ram).with_vcpu_id(cpu).with_flush_multi(record_flush);
-    let xen = X::<M>::new(&hv, Policy::Record);
+    hv.init_frametable().expect("frame table");
+    let xen = X::<M>::boot(&hv, Policy::Record).expect("guest page flags");
     let ptwr = |fault: Fault, val: u32| hv.ptwr_do_page_fault(fault.addr, u64::from(val), 4).is_ok();
     let cpu = HostCpu::<M>::new(&ram).with_write_fault_handler(&ptwr);
     let opts = InitOptions { reserve_top: hv.reserve_top(), ..InitOptions::default() };
