@@ -214,6 +214,24 @@ fn unmap_kernel_page_refuses_bad_input<M: PagingMode>() {
     });
 }
 
+fn unmap_kernel_pages_refuses_bad_input<M: PagingMode>() {
+    with_setup::<M>(true, |k, ram, a, _| {
+        let r = [a.pgd()];
+        let mut got = [Pfn::new(0); 2];
+        refused(k, ram, &r, MmError::Unaligned(KVA + 8), || k.unmap_kernel_pages(&[KVA + 8], &mut got));
+        // Every address is checked before anything changes: the mapped KVA first stays mapped.
+        refused(k, ram, &r, MmError::OutOfRange(UVA), || k.unmap_kernel_pages(&[KVA, UVA], &mut got));
+        for va in [PAGE_OFFSET, VMALLOC_END] {
+            refused(k, ram, &r, MmError::NotMapped(va), || k.unmap_kernel_pages(&[KVA, va], &mut got));
+        }
+        refused(k, ram, &r, MmError::AlreadyMapped(KVA), || k.unmap_kernel_pages(&[KVA, KVA], &mut got));
+        refused(k, ram, &r, MmError::NotMapped(KVA + 0x1000), || k.unmap_kernel_pages(&[KVA, KVA + 0x1000], &mut got));
+        let start = k.vmalloc_start();
+        refused(k, ram, &r, MmError::NotMapped(start), || k.unmap_kernel_pages(&[start], &mut got));
+        assert_eq!(got, [Pfn::new(0); 2], "no frame reported for a refused batch");
+    });
+}
+
 fn change_page_attr_refuses_bad_input<M: PagingMode>() {
     for pse in [true, false] {
         with_setup::<M>(pse, |k, ram, a, f| {
@@ -514,6 +532,7 @@ both_modes!(
     protect_refuses_bad_input,
     map_kernel_page_refuses_bad_input,
     unmap_kernel_page_refuses_bad_input,
+    unmap_kernel_pages_refuses_bad_input,
     change_page_attr_refuses_bad_input,
     change_page_attr_refuses_frames_above_low_memory,
     change_page_attr_ignores_accessed_and_dirty_bits,
